@@ -11,12 +11,43 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
+from attnpaths._src.action import action, energy, entropy, scalar_order_parameter  # noqa: E402
+from attnpaths._src.analysis import Alignment, HeadScores, head_scores, pc_alignment  # noqa: E402
 from attnpaths._src.attention import BilinearHeads, QKHeads, attention_matrices  # noqa: E402
+from attnpaths._src.estimator import AttentionPathsRegressor  # noqa: E402
+from attnpaths._src.kernels import gp_kernel, kernel_diagonal, path_kernels, renormalized_kernel  # noqa: E402
+from attnpaths._src.order import gp_order, gp_scalar_order  # noqa: E402
 from attnpaths._src.paths import path_features, path_token_weights, token_readout  # noqa: E402
+from attnpaths._src.predictor import (Prediction, accuracy, bias_error, gaussian_accuracy,  # noqa: E402
+                                      predict)
+from attnpaths._src.saddle import Saddle, solve_saddle, solve_widths  # noqa: E402
 from attnpaths._src.spec import NetworkSpec, path_labels  # noqa: E402
 
 __all__ = [
+    "Alignment",
+    "AttentionPathsRegressor",
     "BilinearHeads",
+    "HeadScores",
+    "Prediction",
+    "Saddle",
+    "accuracy",
+    "action",
+    "bias_error",
+    "energy",
+    "entropy",
+    "gaussian_accuracy",
+    "gp_kernel",
+    "gp_order",
+    "gp_scalar_order",
+    "head_scores",
+    "kernel_diagonal",
+    "path_kernels",
+    "pc_alignment",
+    "predict",
+    "renormalized_kernel",
+    "scalar_order_parameter",
+    "solve_saddle",
+    "solve_widths",
     "QKHeads",
     "NetworkSpec",
     "attention_matrices",

@@ -1,0 +1,67 @@
+"""What the order parameter says about the task: kernel-task alignment and head scores (spec D.4, E.6)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from attnpaths._src.checks import as_float_array, as_labels
+
+
+class Alignment(NamedTuple):
+    """eigenvalues: (k,) of the kernel, decreasing; overlaps: (k,) |phi_k^T Y| / |Y| for the same PCs."""
+
+    eigenvalues: np.ndarray
+    overlaps: np.ndarray
+
+
+def pc_alignment(K, y, n_components: int | None = None) -> Alignment:
+    """Overlap of the kernel's principal components with the labels, ranked by eigenvalue (spec D.4).
+
+    K: (P, P) training kernel WITHOUT the temperature term; y: (P,). For +-1 labels |Y| = sqrt(P), so this
+    is the paper's |phi_k^T Y| / sqrt(P).
+    """
+    K = as_float_array("K", K, ndim=2)
+    if K.shape[0] != K.shape[1]:
+        raise ValueError(f"K must be square (P, P); got {K.shape}")
+    y = as_labels("y", y, K.shape[0])
+    lam, phi = np.linalg.eigh(0.5 * (K + K.T))
+    order = np.argsort(lam)[::-1][:n_components]
+    return Alignment(lam[order], np.abs(phi[:, order].T @ y) / np.linalg.norm(y))
+
+
+class HeadScores(NamedTuple):
+    """Heads sorted by ascending score. layer, head: (n,) 0-based indices; score: (n,) normalised to max 1."""
+
+    layer: np.ndarray
+    head: np.ndarray
+    score: np.ndarray
+
+    def labels(self) -> list[str]:
+        """Plot labels "(l)h", 1-based, as in the paper's Fig. 3e."""
+        return [f"({l + 1}){h + 1}" for l, h in zip(self.layer, self.head)]
+
+
+def head_scores(U1, heads: Sequence[int], normalize: bool = True) -> HeadScores:
+    """Score of head h in layer l: the sum of |U_pi,pi'| over path pairs in which at least one path goes
+    through (l, h) (spec E.6). U1: (H, H) in the library's path order (lower layer outermost).
+    """
+    heads = tuple(int(h) for h in heads)
+    H = int(np.prod(heads))
+    absU = np.abs(as_float_array("U1", U1, shape=(H, H))).reshape(heads + heads)
+    L = len(heads)
+    layers, idx, scores = [], [], []
+    for l, n in enumerate(heads):
+        for h in range(n):
+            first = np.take(absU, h, axis=l).sum()
+            second = np.take(absU, h, axis=L + l).sum()
+            both = np.take(np.take(absU, h, axis=L + l), h, axis=l).sum()
+            layers.append(l)
+            idx.append(h)
+            scores.append(first + second - both)
+    scores = np.asarray(scores)
+    if normalize:
+        scores = scores / scores.max()
+    order = np.argsort(scores, kind="stable")
+    return HeadScores(np.asarray(layers)[order], np.asarray(idx)[order], scores[order])
