@@ -1,0 +1,220 @@
+"""The action and its minimum (spec B.4-B.6, C.1) against independent computations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from scipy.optimize import minimize, minimize_scalar
+
+import attnpaths as ap
+from attnpaths._src.action import energy_derivatives
+from attnpaths._src.order import pack_order, unpack_order
+from conftest import random_problem
+
+
+def random_spd(n, rng, scale=1.0):
+    A = rng.normal(size=(n, n))
+    return scale * (A @ A.T / n + np.eye(n))
+
+
+def brute_entropy(Us, spec):
+    """S_ent with explicit Kronecker products I_h (x) U_{l+1} and the U_a minimised numerically."""
+    N, v, heads = spec.widths, spec.variances, spec.heads
+    L = len(heads)
+
+    def total(U_a):
+        s = N[-1] * (U_a / v[-1] - np.log(U_a))
+        parents = list(Us[1:]) + [np.array([[U_a]])]
+        for l in range(L):
+            big = np.kron(np.eye(heads[l]), parents[l])
+            s += N[l] * (np.trace(np.linalg.solve(big, Us[l])) / v[l + 1] - np.linalg.slogdet(Us[l])[1]
+                         + np.linalg.slogdet(big)[1])
+        return s
+
+    best = minimize_scalar(lambda t: total(np.exp(t)), bracket=(-3, 3), tol=1e-12)
+    return total(np.exp(best.x)), np.exp(best.x)
+
+
+@pytest.mark.parametrize("heads", [(3,), (2, 2), (2, 1, 2)])
+def test_entropy_and_closed_form_U_a(heads):
+    rng = np.random.default_rng(0)
+    spec = ap.NetworkSpec(heads=heads, widths=[7.0 + l for l in range(len(heads) + 1)],
+                          variances=[1.3 + 0.2 * l for l in range(len(heads) + 2)])
+    Us = [random_spd(n, rng) for n in spec.level_sizes]
+    expected, U_a = brute_entropy(Us, spec)
+    got = ap.entropy([jnp.asarray(U) for U in Us], spec.hyper(), spec.heads)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    np.testing.assert_allclose(ap.scalar_order_parameter(jnp.asarray(Us[-1]), spec.hyper(), heads[-1]), U_a,
+                               rtol=1e-6)
+
+
+def test_energy_derivatives_match_autodiff():
+    rng = np.random.default_rng(1)
+    P, n0, H = 15, 4, 3
+    xi, y = jnp.asarray(rng.normal(size=(P, n0, H))), jnp.asarray(np.sign(rng.normal(size=P)))
+    U = jnp.asarray(random_spd(H, rng))
+
+    def E(U):
+        return ap.energy(ap.renormalized_kernel(0.5 * (U + U.T), xi, xi, 1.7), y, 0.2)
+
+    val, grad, hess = energy_derivatives(U, xi, y, 1.7, 0.2)
+    np.testing.assert_allclose(val, E(U), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(E)(U), rtol=1e-10, atol=1e-12)
+    # compare on symmetric directions (the only ones U moves in)
+    sym = np.zeros((H * H, H * H))
+    for a in range(H):
+        for b in range(H):
+            sym[a * H + b, a * H + b] += 0.5
+            sym[a * H + b, b * H + a] += 0.5
+    np.testing.assert_allclose(sym @ np.asarray(hess).reshape(H * H, H * H) @ sym,
+                               np.asarray(jax.hessian(E)(U)).reshape(H * H, H * H), rtol=1e-9, atol=1e-11)
+
+
+def test_action_gradient_matches_finite_differences(problem):
+    spec, *_, y, xt, yt, xi, xit = problem
+    rng = np.random.default_rng(2)
+    Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
+    sizes, hyper = spec.level_sizes, spec.hyper()
+
+    def S(p):
+        return ap.action(unpack_order(p, sizes), xi, jnp.asarray(y), hyper, spec.heads)
+
+    p0 = pack_order(Us)
+    grad = np.asarray(jax.grad(S)(p0))
+    h = 1e-5
+    fd = np.array([(S(p0.at[i].add(h)) - S(p0.at[i].add(-h))) / (2 * h) for i in range(p0.size)])
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+
+
+def saddle_point_residuals(saddle, xi, y):
+    """dS/dU_l = 0 written out in NumPy (spec B.4), for L = 2, at the solver's minimum."""
+    spec = saddle.spec
+    N, v, (H1, H2) = spec.widths, spec.variances, spec.heads
+    U1, U2, U_a = saddle.U[0], saddle.U[1], saddle.U_a
+    xi = np.asarray(xi)
+    P, n0, H = xi.shape
+    K = v[0] * np.einsum("mip,pq,niq->mn", xi, U1, xi)
+    Ainv = np.linalg.inv(K + spec.temperature * np.eye(P))
+    alpha = Ainv @ y
+    G = np.zeros((H, H))
+    for c in range(H):
+        for d in range(H):
+            G[c, d] = v[0] * (np.trace(xi[:, :, c].T @ Ainv @ xi[:, :, d])
+                              - (xi[:, :, c].T @ alpha) @ (xi[:, :, d].T @ alpha))
+    inv1 = np.linalg.inv(U1)
+    r1 = N[0] * (np.linalg.inv(np.kron(np.eye(H1), U2)) / v[1] - inv1) + G
+    inv2 = np.linalg.inv(U2)
+    reduced = np.einsum("hahb->ab", U1.reshape(H1, H2, H1, H2))
+    r2 = (N[1] * (np.eye(H2) / (v[2] * U_a) - inv2)
+          + N[0] * (-inv2 @ reduced @ inv2 / v[1] + H1 * inv2))
+    return r1 / max(N), r2 / max(N)
+
+
+@pytest.mark.parametrize("width", [3.0, 20.0])
+def test_minimum_solves_saddle_point_equations(problem, width):
+    spec, *_, y, xt, yt, xi, xit = problem
+    saddle = ap.solve_saddle(spec.with_width(width), xi, y)
+    assert saddle.converged and saddle.grad_max <= 1e-8 and saddle.min_hessian_eigenvalue > 0
+    for r in saddle_point_residuals(saddle, xi, y):
+        assert np.max(np.abs(r)) < 1e-7
+    # U_a is at its own minimum too
+    assert saddle.U_a == pytest.approx(brute_entropy(saddle.U, saddle.spec)[1], rel=1e-6)
+    # U is far from the GP value at small width: the test is not trivially satisfied by the initial point
+    if width == 3.0:
+        assert np.max(np.abs(saddle.U1 - np.eye(spec.n_paths))) > 0.05
+
+
+def test_one_head_per_layer_is_a_deep_linear_network():
+    """With H_l = 1 the model is a deep linear network on the single path input; its kernel renormalisation
+    has scalar order parameters. Minimise the scalar action written out by hand (eigenbasis of the kernel,
+    U_a free, scipy) and compare U and the predictor."""
+    spec, attention, x, y, xt, yt = random_problem((1, 1), n_train=20, widths=[4.0, 6.0, 5.0],
+                                                   variances=[1.5, 0.8, 1.2, 0.9], temperature=0.05, seed=4)
+    xi, xit = ap.path_features(spec, attention, x), ap.path_features(spec, attention, xt)
+    N1, N2, Na = spec.widths
+    s0, s1, s2, sa = spec.variances
+    K0 = s0 * np.asarray(xi)[:, :, 0] @ np.asarray(xi)[:, :, 0].T
+    lam, phi = np.linalg.eigh(K0)
+    proj = (phi.T @ y) ** 2
+
+    def S(t):
+        u1, u2, ua = np.exp(t)
+        ent = (Na * (ua / sa - np.log(ua)) + N2 * (u2 / (s2 * ua) - np.log(u2) + np.log(ua))
+               + N1 * (u1 / (s1 * u2) - np.log(u1) + np.log(u2)))
+        return np.sum(np.log(u1 * lam + spec.temperature)) + np.sum(proj / (u1 * lam + spec.temperature)) + ent
+
+    best = minimize(S, np.zeros(3), method="BFGS", options={"gtol": 1e-10})
+    u1 = np.exp(best.x[0])
+    saddle = ap.solve_saddle(spec, xi, y)
+    np.testing.assert_allclose(saddle.U1[0, 0], u1, rtol=1e-6)
+    np.testing.assert_allclose(saddle.U[1][0, 0], np.exp(best.x[1]), rtol=1e-6)
+    k = s0 * np.asarray(xit)[:, :, 0] @ np.asarray(xi)[:, :, 0].T
+    mean = u1 * k @ np.linalg.solve(u1 * K0 + spec.temperature * np.eye(len(y)), y)
+    np.testing.assert_allclose(ap.predict(spec, xi, y, xit, saddle.U1).mean, mean, rtol=1e-6)
+    assert abs(u1 - 0.8 * 1.2 * 0.9) > 0.01  # finite width moved it away from the GP value
+
+
+def test_large_width_tends_to_gp_limit(problem):
+    spec, *_, y, xt, yt, xi, xit = problem
+    errors = []
+    for n in [1e2, 1e4, 1e6]:
+        saddle = ap.solve_saddle(spec.with_width(n), xi, y)
+        errors.append(np.max(np.abs(saddle.U1 - ap.gp_order(spec)[0])))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4
+    assert errors[1] / errors[2] == pytest.approx(100, rel=0.2)  # O(P/N) correction
+    saddle = ap.solve_saddle(spec.with_width(1e8), xi, y)
+    gp = ap.predict(spec, xi, y, xit)
+    np.testing.assert_allclose(ap.predict(spec, xi, y, xit, saddle.U1).mean, gp.mean, rtol=1e-5, atol=1e-7)
+    # the GP predictor itself equals textbook GP regression on the brute-force GP kernel
+    K = np.einsum("mip,nip->mn", np.asarray(xi), np.asarray(xi))
+    k = np.einsum("mip,nip->mn", np.asarray(xi), np.asarray(xit))
+    mean = k.T @ np.linalg.solve(K + spec.temperature * np.eye(len(y)), y)
+    var = np.einsum("mip,mip->m", np.asarray(xit), np.asarray(xit)) - np.einsum(
+        "pm,pm->m", k, np.linalg.solve(K + spec.temperature * np.eye(len(y)), k))
+    np.testing.assert_allclose(gp.mean, mean, rtol=1e-10)
+    np.testing.assert_allclose(gp.var, var, rtol=1e-8, atol=1e-12)
+
+
+def test_permuting_heads_permutes_U_and_keeps_predictor(problem):
+    spec, attention, x, y, xt, yt, xi, xit = problem
+    perm = np.array([2, 0, 1])  # permute the 3 heads of layer 2
+    permuted = [attention[0], ap.BilinearHeads(attention[1].W[perm], attention[1].beta)]
+    xi_p, xit_p = ap.path_features(spec, permuted, x), ap.path_features(spec, permuted, xt)
+    a = ap.solve_saddle(spec.with_width(3.0), xi, y)
+    b = ap.solve_saddle(spec.with_width(3.0), xi_p, y)
+    paths = np.arange(spec.n_paths).reshape(spec.heads)[:, perm].ravel()
+    np.testing.assert_allclose(b.U1, a.U1[np.ix_(paths, paths)], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(b.U[1], a.U[1][np.ix_(perm, perm)], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ap.predict(spec, xi_p, y, xit_p, b.U1).mean,
+                               ap.predict(spec, xi, y, xit, a.U1).mean, rtol=1e-6, atol=1e-9)
+
+
+def test_width_sweep_does_not_recompile(problem):
+    spec, *_, y, xt, yt, xi, xit = problem
+    from attnpaths._src import saddle as saddle_module
+
+    ap.solve_saddle(spec.with_width(5.0), xi, y)
+    before = saddle_module._newton_system._cache_size()
+    ap.solve_widths(spec.replace(temperature=0.3, variances=1.5), xi, y, [7.0, 70.0])
+    assert saddle_module._newton_system._cache_size() == before
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(heads=st.lists(st.integers(1, 3), min_size=1, max_size=3), width=st.sampled_from([2.0, 8.0, 100.0]),
+       temperature=st.sampled_from([0.05, 0.5]), seed=st.integers(0, 1000),
+       readout=st.sampled_from(["mean", "first", "last"]))
+def test_random_architectures_converge_to_spd_minimum(heads, width, temperature, seed, readout):
+    spec, attention, x, y, xt, yt = random_problem(tuple(heads), n_train=10, seed=seed, readout=readout,
+                                                   widths=width, temperature=temperature, scale=3.0)
+    xi, xit = ap.path_features(spec, attention, x), ap.path_features(spec, attention, xt)
+    saddle = ap.solve_saddle(spec, xi, y)
+    assert saddle.converged and saddle.grad_max <= 1e-8 and saddle.min_hessian_eigenvalue > 0
+    for U in saddle.U:
+        np.testing.assert_allclose(U, U.T, atol=1e-12)
+        assert np.linalg.eigvalsh(U).min() > 0
+    pred = ap.predict(spec, xi, y, xit, saddle.U1)
+    assert np.all(np.isfinite(pred.mean)) and pred.var.min() > -1e-10
+    # the minimum is lower than the GP point
+    gp = ap.action([jnp.asarray(U) for U in ap.gp_order(spec)], xi, jnp.asarray(y), spec.hyper(), spec.heads)
+    assert saddle.action <= float(gp) + 1e-12
