@@ -1,0 +1,358 @@
+"""One-shot episodes (spec E.1, E.2) and the Omniglot reader, on generated fixtures and on the real data."""
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnpaths._src.tasks import oneshot as os_
+from attnpaths._src.tasks.oneshot import EpisodeConfig
+
+REAL_OMNIGLOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
+if not REAL_OMNIGLOT.is_dir():
+    REAL_OMNIGLOT = os_.default_omniglot_dir() or REAL_OMNIGLOT
+
+
+# ------------------------------------------------------------------------------------------------------------
+# token format
+# ------------------------------------------------------------------------------------------------------------
+
+def _reference_positions(n_tokens, dim):
+    raw = np.zeros((n_tokens, dim))
+    for pos in range(n_tokens):
+        for i in range(dim):
+            freq = 10000.0 ** (-(2 * (i // 2)) / dim)
+            raw[pos, i] = np.sin(pos * freq) if i % 2 == 0 else np.cos(pos * freq)
+    return (raw - raw.mean()) / raw.std()
+
+
+@pytest.mark.parametrize("n_tokens, dim", [(12, 16), (48, 64), (7, 5)])
+def test_positional_table_is_normalised_sinusoid(n_tokens, dim):
+    pe = os_.positional_table(n_tokens, dim)
+    assert pe.shape == (n_tokens, dim)
+    np.testing.assert_allclose(pe, _reference_positions(n_tokens, dim), rtol=0, atol=1e-12)
+    assert abs(pe.mean()) < 1e-12 and abs(pe.std() - 1) < 1e-12
+
+
+def test_patchify_row_major():
+    img = np.arange(64.0).reshape(1, 8, 8)
+    p = os_.patchify(img, 4)
+    assert p.shape == (1, 4, 16)
+    np.testing.assert_array_equal(p[0, 0], img[0, :4, :4].ravel())
+    np.testing.assert_array_equal(p[0, 1], img[0, :4, 4:].ravel())  # second patch: top right
+    np.testing.assert_array_equal(p[0, 2], img[0, 4:, :4].ravel())
+
+
+def test_label_embedding_fixed_by_seed():
+    c = EpisodeConfig(label_seed=3)
+    np.testing.assert_array_equal(os_.label_embedding(c), os_.label_embedding(EpisodeConfig(label_seed=3)))
+    np.testing.assert_array_equal(os_.label_embedding(c), np.random.default_rng(3).standard_normal((3, 16)))
+    assert not np.allclose(os_.label_embedding(c), os_.label_embedding(EpisodeConfig(label_seed=4)))
+
+
+def _toy_classes(n_classes=4, n_drawings=3, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return {f"c{k}": rng.random((n_drawings, size, size)) for k in range(n_classes)}
+
+
+def _decode(x, images, config):
+    """Identify (class, drawing, label token) of each of the 3 images of every episode from the tokens."""
+    pe = os_.positional_table(config.n_tokens, config.token_dim)
+    emb = os_.label_embedding(config)
+    table = {(c, d): os_.layer_norm(os_.patchify(imgs[d:d + 1], config.patch_size), config.layer_norm_eps)[0]
+             for c, imgs in images.items() for d in range(len(imgs))}
+    out = []
+    for ep in x:
+        seq = ep.T - pe
+        found = []
+        for j in range(3):
+            block = seq[j * config.n_patches:(j + 1) * config.n_patches]
+            hits = [(c, d, lab) for (c, d), ref in table.items() for lab in range(3)
+                    if np.allclose(block - emb[lab], ref, atol=1e-10)]
+            assert len(hits) == 1, hits
+            found.append(hits[0])
+        out.append(found)
+    return out
+
+
+def test_episodes_are_what_they_claim():
+    """Decode every episode from its tokens: labels 0/1 on the supports (either order), 2 on the query; the
+    support labelled k is from classes[:, k]; the query is another drawing of the class chosen by y."""
+    config = EpisodeConfig(image_size=8, patch_size=4)
+    images = _toy_classes()
+    ep = os_.make_episodes(images, 40, config, np.random.default_rng(1))
+    assert ep.x.shape == (40, 16, 12) and ep.x.dtype == np.float64
+    orders = set()
+    for (s1, s2, q), y, cls in zip(_decode(ep.x, images, config), ep.y, ep.classes):
+        assert {s1[2], s2[2]} == {0, 1} and q[2] == 2
+        orders.add((s1[2], s2[2]))
+        sup = {s1[2]: s1, s2[2]: s2}
+        assert sup[0][0] == cls[0] and sup[1][0] == cls[1] and cls[0] != cls[1]
+        k = int(y > 0)
+        assert q[0] == cls[k] and q[1] != sup[k][1]
+    assert orders == {(0, 1), (1, 0)}
+
+
+def test_tokens_layer_norm_per_patch():
+    config = EpisodeConfig(image_size=8, patch_size=4)
+    ep = os_.make_episodes(_toy_classes(), 10, config, np.random.default_rng(0))
+    # token minus position minus the label embedding of its image is a LayerNorm'ed patch
+    pe = os_.positional_table(config.n_tokens, config.token_dim)
+    emb = os_.label_embedding(config)
+    query = ep.x.transpose(0, 2, 1)[:, 2 * config.n_patches:] - pe[2 * config.n_patches:] - emb[2]
+    np.testing.assert_allclose(query.mean(-1), 0, atol=1e-12)
+    var = query.var(-1)
+    assert np.all(var < 1) and np.all(var > 0.99)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100])
+def test_labels_balanced(n):
+    ep = os_.make_episodes(_toy_classes(), n, EpisodeConfig(), np.random.default_rng(n))
+    assert set(np.unique(ep.y)) <= {-1.0, 1.0}
+    assert np.sum(ep.y == -1) == n // 2
+
+
+def test_same_rng_same_episodes():
+    a = os_.make_episodes(_toy_classes(), 20, EpisodeConfig(), np.random.default_rng(5))
+    b = os_.make_episodes(_toy_classes(), 20, EpisodeConfig(), np.random.default_rng(5))
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.classes, b.classes)
+
+
+def test_groups_keep_pairs_inside_a_group():
+    images = _toy_classes(6, 2)
+    groups = [["c0", "c1", "c2"], ["c3", "c4", "c5"]]
+    ep = os_.make_episodes(images, 60, EpisodeConfig(), np.random.default_rng(0), groups=groups)
+    for c0, c1 in ep.classes:
+        assert any(c0 in g and c1 in g for g in groups)
+
+
+def test_digits_dataset_class_disjoint():
+    d = os_.oneshot_dataset("digits", n_train=200, n_test=100)
+    assert d.train.x.shape == (200, 16, 12) and d.test.x.shape == (100, 16, 12)
+    train_seen, test_seen = set(d.train.classes.ravel()), set(d.test.classes.ravel())
+    assert train_seen <= set("012345") and test_seen <= set("6789")
+    assert not set(d.train_classes) & set(d.test_classes)
+    assert np.sum(d.train.y == 1) == 100 and np.sum(d.test.y == 1) == 50
+
+
+def test_digits_ood_has_omniglot_token_format():
+    ep = os_.digits_ood_episodes(20)
+    assert ep.x.shape == (20, os_.OMNIGLOT_CONFIG.token_dim, os_.OMNIGLOT_CONFIG.n_tokens)
+    assert set(ep.classes.ravel()) == {"0", "1"}
+
+
+BAD_EPISODES = [
+    (lambda: EpisodeConfig(image_size=10, patch_size=4), "multiple of patch_size"),
+    (lambda: EpisodeConfig(patch_size=0), "patch_size must be a positive int"),
+    (lambda: os_.make_episodes({"a": np.zeros((3, 8, 8))}, 4, EpisodeConfig(), np.random.default_rng(0)),
+     "too few classes"),
+    (lambda: os_.make_episodes({"a": np.zeros((1, 8, 8)), "b": np.zeros((3, 8, 8))}, 4, EpisodeConfig(),
+                               np.random.default_rng(0)), r">= 2 drawings"),
+    (lambda: os_.make_episodes({"a": np.zeros((2, 8, 8)), "b": np.zeros((2, 8, 8))}, 10 ** 4, EpisodeConfig(),
+                               np.random.default_rng(0)), "too few classes/drawings"),
+    (lambda: os_.make_episodes({"a": np.zeros((2, 9, 9)), "b": np.zeros((2, 9, 9))}, 4, EpisodeConfig(),
+                               np.random.default_rng(0)), r"must have shape \(n, 8, 8\)"),
+    (lambda: os_.make_episodes(_toy_classes(), 0, EpisodeConfig(), np.random.default_rng(0)),
+     "n_episodes must be a positive int"),
+    (lambda: os_.oneshot_dataset("cifar"), "source must be 'digits' or 'omniglot'"),
+    (lambda: os_.oneshot_dataset("digits", train_digits=(0, 1), test_digits=(1, 2)), "disjoint"),
+    (lambda: os_.digits_ood_episodes(10, digits=(3, 3)), "two different digit classes"),
+]
+
+
+@pytest.mark.parametrize("make, match", BAD_EPISODES)
+def test_bad_inputs_raise(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Omniglot reader on a generated fixture in the official layout
+# ------------------------------------------------------------------------------------------------------------
+
+def _png(rng, size=105, ink=None):
+    if ink is None:
+        bits = rng.random((size, size)) < 0.9  # white background (True), black strokes
+    else:
+        bits = np.full((size, size), not ink)
+    buf = io.BytesIO()
+    Image.fromarray(bits).convert("1").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _background_zip(path, top, alphabets, rng, files=None):
+    files = {} if files is None else files
+    with zipfile.ZipFile(path, "w") as z:
+        for alphabet, n_chars in alphabets.items():
+            for c in range(1, n_chars + 1):
+                for d in range(1, 4):
+                    name = f"{alphabet}/character{c:02d}/{c:02d}{alphabet[:2]}_{d:02d}.png"
+                    files.setdefault(name, _png(rng))
+                    z.writestr(f"{top}/{name}", files[name])
+    return files
+
+
+def _runs_zip(path, n_runs, n_classes, rng, prefix_in_labels=True):
+    with zipfile.ZipFile(path, "w") as z:
+        for r in range(1, n_runs + 1):
+            run = f"run{r:02d}"
+            perm = rng.permutation(n_classes) + 1
+            lines = []
+            for k in range(1, n_classes + 1):
+                z.writestr(f"{run}/training/class{k:02d}.png", _png(rng))
+                z.writestr(f"{run}/test/item{k:02d}.png", _png(rng))
+                p = f"{run}/" if prefix_in_labels else ""
+                lines.append(f"{p}test/item{k:02d}.png {p}training/class{perm[k - 1]:02d}.png")
+            z.writestr(f"{run}/class_labels.txt", "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def omniglot_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    files = _background_zip(tmp_path / "images_background_small1.zip", "images_background_small1",
+                            {"Greek": 3, "Korean": 2}, rng)
+    # Greek appears in both small sets with the same drawings (as in the real release)
+    _background_zip(tmp_path / "images_background_small2.zip", "images_background_small2",
+                    {"Greek": 3, "Tagalog": 2}, rng, files)
+    _runs_zip(tmp_path / "all_runs.zip", 2, 4, rng)
+    return tmp_path
+
+
+def test_omniglot_fixture_counts_and_merge(omniglot_dir):
+    om = os_.load_omniglot(omniglot_dir, image_size=16)
+    assert sorted(om.background) == ["Greek/character01", "Greek/character02", "Greek/character03",
+                                     "Korean/character01", "Korean/character02", "Tagalog/character01",
+                                     "Tagalog/character02"]
+    assert all(v.shape == (3, 16, 16) for v in om.background.values())  # merged, not doubled
+    assert len(om.runs) == 8 and all(v.shape == (2, 16, 16) for v in om.runs.values())
+    assert om.evaluation == {}
+    assert [len(g) for g in om.run_groups()] == [4, 4]
+    for v in list(om.background.values()) + list(om.runs.values()):
+        assert v.min() >= 0 and v.max() <= 1
+
+
+def test_omniglot_run_pairs_follow_class_labels(tmp_path):
+    """The run class's second image is the test item that class_labels.txt names, with or without prefix."""
+    rng = np.random.default_rng(1)
+    _runs_zip(tmp_path / "all_runs.zip", 1, 3, rng, prefix_in_labels=False)
+    om = os_.load_omniglot(tmp_path, image_size=105)
+    with zipfile.ZipFile(tmp_path / "all_runs.zip") as z:
+        lines = z.read("run01/class_labels.txt").decode().split()
+        for test_item, train_class in zip(lines[::2], lines[1::2]):
+            want = 1 - np.asarray(Image.open(io.BytesIO(z.read("run01/" + test_item))).convert("L")) / 255.0
+            key = "run01/" + train_class.split("/")[-1][:-4]
+            np.testing.assert_array_equal(om.runs[key][1], want)
+
+
+def test_omniglot_inverts_strokes(tmp_path):
+    with zipfile.ZipFile(tmp_path / "images_background.zip", "w") as z:
+        z.writestr("images_background/A/character01/a_01.png", _png(None, ink=True))   # all black = ink
+        z.writestr("images_background/A/character01/a_02.png", _png(None, ink=False))  # all white = paper
+    om = os_.load_omniglot(tmp_path, image_size=8)
+    np.testing.assert_array_equal(om.background["A/character01"][0], 1.0)
+    np.testing.assert_array_equal(om.background["A/character01"][1], 0.0)
+
+
+def test_omniglot_unpacked_folders_equal_zips(omniglot_dir, tmp_path_factory):
+    unpacked = tmp_path_factory.mktemp("unpacked")
+    for name in ("images_background_small1", "images_background_small2"):
+        with zipfile.ZipFile(omniglot_dir / f"{name}.zip") as z:
+            z.extractall(unpacked)
+    with zipfile.ZipFile(omniglot_dir / "all_runs.zip") as z:
+        z.extractall(unpacked / "all_runs")
+    a, b = os_.load_omniglot(omniglot_dir, 8), os_.load_omniglot(unpacked, 8)
+    for part in ("background", "runs"):
+        da, db = getattr(a, part), getattr(b, part)
+        assert sorted(da) == sorted(db)
+        for k in da:
+            np.testing.assert_array_equal(da[k], db[k])
+
+
+def test_omniglot_dataset_from_fixture(omniglot_dir):
+    config = EpisodeConfig(image_size=16, patch_size=8)
+    d = os_.oneshot_dataset("omniglot", omniglot_dir, n_train=30, n_test=20, config=config)
+    assert d.train.x.shape == (30, 64, 12) and d.test.x.shape == (20, 64, 12)
+    assert not set(d.train.classes.ravel()) & set(d.test.classes.ravel())
+    assert set(d.test.classes.ravel()) <= set(d.test_classes)
+    for c0, c1 in d.test.classes:  # both classes of a test episode come from the same run
+        assert c0.split("/")[0] == c1.split("/")[0]
+
+
+def _write(path, name, data):
+    with zipfile.ZipFile(path / name, "w") as z:
+        for member, payload in data.items():
+            z.writestr(member, payload)
+
+
+def _bad_size(tmp):
+    _write(tmp, "images_background.zip", {"images_background/A/character01/a_01.png": _png(None, 50, True)})
+
+
+def _bad_layout(tmp):
+    _write(tmp, "images_background.zip", {"images_background/A/a_01.png": _png(None, ink=True)})
+
+
+def _bad_labels(tmp):
+    _write(tmp, "all_runs.zip", {"run01/class_labels.txt": "item01 class01\n",
+                                 "run01/training/class01.png": _png(None, ink=True)})
+
+
+def _no_runs_file(tmp):
+    _write(tmp, "all_runs.zip", {"run01/training/class01.png": _png(None, ink=True)})
+
+
+def _not_a_zip(tmp):
+    (tmp / "images_background.zip").write_bytes(b"not a zip")
+
+
+@pytest.mark.parametrize("make, match", [
+    (_bad_size, "has size 50x50; expected 105x105"),
+    (_bad_layout, "unexpected layout, found"),
+    (_bad_labels, "expected .*test/itemKK.png"),
+    (_no_runs_file, "found no runNN/class_labels.txt"),
+    (_not_a_zip, "not a readable zip"),
+])
+def test_omniglot_bad_files_raise(tmp_path, make, match):
+    make(tmp_path)
+    with pytest.raises(ValueError, match=match):
+        os_.load_omniglot(tmp_path)
+
+
+def test_omniglot_missing_folder_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist; expected a folder with .*all_runs.zip"):
+        os_.load_omniglot(tmp_path / "nowhere")
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"holds none of the Omniglot files; expected .*found \['readme"):
+        os_.load_omniglot(tmp_path)
+
+
+def test_omniglot_dataset_needs_novel_classes(tmp_path):
+    _background_zip(tmp_path / "images_background.zip", "images_background", {"A": 2}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no novel test classes"):
+        os_.oneshot_dataset("omniglot", tmp_path, n_train=4, n_test=4)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the real data
+# ------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not REAL_OMNIGLOT.is_dir(), reason=f"Omniglot data not found at {REAL_OMNIGLOT} (the shared "
+                    "data folder beside the repository)")
+def test_real_omniglot():
+    om = os_.load_omniglot(REAL_OMNIGLOT, image_size=16)
+    # small1: 136 characters (5 alphabets), small2: 156; Greek (24) + Latin (26) are in both -> 242 classes
+    assert len(om.background) == 242
+    assert {len(v) for v in om.background.values()} == {20}
+    assert len(om.runs) == 400 and len(om.run_groups()) == 20
+    assert {a.split("/")[0] for a in om.background} == {"Balinese", "Early_Aramaic", "Greek", "Korean", "Latin",
+                                                         "Japanese_(katakana)", "Sanskrit", "Tagalog"}
+    train_imgs = {v.tobytes() for imgs in om.background.values() for v in imgs}
+    assert not any(v.tobytes() in train_imgs for imgs in om.runs.values() for v in imgs)
+    d = os_.oneshot_dataset("omniglot", REAL_OMNIGLOT, n_train=100, n_test=100)
+    assert d.train.x.shape == (100, 64, 12) and d.test.x.shape == (100, 64, 12)
+    assert not set(d.train_classes) & set(d.test_classes)
+    assert np.all(np.isfinite(d.train.x)) and np.sum(d.test.y == 1) == 50

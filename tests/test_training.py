@@ -1,0 +1,236 @@
+"""The gradient-descent network of experiment 2 (spec E.2, E.5c, E.7): forward pass, attention transfer to the
+theory, head pruning, analyses, training, checkpoints."""
+
+import numpy as np
+import pytest
+
+import attnpaths
+from attnpaths._src import training as tr
+from attnpaths._src.tasks import oneshot
+
+ARCH = tr.Architecture(input_width=16, heads=(3, 2), width=8, qk_dim=4)
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = oneshot.oneshot_dataset("digits", n_train=96, n_test=64, seed=3)
+    return d
+
+
+@pytest.fixture(scope="module")
+def params():
+    p = tr.init_params(ARCH, seed=1)
+    # sharpen the attention so that it is far from uniform
+    return p._replace(Q=tuple(3 * q for q in p.Q), K=tuple(3 * k for k in p.K))
+
+
+def _reference_forward(p, x, mask=None):
+    """Loop-over-heads NumPy forward pass."""
+    V0, a = np.asarray(p.V0), np.asarray(p.a)
+    z = np.einsum("ni,bit->bnt", V0, x)
+    for l in range(len(p.V)):
+        Q, K, V = (np.asarray(w) for w in (p.Q[l], p.K[l], p.V[l]))
+        keep = np.ones(len(V)) if mask is None else np.asarray(mask[l])
+        out = np.zeros_like(z)
+        for h in range(len(V)):
+            if not keep[h]:
+                continue
+            scores = np.einsum("gi,bis,gj,bjt->bst", K[h], x, Q[h], x) / np.sqrt(Q.shape[1])
+            om = np.exp(scores - scores.max(axis=1, keepdims=True))
+            om /= om.sum(axis=1, keepdims=True)
+            out += np.einsum("nm,bms,bst->bnt", V[h], z, om)
+        z = out / np.sqrt(keep.sum())
+    return z.mean(-1) @ a
+
+
+def test_forward_matches_reference(params, data):
+    x = data.train.x[:20]
+    np.testing.assert_allclose(tr.forward(params, x), _reference_forward(params, x), rtol=1e-10, atol=1e-13)
+
+
+def test_attention_transfer_is_exact(params, data):
+    x = data.test.x
+    own = tr.model_attention(params, x)
+    theory = attnpaths.attention_matrices(tr.attention_layers(params), x)
+    for l, (a, b) in enumerate(zip(own, theory)):
+        assert a.shape == b.shape == (64, ARCH.heads[l], 12, 12)
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(np.sum(a, axis=-2), 1.0, atol=1e-12)  # softmax over keys
+        assert float(np.max(a)) > 0.5  # not uniform (1/12)
+
+
+def test_forward_is_a_sum_over_paths(params, data):
+    """f(x) = prod_l H_l^-1/2 sum_pi w_pi . V0 x_pi with attnpaths' path weights and gd_order_parameter's w."""
+    x = data.test.x
+    attention = attnpaths.attention_matrices(tr.attention_layers(params), x)
+    weights = np.asarray(attnpaths.path_token_weights(attention, "mean"))  # (P, H, T)
+    w = tr.path_readout_weights(params)  # (H, N)
+    f = np.einsum("pn,ni,bit,bpt->b", w, np.asarray(params.V0), x, weights) / np.sqrt(np.prod(ARCH.heads))
+    np.testing.assert_allclose(tr.forward(params, x), f, rtol=1e-10, atol=1e-13)
+
+
+def test_gd_order_parameter_matches_loops(params):
+    U = tr.gd_order_parameter(params)
+    H1, H2 = ARCH.heads
+    a, V1, V2 = np.asarray(params.a), np.asarray(params.V[0]), np.asarray(params.V[1])
+    w = np.array([a @ V2[h2] @ V1[h1] for h1 in range(H1) for h2 in range(H2)])  # lower layer outermost
+    np.testing.assert_allclose(U, w @ w.T, rtol=1e-12)
+    assert U.shape == (6, 6) and np.linalg.eigvalsh(U).min() > -1e-12
+
+
+@pytest.mark.parametrize("layer, head", [(0, 1), (1, 0)])
+def test_pruning_equals_network_without_the_head(params, data, layer, head):
+    x = data.test.x
+    mask = tr.head_mask_without(params, [(layer, head)])
+    keep = np.arange(ARCH.heads[layer]) != head
+    sliced = params._replace(
+        Q=tuple(q[keep] if l == layer else q for l, q in enumerate(params.Q)),
+        K=tuple(k[keep] if l == layer else k for l, k in enumerate(params.K)),
+        V=tuple(v[keep] if l == layer else v for l, v in enumerate(params.V)))
+    assert tr.architecture_of(sliced).heads[layer] == ARCH.heads[layer] - 1
+    pruned = tr.forward(params, x, head_mask=mask)
+    np.testing.assert_allclose(pruned, tr.forward(sliced, x), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(pruned, _reference_forward(params, x, mask), rtol=1e-10, atol=1e-13)
+    assert not np.allclose(pruned, tr.forward(params, x))
+
+
+def test_full_mask_is_no_mask(params, data):
+    x = data.test.x
+    np.testing.assert_array_equal(tr.forward(params, x, head_mask=[np.ones(3), np.ones(2)]), tr.forward(params, x))
+
+
+def test_head_importance_equals_finite_differences(params, data):
+    """A gate on head h scales V_l[h]; I_lh = sum_mu |d loss_mu/d g| by central differences."""
+    x, y = data.train.x[:24], data.train.y[:24]
+    imp = tr.head_importance_gradient(params, x, y, chunk_size=10)
+    assert imp.shape == (2, 3) and np.isnan(imp[1, 2])
+    eps = 1e-6
+    for l, H in enumerate(ARCH.heads):
+        for h in range(H):
+            def per_example(g):
+                V = [np.array(v) for v in params.V]
+                V[l][h] *= g
+                return (np.asarray(tr.forward(params._replace(V=tuple(V)), x)) - y) ** 2
+            fd = np.abs((per_example(1 + eps) - per_example(1 - eps)) / (2 * eps)).sum()
+            np.testing.assert_allclose(imp[l, h], fd, rtol=1e-6)
+
+
+def test_prune_accuracy_curve(params, data):
+    x, y = data.test.x, data.test.y
+    order = [(1, 0), (0, 2), (0, 0), (1, 1)]
+    curve = tr.prune_accuracy_curve(params, x, y, order)
+    assert curve.shape == (4,)
+    assert curve[0] == tr.accuracy(params, x, y)
+    assert curve[2] == tr.accuracy(params, x, y, head_mask=[[1, 1, 0], [0, 1]])
+    assert not np.isnan(curve[3])  # layer 1 still has head 1 at k = 3
+    assert np.isnan(tr.prune_accuracy_curve(params, x, y, [(1, 0), (1, 1), (0, 0)])[2])
+    drops = tr.single_head_drop_accuracy(params, x, y)
+    assert drops.shape == (2, 3) and np.isnan(drops[1, 2])
+    assert drops[0, 2] == tr.accuracy(params, x, y, head_mask=[[1, 1, 0], [1, 1]])
+
+
+def test_short_training_lowers_loss(data):
+    config = tr.TrainConfig(steps=60, batch_size=32, learning_rate=3e-3)
+    res = tr.train(ARCH, data.train.x, data.train.y, config, progress=False)
+    before = tr.loss(tr.init_params(ARCH, config.seed), data.train.x, data.train.y)
+    after = tr.loss(res.params, data.train.x, data.train.y)
+    assert res.losses.shape == (60,) and res.step == 60
+    assert after < 0.8 * before
+
+
+def _leaves(p):
+    import jax
+    return [np.asarray(v) for v in jax.tree_util.tree_leaves(p)]
+
+
+def test_seed_reproducible_and_resume_identical(data, tmp_path):
+    x, y = data.train.x, data.train.y
+    config = tr.TrainConfig(steps=12, batch_size=32, checkpoint_every=4, seed=7)
+    full = tr.train(ARCH, x, y, config, checkpoint=tmp_path / "full.npz", progress=False)
+    again = tr.train(ARCH, x, y, config, progress=False, checkpoint=tmp_path / "again.npz")
+    for a, b in zip(_leaves(full.params), _leaves(again.params)):
+        np.testing.assert_array_equal(a, b)
+    # interrupted after 5 steps (last checkpoint: step 4), then resumed to 12
+    part = tr.TrainConfig(steps=5, batch_size=32, checkpoint_every=4, seed=7)
+    tr.train(ARCH, x, y, part, checkpoint=tmp_path / "part.npz", progress=False)
+    ck = tr.load_checkpoint(tmp_path / "part.npz", ARCH)
+    assert ck.step == 5 and ck.losses.shape == (5,)
+    resumed = tr.train(ARCH, x, y, config, checkpoint=tmp_path / "part.npz", resume=True, progress=False)
+    for a, b in zip(_leaves(full.params), _leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(full.losses, resumed.losses)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.npz", "full.npz", "part.npz"]  # no temp files
+
+
+def test_resume_after_interruption(data, tmp_path, monkeypatch):
+    """A run killed at step 5 leaves the step-3 checkpoint (written every 3 steps); resuming it to step 8 gives
+    the uninterrupted result bitwise."""
+    x, y = data.train.x, data.train.y
+    config = tr.TrainConfig(steps=8, batch_size=32, checkpoint_every=3, seed=2)
+    full = tr.train(ARCH, x, y, tr.TrainConfig(steps=8, batch_size=32, seed=2), progress=False)
+    ck_path = tmp_path / "ck.npz"
+    original = tr._batch_indices
+
+    def interrupt(seed, step, n, batch):
+        if step == 5:
+            raise KeyboardInterrupt
+        return original(seed, step, n, batch)
+
+    monkeypatch.setattr(tr, "_batch_indices", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(ARCH, x, y, config, checkpoint=ck_path, progress=False)
+    monkeypatch.setattr(tr, "_batch_indices", original)
+    assert tr.load_checkpoint(ck_path).step == 3
+    resumed = tr.train(ARCH, x, y, config, checkpoint=ck_path, resume=True, progress=False)
+    for a, b in zip(_leaves(full.params), _leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(full.losses, resumed.losses)
+    assert tr.load_checkpoint(ck_path).step == 8
+
+
+def test_checkpoint_mismatch_raises(data, tmp_path):
+    x, y = data.train.x, data.train.y
+    path = tmp_path / "ck.npz"
+    config = tr.TrainConfig(steps=2, batch_size=32)
+    tr.train(ARCH, x, y, config, checkpoint=path, progress=False)
+    other = tr.Architecture(input_width=16, heads=(3, 2), width=12, qk_dim=4)
+    with pytest.raises(ValueError, match="another architecture .*width: checkpoint 8, requested 12"):
+        tr.load_checkpoint(path, other)
+    with pytest.raises(ValueError, match=r"heads: checkpoint \(3, 2\), requested \(2, 2\)"):
+        tr.train(tr.Architecture(16, (2, 2), 8, 4), x, y, config, checkpoint=path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="learning_rate: checkpoint 0.001, now 0.01"):
+        tr.train(ARCH, x, y, tr.TrainConfig(steps=2, batch_size=32, learning_rate=0.01), checkpoint=path,
+                 resume=True, progress=False)
+    with pytest.raises(ValueError, match="trained on other data"):
+        tr.train(ARCH, x[:64], y[:64], config, checkpoint=path, resume=True, progress=False)
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an attnpaths training checkpoint"):
+        tr.load_checkpoint(tmp_path / "other.npz")
+
+
+BAD = [
+    (lambda p, x, y: tr.Architecture(input_width=0), "input_width must be a positive int"),
+    (lambda p, x, y: tr.Architecture(16, heads=()), "at least one layer"),
+    (lambda p, x, y: tr.Architecture(16, heads=(2, 0)), "heads must be a positive int"),
+    (lambda p, x, y: tr.TrainConfig(steps=0), "steps must be a positive int"),
+    (lambda p, x, y: tr.TrainConfig(learning_rate=-1.0), "learning_rate must be a finite number >= 0"),
+    (lambda p, x, y: tr.forward(p, x[:, :8]), r"x must have shape \(\?, 16, \?\)"),
+    (lambda p, x, y: tr.forward(p, x, head_mask=np.ones((2, 3))), r"head_mask\[1\] must have shape \(2,\)"),
+    (lambda p, x, y: tr.forward(p, x, head_mask=[np.ones(3)]), "one row per layer"),
+    (lambda p, x, y: tr.forward(p, x, head_mask=[[1, 1, 1], [0, 0]]), "prunes all 2 heads of layer 1"),
+    (lambda p, x, y: tr.forward(p, x, head_mask=[[1, 0.5, 1], [1, 1]]), "must be 0 .pruned. or 1"),
+    (lambda p, x, y: tr.accuracy(p, x, y[:3]), "y has 3 entries but x has"),
+    (lambda p, x, y: tr.accuracy(p, x, 0.5 * y), r"y must hold labels \+1 / -1"),
+    (lambda p, x, y: tr.prune_accuracy_curve(p, x, y, [(1, 2)]), r"head \(1, 2\) does not exist"),
+    (lambda p, x, y: tr.prune_accuracy_curve(p, x, y, [(0, 0), (0, 0)]), "lists a head twice"),
+    (lambda p, x, y: tr.train(tr.Architecture(8), x, y, progress=False), "arch.input_width = 8"),
+    (lambda p, x, y: tr.train(ARCH, x, y, tr.TrainConfig(checkpoint_every=5), progress=False),
+     "needs a checkpoint path"),
+    (lambda p, x, y: tr.train(ARCH, x, y, resume=True, progress=False), "resume=True needs a checkpoint"),
+]
+
+
+@pytest.mark.parametrize("call, match", BAD)
+def test_bad_inputs_raise(params, data, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(params, data.train.x, data.train.y)
