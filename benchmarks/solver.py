@@ -2,7 +2,7 @@
 
 Adam baseline: full matrices U_l as free parameters, symmetrised inside the action, GP initialisation, optax.adam
 (lr 0.1), stop at max |dS/dU| < 1e-5 or 50 000 steps (or a wall-time cap), run as a jitted `lax.while_loop` in
-blocks of 500 steps (the fastest form of the baseline). Newton: `solve_saddle`, tol 1e-8, GP initialisation
+blocks of 50 steps (the fastest form of the baseline). Newton: `solve_saddle`, tol 1e-8, GP initialisation
 (and, for the sweep, warm starts). Timings exclude compilation (every function is run once before timing).
 
     python benchmarks/solver.py            # all three cases
@@ -25,7 +25,7 @@ from attnpaths._src.order import symmetrize
 from attnpaths._src.tasks.markov import markov_data, markov_layer, markov_preset
 
 
-def adam_baseline(spec, xi, y, lr=0.1, tol=1e-5, max_steps=50_000, max_seconds=300.0, block=500):
+def adam_baseline(spec, xi, y, lr=0.1, tol=1e-5, max_steps=50_000, max_seconds=300.0, block=50):
     hyper, heads = spec.hyper(), spec.heads
     y = jnp.asarray(y)
 
