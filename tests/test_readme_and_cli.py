@@ -45,3 +45,22 @@ def test_markov_experiment_end_to_end(tmp_path):
 def test_cli_reports_bad_input(capsys):
     assert main(["markov", "--widths", "-5", "--out", "/tmp/unused"]) == 2
     assert "widths must be" in capsys.readouterr().err
+
+
+def test_markov_with_samples_and_sample_command(tmp_path):
+    args = ["markov", "--widths", "10", "1000", "--n-test", "200", "--out", str(tmp_path), "--samples",
+            "--sample-widths", "10", "--n-samples", "40", "--n-chains", "2", "--n-warmup", "20"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    (row,) = results["samples"]
+    assert row["N"] == 10.0 and row["n_chains"] == 2 and row["n_draws"] == 40
+    assert 0 < row["relative_error_mean"] < 0.3 and row["monte_carlo_floor"] > 0
+    assert np.array(row["U"]).shape == (4, 4) and abs(row["accuracy"] - row["theory_accuracy"]) < 0.1
+    assert (tmp_path / "samples" / "gibbs_N10.npz").is_file()
+    # the same run again without --resume refuses to touch the existing draws; with it, continues to more draws
+    assert main(args) == 2
+    assert main(["sample", str(tmp_path), "--widths", "10", "--n-samples", "60", "--n-chains", "2",
+                 "--n-warmup", "20", "--resume"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["samples"][0]["n_draws"] == 60
+    assert main(["sample", str(tmp_path), "--widths", "30"]) == 2  # no theory solution at N = 30

@@ -22,11 +22,26 @@ from attnpaths._src.predictor import (Prediction, accuracy, bias_error, gaussian
                                       predict)
 from attnpaths._src.saddle import Saddle, solve_saddle, solve_widths  # noqa: E402
 from attnpaths._src.spec import NetworkSpec, path_labels  # noqa: E402
+from attnpaths._src.network import Weights, forward, sampled_order_parameter  # noqa: E402
+from attnpaths._src.sampling.diagnostics import SampleSummary, summarize  # noqa: E402
+from attnpaths._src.sampling.gibbs import BlockedGibbs, PosteriorDraws, gibbs_draws, run_gibbs  # noqa: E402
+from attnpaths._src.sampling.nuts import nuts_draws, run_nuts  # noqa: E402
 
 __all__ = [
     "Alignment",
     "AttentionPathsRegressor",
     "BilinearHeads",
+    "BlockedGibbs",
+    "PosteriorDraws",
+    "SampleSummary",
+    "Weights",
+    "forward",
+    "gibbs_draws",
+    "nuts_draws",
+    "run_gibbs",
+    "run_nuts",
+    "sampled_order_parameter",
+    "summarize",
     "HeadScores",
     "Prediction",
     "Saddle",

@@ -17,7 +17,8 @@ def _markov(args) -> int:
         from attnpaths.experiments.sampling import add_samples_to_markov
 
         results = add_samples_to_markov(results, args.out, n_samples=args.n_samples, n_chains=args.n_chains,
-                                        sample_widths=args.sample_widths, seed=args.seed)
+                                        sample_widths=args.sample_widths, seed=args.seed, resume=args.resume,
+                                        n_warmup=args.n_warmup)
     files = markov_figures(results, args.out)
     print(f"wrote {Path(args.out) / 'results.json'} and " + ", ".join(str(f) for f in files))
     print(f"total {results['seconds']:.1f} s")
@@ -28,7 +29,7 @@ def _sample(args) -> int:
     from attnpaths.experiments.sampling import sample_saved_run
 
     sample_saved_run(args.run, n_samples=args.n_samples, n_chains=args.n_chains, widths=args.widths,
-                     seed=args.seed, resume=args.resume, method=args.method)
+                     seed=args.seed, resume=args.resume, method=args.method, n_warmup=args.n_warmup)
     return 0
 
 
@@ -54,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--sample-widths", type=float, nargs="+", default=None)
     m.add_argument("--n-samples", type=int, default=400)
     m.add_argument("--n-chains", type=int, default=4)
+    m.add_argument("--n-warmup", type=int, default=100)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--resume", action="store_true", help="continue interrupted sample files in OUT/samples")
     m.set_defaults(func=_markov)
 
     s = sub.add_parser("sample", help="sample the posterior of a saved markov run (results.json folder)")
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--widths", type=float, nargs="+", default=None)
     s.add_argument("--n-samples", type=int, default=400)
     s.add_argument("--n-chains", type=int, default=4)
+    s.add_argument("--n-warmup", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--method", choices=["gibbs", "nuts"], default="gibbs")
     s.add_argument("--resume", action="store_true")

@@ -39,11 +39,10 @@ def _rebuild(results: dict):
 
 
 def sample_width(pre, train, test, xi, xit, theory_row: dict, n_samples: int, n_chains: int, seed: int,
-                 path: Path | None, resume: bool = False, method: str = "gibbs", n_warmup: int | None = None,
+                 path: Path | None, resume: bool = False, method: str = "gibbs", n_warmup: int = 100,
                  progress: bool = True) -> dict:
     """Sample the posterior at one width and compare with the theory's predictor there."""
     spec = pre.spec.with_width(theory_row["N"])
-    n_warmup = max(n_samples // 4, 10) if n_warmup is None else n_warmup
     if method == "gibbs":
         sampler = BlockedGibbs(spec, pre.attention, train.x, train.y)
         draws = gibbs_draws(sampler, xit, n_samples, n_chains=n_chains, n_warmup=n_warmup, seed=seed, path=path,
@@ -72,9 +71,10 @@ def sample_width(pre, train, test, xi, xit, theory_row: dict, n_samples: int, n_
 
 def add_samples_to_markov(results: dict, out: str | Path, n_samples: int = 400, n_chains: int = 4,
                           sample_widths: Sequence[float] | None = None, seed: int = 0, resume: bool = False,
-                          method: str = "gibbs", log=print) -> dict:
+                          method: str = "gibbs", n_warmup: int = 100, log=print) -> dict:
     """Sample the network's posterior at `sample_widths` (default 10 and 100) and add the comparison to
-    `results` (written to OUT/results.json after every width)."""
+    `results` (written to OUT/results.json after every width). The warm-up is fixed (not tied to n_samples)
+    so that a resumed run may ask for more draws."""
     widths = tuple(float(w) for w in (sample_widths or DEFAULT_SAMPLE_WIDTHS))
     theory = {float(t["N"]): t for t in results["theory"]}
     missing = [w for w in widths if w not in theory]
@@ -87,7 +87,7 @@ def add_samples_to_markov(results: dict, out: str | Path, n_samples: int = 400, 
     for N in widths:
         path = out / "samples" / f"{method}_N{N:g}.npz" if method == "gibbs" else None
         row = sample_width(pre, train, test, xi, xit, theory[N], n_samples, n_chains, seed, path,
-                           resume=resume, method=method)
+                           resume=resume, method=method, n_warmup=n_warmup)
         done[N] = row
         results["samples"] = [done[k] for k in sorted(done)]
         write_json_atomic(out / "results.json", results)
@@ -100,13 +100,13 @@ def add_samples_to_markov(results: dict, out: str | Path, n_samples: int = 400, 
 
 def sample_saved_run(run: str | Path, n_samples: int = 400, n_chains: int = 4,
                      widths: Sequence[float] | None = None, seed: int = 0, resume: bool = False,
-                     method: str = "gibbs") -> dict:
+                     method: str = "gibbs", n_warmup: int = 100) -> dict:
     """`attnpaths sample RUN`: add posterior samples to a saved Markov run folder and redraw its figures."""
     from attnpaths.experiments.plots import markov_figures
 
     results = read_json(Path(run) / "results.json")
     if results.get("experiment") != "markov":
         raise ValueError(f"{run}/results.json is not a Markov run (experiment = {results.get('experiment')!r})")
-    results = add_samples_to_markov(results, run, n_samples, n_chains, widths, seed, resume, method)
+    results = add_samples_to_markov(results, run, n_samples, n_chains, widths, seed, resume, method, n_warmup)
     markov_figures(results, run)
     return results

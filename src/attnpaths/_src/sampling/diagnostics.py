@@ -1,0 +1,97 @@
+"""Posterior summaries with Monte Carlo errors: the sampled predictor and order parameter (spec C.2).
+
+Every input array is ordered chain x draw x ... (as `numpyro.diagnostics`). The effective sample size (ESS) is
+Geyer's initial monotone sequence estimator pooled over chains (`numpyro.diagnostics.effective_sample_size`,
+Stan reference manual); R-hat is the split Gelman-Rubin statistic. The Monte Carlo standard error of a mean is
+sd / sqrt(ESS); the integrated autocorrelation time is (chains x draws) / ESS, in draws, times the thinning to
+give it in sweeps.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+from attnpaths._src.sampling.gibbs import PosteriorDraws
+
+
+class SampleSummary(NamedTuple):
+    """Summary of `PosteriorDraws` (C chains x S draws).
+
+    mean, mean_se: (P_test,) sampled predictor mean over draws and its Monte Carlo standard error.
+    var, var_se: (P_test,) sampled predictor variance over draws (unbiased) and its Monte Carlo standard error.
+    U, U_se: (H, H) sampled order parameter U_1 = <w_hat w_hat^T> / N_1 and its standard error.
+    rhat_mean, ess_mean, iat_mean: (P_test,) split R-hat, ESS and integrated autocorrelation time (in sweeps) of
+      f(x_test).
+    rhat_U, ess_U, iat_U: (H, H) the same for the entries of w_hat w_hat^T / N_1.
+    n_chains, n_draws: C and S.
+    """
+
+    mean: np.ndarray
+    mean_se: np.ndarray
+    var: np.ndarray
+    var_se: np.ndarray
+    U: np.ndarray
+    U_se: np.ndarray
+    rhat_mean: np.ndarray
+    ess_mean: np.ndarray
+    iat_mean: np.ndarray
+    rhat_U: np.ndarray
+    ess_U: np.ndarray
+    iat_U: np.ndarray
+    n_chains: int
+    n_draws: int
+
+
+def ess(x: np.ndarray) -> np.ndarray:
+    """Effective sample size of x (chain, draw, ...) -> (...); NaN where x does not vary."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(effective_sample_size(x))
+
+
+def rhat(x: np.ndarray) -> np.ndarray:
+    """Split R-hat of x (chain, draw, ...) -> (...). Needs draw >= 4."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(split_gelman_rubin(x))
+
+
+def mean_and_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over (chain, draw), its standard error sd/sqrt(ESS), and the ESS."""
+    x = np.asarray(x, dtype=np.float64)
+    n = ess(x)
+    sd = x.reshape((-1,) + x.shape[2:]).std(axis=0, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(sd > 0, sd / np.sqrt(n), 0.0)
+    return x.mean(axis=(0, 1)), se, n
+
+
+def summarize(draws: PosteriorDraws) -> SampleSummary:
+    """Sampled predictor mean/variance and order parameter, with standard errors, R-hat, ESS and IAT."""
+    f = np.asarray(draws.f_test, dtype=np.float64)
+    U = np.asarray(draws.U, dtype=np.float64)
+    if f.ndim != 3 or U.ndim != 4 or f.shape[:2] != U.shape[:2]:
+        raise ValueError(f"draws must hold f_test (C, S, P_test) and U (C, S, H, H) with the same C, S; got "
+                         f"f_test {f.shape}, U {U.shape}")
+    C, S = f.shape[:2]
+    if S < 4:
+        raise ValueError(f"summaries need at least 4 draws per chain (split R-hat); got {S}")
+    mean, mean_se, ess_f = mean_and_se(f)
+    dev2 = (f - mean) ** 2 * (C * S) / (C * S - 1)  # its mean is the unbiased variance
+    var, var_se, _ = mean_and_se(dev2)
+    U_mean, U_se, ess_U = mean_and_se(U)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iat_f = C * S / ess_f * draws.sweeps_per_draw
+        iat_U = C * S / ess_U * draws.sweeps_per_draw
+    return SampleSummary(mean, mean_se, var, var_se, U_mean, U_se, rhat(f), ess_f, iat_f, rhat(U), ess_U, iat_U,
+                         C, S)
+
+
+def autocorrelation_time(x: np.ndarray, sweeps_per_draw: int = 1) -> np.ndarray:
+    """Integrated autocorrelation time (chains x draws / ESS) of x (chain, draw, ...) in sweeps."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return x.shape[0] * x.shape[1] / ess(x) * sweeps_per_draw

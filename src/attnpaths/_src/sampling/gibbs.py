@@ -1,0 +1,516 @@
+"""Exact blocked Gibbs sampling of the network's weight posterior (spec A.7, C.2).
+
+The network output is multilinear in its weight blocks V^(0), V^(1), ..., V^(L), a: with all blocks but one
+fixed, f = Phi w is linear in the free block w (no offset), so with the prior w ~ N(0, s I) and the likelihood
+y ~ N(Phi w, T I_P) the block's conditional is Gaussian. We draw it by pathwise conditioning (Matheron's rule):
+
+    w0 ~ N(0, s I),  eps ~ N(0, T I_P),
+    w = w0 + s Phi^T (s Phi Phi^T + T I_P)^-1 (y - Phi w0 - eps),
+
+which needs one P x P Cholesky factor and never a D x D matrix or the P x D matrix Phi itself.
+
+Structure (derivation in network.py): in path space, with xi (P, N0, H) the path features, every block k has
+the form
+
+    f^mu = c_k sum_{h, sigma} u_sigma . W_h Z^mu_{h sigma}                                     (*)
+
+with W (H_b, N_out, N_in) the block, u (S, N_out) the effective weights of the path suffixes sigma above it
+(`network.suffix_weights`), Z (P, H_b, S, N_in) what arrives from below, aggregated along every path, and c_k a
+normalisation:
+
+    block   W                  u               Z                                c
+    V0      V^(0)[None]        w_hat/sqrt(N1)  xi^T (P, 1, H, N0)               1
+    V^(l)   V^(l)              u^(l)           X~^(l-1) (P, H_l, S_l, N_l)      1/sqrt(N_l)
+    a       a[None, None]      [[1]]           X~^(L) (P, 1, 1, N_a)            1/sqrt(N_a)
+
+where X~^(k) = c_k sum_h W_h Z_{h sigma} (P, S_k, N_{k+1}) is block k's output along each remaining suffix.
+So Phi w, Phi^T beta and the Gram Phi Phi^T = c^2 sum_h sum_{sigma sigma'} (u_sigma.u_sigma')(Z_{h sigma}.Z_{h sigma'})
+cost O(P H_b S N_in + H_b S N_out N_in) and O(P^2 H_b S N_in). A sweep updates V0, V1, ..., VL, a in turn; the
+suffix weights of the upper blocks are computed once at the start (those blocks are not yet updated), the Z of each
+block is propagated upwards as the lower blocks are redrawn. Cost per sweep and chain:
+O(sum_k P S_k #W_k + P^2 sum_k H_k S_k N_k + (L+2) P^3), with S_k = H_{k+1}...H_L; memory O(#weights + P H N).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from attnpaths._src.checks import as_labels
+from attnpaths._src.network import (
+    Weights,
+    block_names,
+    check_weights,
+    int_widths,
+    overlap,
+    path_input_weights,
+    sample_prior,
+    suffix_weights,
+)
+from attnpaths._src.paths import path_features
+from attnpaths._src.sampling import store
+from attnpaths._src.spec import NetworkSpec
+
+
+class PosteriorDraws(NamedTuple):
+    """Posterior draws of the quantities the theory predicts; axis order chain x draw x ...
+
+    f_test: (C, S, P_test) network output on the test inputs for every draw.
+    U: (C, S, H, H) w_hat w_hat^T / N_1 for every draw; its mean over draws is the sampled U_1 (spec C.2).
+    sweeps_per_draw: sweeps (Gibbs) or transitions (NUTS) between consecutive draws (the thinning).
+    seconds: wall time of the sampling, warm-up included, compilation excluded where it can be.
+    """
+
+    f_test: np.ndarray
+    U: np.ndarray
+    sweeps_per_draw: int
+    seconds: float
+
+
+class GibbsState(NamedTuple):
+    """State of several independent Gibbs chains.
+
+    weights: `Weights` with a leading chain axis C.
+    key: (C, 2) uint32, the PRNG key of every chain.
+    sweeps: () int64, sweeps done so far.
+    """
+
+    weights: Weights
+    key: jnp.ndarray
+    sweeps: jnp.ndarray
+
+
+class LinearBlock(NamedTuple):
+    """One weight block seen as a linear map of its weights W (H_b, N_out, N_in) to f (P,), form (*) above.
+
+    u: (S, N_out) effective weights of the path suffixes above the block.
+    Z: (P, H_b, S, N_in) inputs arriving at the block along every path.
+    c: () normalisation.
+    """
+
+    u: jnp.ndarray
+    Z: jnp.ndarray
+    c: jnp.ndarray
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a block as a linear map: Phi w, Phi^T beta, Phi Phi^T from the factors (u, Z, c)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def block_matvec(block: LinearBlock, W: jnp.ndarray) -> jnp.ndarray:
+    """Phi w = c sum_{h,sigma} u_sigma . W_h Z_{h sigma}: (P,)."""
+    B = jnp.einsum("so,hoi->hsi", block.u, W)
+    return block.c * jnp.einsum("hsi,phsi->p", B, block.Z)
+
+
+def block_rmatvec(block: LinearBlock, beta: jnp.ndarray) -> jnp.ndarray:
+    """Phi^T beta = c sum_sigma u_sigma (x) sum_mu beta_mu Z^mu_{h sigma}: (H_b, N_out, N_in)."""
+    R = jnp.einsum("p,phsi->hsi", beta, block.Z)
+    return block.c * jnp.einsum("so,hsi->hoi", block.u, R)
+
+
+def block_gram(block: LinearBlock) -> jnp.ndarray:
+    """Phi Phi^T = c^2 sum_h sum_{sigma,sigma'} (u_sigma . u_sigma') (Z_{h sigma} . Z_{h sigma'}): (P, P)."""
+    uu = block.u @ block.u.T
+    Zu = jnp.einsum("st,qhti->qhsi", uu, block.Z)
+    P = block.Z.shape[0]
+    return block.c ** 2 * (block.Z.reshape(P, -1) @ Zu.reshape(P, -1).T)
+
+
+def block_output(block: LinearBlock, W: jnp.ndarray) -> jnp.ndarray:
+    """What the block passes upwards along every remaining suffix: c sum_h W_h Z_{h sigma}, (P, S, N_out)."""
+    return block.c * jnp.einsum("hoi,phsi->pso", W, block.Z)
+
+
+def matheron_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jnp.ndarray, s, T) -> jnp.ndarray:
+    """w0 + s Phi^T (s Phi Phi^T + T I)^-1 (y - Phi w0 - eps).
+
+    With w0 ~ N(0, s I) and eps ~ N(0, T I) this is an exact draw of the block's Gaussian conditional; with
+    w0 = 0, eps = 0 it is the conditional mean.
+    """
+    P = y.shape[0]
+    K = s * block_gram(block) + T * jnp.eye(P, dtype=y.dtype)
+    chol = jnp.linalg.cholesky(K)
+    r = y - block_matvec(block, w0) - eps
+    alpha = jax.scipy.linalg.cho_solve((chol, True), r)
+    return w0 + s * block_rmatvec(block, alpha)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the blocks of a network
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _as_block_arrays(weights: Weights) -> list[jnp.ndarray]:
+    """The blocks in the (H_b, N_out, N_in) form, bottom to top."""
+    return [weights.V0[None], *weights.V, weights.a[None, None]]
+
+
+def _from_block_arrays(blocks: Sequence[jnp.ndarray]) -> Weights:
+    return Weights(blocks[0][0], tuple(blocks[1:-1]), blocks[-1][0, 0])
+
+
+def _next_Z(spec: NetworkSpec, k: int, out: jnp.ndarray) -> jnp.ndarray:
+    """Reshape block k's output (P, S_k, N_{k+1}) into block k+1's input (P, H_{k+1}, S_{k+1}, N_{k+1})."""
+    P, S, n = out.shape
+    H_next = spec.heads[k] if k < spec.n_layers else 1
+    return out.reshape(P, H_next, S // H_next, n)
+
+
+def _first_Z(xi: jnp.ndarray) -> jnp.ndarray:
+    """Input of the V0 block: xi (P, N0, H) -> (P, 1, H, N0)."""
+    return jnp.transpose(xi, (0, 2, 1))[:, None]
+
+
+def _suffix_u(spec: NetworkSpec, weights: Weights) -> list[jnp.ndarray]:
+    """u for every block, bottom to top (the a block's is [[1]])."""
+    return suffix_weights(spec, weights) + [jnp.ones((1, 1), dtype=weights.a.dtype)]
+
+
+def _norms(spec: NetworkSpec) -> list[float]:
+    """c of every block: 1 for V0, 1/sqrt(N_l) for V^(l), 1/sqrt(N_a) for a."""
+    widths = spec.widths
+    return [1.0] + [1.0 / math.sqrt(widths[l]) for l in range(spec.n_layers)] + [1.0 / math.sqrt(widths[-1])]
+
+
+def linear_blocks(spec: NetworkSpec, weights: Weights, xi: jnp.ndarray) -> list[LinearBlock]:
+    """Every block's linear form (*) with all other blocks at `weights`: [V0, V1, ..., VL, a].
+
+    weights: unbatched `Weights`; xi: (P, N0, H) path features of the P inputs.
+    """
+    us = _suffix_u(spec, weights)
+    cs = _norms(spec)
+    Z = _first_Z(xi)
+    out = []
+    for k, W in enumerate(_as_block_arrays(weights)):
+        block = LinearBlock(us[k], Z, jnp.asarray(cs[k], dtype=xi.dtype))
+        out.append(block)
+        if k <= spec.n_layers:
+            Z = _next_Z(spec, k, block_output(block, W))
+    return out
+
+
+def _normal(key, size: int, gate) -> jnp.ndarray:
+    """N(0, I_size) drawn inside `lax.cond(gate, ...)` with gate a traced True.
+
+    The cond makes XLA materialise the draw once. Otherwise the CPU compiler fuses the float64 erf_inv of the
+    normal transform into each consumer of the draw (Phi w0 and w0 + ...), computing it twice: the draws are
+    the largest cost of a sweep at large N (~20 ns per number); at N = 1000 this more than halves a sweep.
+    """
+    return jax.lax.cond(gate, lambda k: jax.random.normal(k, (size,), dtype=jnp.float64),
+                        lambda k: jnp.zeros((size,), dtype=jnp.float64), key)
+
+
+def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate=True) -> Weights:
+    """One systematic sweep V0, V1, ..., VL, a of one chain. gate: a traced True (see `_normal`).
+
+    The noise of the whole sweep is one N(0, I) draw of length sum_k (D_k + P) over the updated blocks, cut in
+    order into (w0_k, eps_k) per block (one random-number kernel compiles much faster than 2 (L+2)).
+    """
+    var = spec.variances
+    T = spec.temperature
+    P = y.shape[0]
+    us = _suffix_u(spec, weights)  # blocks above k are not yet redrawn when block k is
+    cs = _norms(spec)
+    arrays = _as_block_arrays(weights)
+    noise = _normal(key, sum(W.size + P for W, u in zip(arrays, update) if u), gate)
+    start = 0
+    Z = _first_Z(xi)
+    new = []
+    for k, W in enumerate(arrays):
+        block = LinearBlock(us[k], Z, jnp.asarray(cs[k], dtype=xi.dtype))
+        if update[k]:
+            w0 = math.sqrt(var[k]) * noise[start:start + W.size].reshape(W.shape)
+            eps = math.sqrt(T) * noise[start + W.size:start + W.size + P]
+            start += W.size + P
+            W = matheron_update(block, w0, eps, y, var[k], T)
+        new.append(W)
+        if k <= spec.n_layers:
+            Z = _next_Z(spec, k, block_output(block, W))
+    return _from_block_arrays(new)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the sampler
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_temperature(spec: NetworkSpec) -> None:
+    if not spec.temperature > 0:
+        raise ValueError(f"sampling needs T > 0; got spec.temperature = {spec.temperature}")
+
+
+def _advance_impl(spec: NetworkSpec, update: tuple[bool, ...], xi, y, state: GibbsState, n) -> GibbsState:
+    """n sweeps of every chain: one loop (n traced), chains vmapped."""
+    gate = n >= 0  # always True, but traced (see `_normal`)
+    sweep = jax.vmap(lambda k, w: _sweep(spec, update, xi, y, k, w, gate))
+
+    def body(_, carry):
+        weights, key = carry
+        split = jax.vmap(jax.random.split)(key)
+        return sweep(split[:, 1], weights), split[:, 0]
+
+    weights, key = jax.lax.fori_loop(0, n, body, (state.weights, state.key))
+    return GibbsState(weights, key, state.sweeps + n)
+
+
+_advance = jax.jit(_advance_impl, static_argnums=(0, 1))  # compiled once per spec and shapes
+
+
+class BlockedGibbs:
+    """Exact blocked Gibbs sampler of the weight posterior, several chains at once (vmapped, jitted).
+
+    Usage (like an optax/numpyro kernel: pure init/step on an explicit state)::
+
+        g = BlockedGibbs(spec, attention_train, x_train, y_train)
+        state = g.init(jax.random.PRNGKey(0), n_chains=4)
+        state = g.step(state)            # one sweep of every chain
+        state = g.advance(state, 10)     # ten sweeps
+
+    Args:
+      spec: the network; needs integer widths and T > 0.
+      attention: one entry per layer (`BilinearHeads`, `QKHeads` or an array (P, H_l, T, T) for x).
+      x: (P, N0, T) training inputs.
+      y: (P,) training targets.
+      sample_blocks: names of the blocks to redraw ('V0', 'V1', ..., 'VL', 'a'); the others stay at their
+        initial value (e.g. ('a',) gives Bayesian linear regression on fixed features). Default: all.
+    """
+
+    def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None):
+        xi = path_features(spec, attention, x)
+        self._setup(spec, xi, y, sample_blocks)
+
+    @classmethod
+    def from_features(cls, spec: NetworkSpec, xi, y, sample_blocks: Sequence[str] | None = None) -> "BlockedGibbs":
+        """The sampler from path features xi (P, N0, H) (`path_features`) instead of attention and x."""
+        self = cls.__new__(cls)
+        xi = jnp.asarray(np.asarray(xi, dtype=np.float64))
+        if xi.ndim != 3 or xi.shape[2] != spec.n_paths:
+            raise ValueError(f"xi must have shape (P, N0, H) with H = {spec.n_paths}; got {xi.shape}")
+        self._setup(spec, xi, y, sample_blocks)
+        return self
+
+    def _setup(self, spec, xi, y, sample_blocks):
+        _check_temperature(spec)
+        self.spec = spec
+        self.xi = xi
+        self.n0 = int(xi.shape[1])
+        self.y = jnp.asarray(as_labels("y", y, xi.shape[0]))
+        int_widths(spec)
+        names = block_names(spec)
+        if sample_blocks is None:
+            sample_blocks = names
+        unknown = [b for b in sample_blocks if b not in names]
+        if unknown or len(sample_blocks) == 0:
+            raise ValueError(f"sample_blocks must be a non-empty subset of {names}; got {tuple(sample_blocks)}")
+        self.sample_blocks = tuple(b for b in names if b in sample_blocks)
+        self.update = tuple(b in sample_blocks for b in names)
+
+    @property
+    def n_examples(self) -> int:
+        return int(self.xi.shape[0])
+
+    def init(self, key, n_chains: int = 1, weights: Weights | None = None) -> GibbsState:
+        """Start n_chains chains from the prior, or from `weights` (unbatched: the same for every chain, or with
+        a leading chain axis of length n_chains). key: a PRNG key or an int seed."""
+        n_chains = _check_count("n_chains", n_chains)
+        if isinstance(key, (int, np.integer)):
+            key = jax.random.PRNGKey(int(key))
+        k_init, k_chains = jax.random.split(key)
+        if weights is None:
+            weights = sample_prior(self.spec, self.n0, k_init, (n_chains,))
+        elif np.ndim(weights.V0) == 2:
+            weights = check_weights(self.spec, weights, self.n0)
+            weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
+        else:
+            weights = check_weights(self.spec, weights, self.n0, (n_chains,))
+        return GibbsState(weights, jax.random.split(k_chains, n_chains), jnp.asarray(0, dtype=jnp.int64))
+
+    def advance(self, state: GibbsState, n_sweeps: int) -> GibbsState:
+        """n_sweeps sweeps of every chain (one compiled loop; n_sweeps is traced, so it does not recompile)."""
+        return _advance(self.spec, self.update, self.xi, self.y, state, _i64(n_sweeps))
+
+    def step(self, state: GibbsState) -> GibbsState:
+        """One sweep of every chain."""
+        return self.advance(state, 1)
+
+
+def _i64(n) -> jnp.ndarray:
+    """A traced loop count (one dtype everywhere, so calls share one compilation)."""
+    return jnp.asarray(n, dtype=jnp.int64)
+
+
+def _check_count(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _record(spec: NetworkSpec, weights: Weights, xi_test: jnp.ndarray):
+    """f(x_test) (C, P_test) and w_hat w_hat^T / N_1 (C, H, H) of every chain."""
+
+    def one(w):
+        return jnp.einsum("pj,mjp->m", path_input_weights(spec, w), xi_test), overlap(spec, w)
+
+    return jax.vmap(one)(weights)
+
+
+_CHUNK = 64  # most draws made by one compiled call
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _draw_chunk(spec: NetworkSpec, update: tuple[bool, ...], xi, y, xi_test, state: GibbsState, thin, n):
+    """n <= _CHUNK draws `thin` sweeps apart, in one loop (thin, n traced).
+
+    Returns (state, f (_CHUNK, C, P_test), U (_CHUNK, C, H, H)); rows >= n are zero.
+    """
+    C, H = state.key.shape[0], spec.n_paths
+    buffers = (jnp.zeros((_CHUNK, C, xi_test.shape[0])), jnp.zeros((_CHUNK, C, H, H)))
+
+    def body(i, carry):
+        st, (fb, Ub) = carry
+        st = _advance_impl(spec, update, xi, y, st, thin)
+        f, U = _record(spec, st.weights, xi_test)
+        return st, (fb.at[i].set(f), Ub.at[i].set(U))
+
+    state, (fb, Ub) = jax.lax.fori_loop(0, n, body, (state, buffers))
+    return state, fb, Ub
+
+
+def _header(gibbs: BlockedGibbs, xi_test, n_chains, n_warmup, thin, seed, init) -> dict:
+    arrays = [gibbs.xi, gibbs.y, xi_test] + (jax.tree_util.tree_leaves(init) if init is not None else [])
+    return store.make_header(
+        kind="gibbs", spec=store.spec_record(gibbs.spec), data=store.data_hash(*arrays),
+        settings=dict(n_chains=n_chains, n_warmup=n_warmup, thin=thin, seed=seed,
+                      sample_blocks=list(gibbs.sample_blocks), init="given" if init is not None else "prior"))
+
+
+def gibbs_draws(gibbs: BlockedGibbs, xi_test, n_draws: int, *, n_chains: int = 4, n_warmup: int = 0,
+                thin: int = 1, seed: int = 0, init: Weights | None = None, path=None, resume: bool = False,
+                save_every: int | None = None, save_interval: float = 30.0,
+                progress: bool = True) -> PosteriorDraws:
+    """Run the chains of `gibbs` and record f(x_test) and w_hat w_hat^T / N_1 after every `thin` sweeps.
+
+    Args:
+      gibbs: the sampler (training data inside).
+      xi_test: (P_test, N0, H) path features of the test inputs.
+      n_draws: draws to record per chain.
+      n_chains, seed, init: see `BlockedGibbs.init` (seed is an int).
+      n_warmup: sweeps discarded before the first draw.
+      thin: sweeps between recorded draws.
+      path: results file (.npz). The draws so far and the chain state are written atomically after every
+        `save_every` draws (if given) or `save_interval` seconds, whichever comes first (0: after every batch
+        of draws), at the end, and when the run stops on an exception (KeyboardInterrupt included), so an
+        interrupted run keeps every finished draw. Draws are made in compiled batches of up to 64, about a
+        second each.
+      resume: continue the run stored in `path` (it must have been made with the same spec, data, seed and
+        settings; n_draws may grow). The result equals an uninterrupted run with the same seed.
+      progress: show a tqdm bar over sweeps.
+
+    Returns:
+      PosteriorDraws with f_test (C, n_draws, P_test) and U (C, n_draws, H, H); seconds excludes compilation.
+    """
+    n_draws = _check_count("n_draws", n_draws)
+    n_chains = _check_count("n_chains", n_chains)
+    n_warmup = _check_count("n_warmup", n_warmup, 0)
+    thin = _check_count("thin", thin)
+    seed = _check_count("seed", seed, 0)
+    if save_every is not None:
+        save_every = _check_count("save_every", save_every)
+    if not save_interval >= 0:
+        raise ValueError(f"save_interval must be >= 0 seconds; got {save_interval!r}")
+    spec = gibbs.spec
+    xi_test = jnp.asarray(np.asarray(xi_test, dtype=np.float64))
+    if xi_test.ndim != 3 or xi_test.shape[1:] != gibbs.xi.shape[1:]:
+        raise ValueError(f"xi_test must have shape (P_test, N0, H) = (?, {gibbs.xi.shape[1]}, {spec.n_paths}); "
+                         f"got {xi_test.shape}")
+    header = _header(gibbs, xi_test, n_chains, n_warmup, thin, seed, init) if path is not None else None
+    stored = store.open_run(path, header, resume) if path is not None else None
+
+    draws: list[tuple[np.ndarray, np.ndarray]] = []  # (f_test (C, P_test), U (C, H, H)) per draw
+    seconds = 0.0
+    if stored is not None:
+        weights, key, sweeps = store.chain_state_from_arrays(spec.n_layers, stored)
+        state = GibbsState(weights, key, sweeps)
+        draws = list(zip(np.moveaxis(stored["f_test"], 1, 0), np.moveaxis(stored["U"], 1, 0)))
+        seconds = float(stored["seconds"])
+        warm = True
+    else:
+        state = gibbs.init(jax.random.PRNGKey(seed), n_chains, init)
+        warm = n_warmup == 0
+    args = (spec, gibbs.update, gibbs.xi, gibbs.y)
+    thin_j = _i64(thin)
+    jax.block_until_ready(_draw_chunk(*args, xi_test, state, thin_j, _i64(0)))  # compile, untimed
+
+    def save():
+        arrays = store.chain_state_arrays(*state)
+        arrays.update(store.draw_arrays(draws, n_chains, xi_test.shape[0], spec.n_paths))
+        arrays["seconds"] = np.asarray(seconds)
+        store.save_run(path, dict(header, n_draws=n_draws, draws_done=len(draws)), arrays)
+
+    total = (0 if warm else n_warmup) + max(n_draws - len(draws), 0) * thin
+    bar = tqdm(total=total, desc="gibbs", unit="sweep", disable=not progress)
+    start = last_save = time.perf_counter()
+    unsaved = False
+    n_unsaved = 0  # draws made since the last write
+    try:
+        if not warm:
+            done = 0
+            while done < n_warmup:  # one "draw" n sweeps long (the same compiled loop as the draws)
+                n = min(max(1, n_warmup // 20), n_warmup - done)
+                state, _, _ = jax.block_until_ready(_draw_chunk(*args, xi_test, state, _i64(n), _i64(1)))
+                done += n
+                bar.update(n)
+            unsaved = True
+        chunk = 1
+        while len(draws) < n_draws:
+            n = min(chunk, n_draws - len(draws), save_every - n_unsaved if save_every else _CHUNK)
+            t0 = time.perf_counter()
+            new_state, fb, Ub = _draw_chunk(*args, xi_test, state, thin_j, _i64(n))
+            fb, Ub = np.asarray(fb[:n]), np.asarray(Ub[:n])
+            if not (np.all(np.isfinite(fb)) and np.all(np.isfinite(Ub))):
+                raise RuntimeError("Gibbs draws became NaN/inf: a block's s Phi Phi^T + T I was not positive "
+                                   f"definite in float64 (T = {spec.temperature}); raise T. The draws before "
+                                   "this batch are kept.")
+            state = new_state
+            draws.extend(zip(fb, Ub))
+            unsaved = True
+            n_unsaved += n
+            bar.update(n * thin)
+            per_draw = (time.perf_counter() - t0) / n
+            chunk = int(np.clip(1.0 / max(per_draw, 1e-9), 1, _CHUNK))  # about a second per call
+            due = (save_every is not None and n_unsaved >= save_every
+                   or time.perf_counter() - last_save >= save_interval)
+            if path is not None and due:
+                seconds += time.perf_counter() - start
+                start = last_save = time.perf_counter()
+                save()
+                unsaved, n_unsaved = False, 0
+    finally:
+        bar.close()
+        seconds += time.perf_counter() - start
+        if unsaved and path is not None:
+            save()
+    arrays = store.draw_arrays(draws[:n_draws], n_chains, xi_test.shape[0], spec.n_paths)
+    return PosteriorDraws(arrays["f_test"], arrays["U"], thin, seconds)
+
+
+def run_gibbs(spec: NetworkSpec, attention_train, x_train, y_train, attention_test, x_test, n_draws: int,
+              **kwargs) -> PosteriorDraws:
+    """Blocked Gibbs posterior draws of f(x_test) and w_hat w_hat^T/N_1 (spec C.2).
+
+    attention_*: one entry per layer for the matching inputs (see `path_features`); x_*: (P, N0, T);
+    y_train: (P,). Keyword arguments: `sample_blocks` (see `BlockedGibbs`) and those of `gibbs_draws`.
+    """
+    sample_blocks = kwargs.pop("sample_blocks", None)
+    gibbs = BlockedGibbs(spec, attention_train, x_train, y_train, sample_blocks=sample_blocks)
+    xi_test = path_features(spec, attention_test, x_test)
+    return gibbs_draws(gibbs, xi_test, n_draws, **kwargs)

@@ -1,0 +1,369 @@
+"""Posterior samplers (spec C.2): exact block conditionals, exact posteriors, Gibbs vs NUTS, results files."""
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import log_density
+
+import attnpaths  # noqa: F401  (float64)
+from attnpaths import NetworkSpec, path_features
+from attnpaths._src.network import Weights, forward, log_likelihood, log_prior, weight_shapes
+from attnpaths._src.sampling import (
+    BlockedGibbs,
+    PosteriorDraws,
+    gibbs_draws,
+    linear_blocks,
+    network_model,
+    nuts_draws,
+    summarize,
+)
+from attnpaths._src.sampling import gibbs as gibbs_module
+from attnpaths._src.sampling.gibbs import (
+    _sweep,
+    block_gram,
+    block_matvec,
+    block_rmatvec,
+    matheron_update,
+)
+
+ARCHS = [((1,), "mean"), ((3,), "last"), ((2, 3), "first"), ((2, 2), "last"), ((2, 1, 2), "mean")]
+
+
+def _problem(heads, readout="last", P=6, n0=4, n_tokens=3, widths=None, temperature=0.3, seed=0, n_test=4):
+    rng = np.random.default_rng(seed)
+    L = len(heads)
+    widths = widths if widths is not None else [3 + l for l in range(L)] + [2]
+    spec = NetworkSpec(heads, widths=widths, variances=[1.0, 0.5, 2.0, 1.5, 0.7][: L + 2],
+                       temperature=temperature, readout=readout)
+
+    def inputs(n):
+        x = rng.normal(size=(n, n0, n_tokens))
+        att = []
+        for h in heads:
+            e = np.exp(2 * rng.normal(size=(n, h, n_tokens, n_tokens)))
+            att.append(e / e.sum(axis=-2, keepdims=True))  # softmax over keys
+        return x, att
+
+    x, att = inputs(P)
+    x_test, att_test = inputs(n_test)
+    y = rng.choice([-1.0, 1.0], size=P)
+    shapes = weight_shapes(spec, n0)
+    draw = [math.sqrt(v) * rng.normal(size=sh) for v, sh in zip(spec.variances, [shapes.V0, *shapes.V, shapes.a])]
+    w = Weights(jnp.asarray(draw[0]), tuple(jnp.asarray(d) for d in draw[1:-1]), jnp.asarray(draw[-1]))
+    return spec, x, att, y, w, x_test, att_test
+
+
+def _blocks(w):
+    return [w.V0[None], *w.V, w.a[None, None]]
+
+
+def _with_block(w, k, W):
+    blocks = _blocks(w)
+    blocks[k] = W
+    return Weights(blocks[0][0], tuple(blocks[1:-1]), blocks[-1][0, 0])
+
+
+_jacobian = jax.jit(jax.jacobian(forward, argnums=1), static_argnums=0)
+
+
+def _explicit_phis(spec, w, x, att):
+    """Phi (P, D_k) of every block by brute force: the Jacobian of the token-level forward pass."""
+    J = _jacobian(spec, w, jnp.asarray(x), [jnp.asarray(a) for a in att])
+    return [np.asarray(j).reshape(x.shape[0], -1) for j in _blocks(J._replace(V0=J.V0[:, None],
+                                                                              a=J.a[:, None, None]))]
+
+
+def _explicit_phi(spec, w, x, att, k):
+    return _explicit_phis(spec, w, x, att)[k]
+
+
+@pytest.mark.parametrize("heads, readout", ARCHS)
+def test_blocks_match_brute_force(heads, readout):
+    """Every block's structured Phi w, Phi^T beta, Phi Phi^T equal the explicit Phi (jax.jacobian of the token
+    forward pass), and its Matheron draw has exactly the textbook conditional mean and covariance."""
+    spec, x, att, y, w, *_ = _problem(heads, readout, temperature=0.2)
+    xi = path_features(spec, att, x)
+    T, P = spec.temperature, x.shape[0]
+    rng = np.random.default_rng(1)
+    Ws = [rng.normal(size=b.shape) for b in _blocks(w)]
+    beta = rng.normal(size=P)
+
+    @jax.jit
+    def structured(w, xi, Ws, beta, y):
+        out = []
+        for k, (b, W) in enumerate(zip(linear_blocks(spec, w, xi), Ws)):
+            s = spec.variances[k]
+
+            def draw(w0, eps):
+                return matheron_update(b, w0, eps, y, s, T).ravel()
+
+            zero, zeps = jnp.zeros(W.shape), jnp.zeros(P)
+            J0 = jax.jacobian(draw, 0)(zero, zeps)
+            J0 = J0.reshape(J0.shape[0], -1)
+            Je = jax.jacobian(draw, 1)(zero, zeps)
+            cov = s * J0 @ J0.T + T * Je @ Je.T  # the draw is linear in (w0, eps)
+            out.append((block_matvec(b, W), block_rmatvec(b, beta), block_gram(b), draw(zero, zeps), cov))
+        return out
+
+    phis = _explicit_phis(spec, w, x, att)
+    for k, (Phi, W, (mv, rmv, gram, mean, cov)) in enumerate(zip(phis, Ws, structured(w, xi, Ws, beta, y))):
+        np.testing.assert_allclose(mv, Phi @ W.ravel(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(np.ravel(rmv), Phi.T @ beta, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(gram, Phi @ Phi.T, rtol=1e-10, atol=1e-12)
+        ref_cov = np.linalg.inv(Phi.T @ Phi / T + np.eye(Phi.shape[1]) / spec.variances[k])
+        np.testing.assert_allclose(mean, ref_cov @ Phi.T @ y / T, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-10)
+
+
+def test_sweep_redraws_blocks_bottom_up_from_their_conditionals():
+    """A sweep = V0, V1, ..., a, each drawn from its conditional given the blocks updated before it."""
+    spec, x, att, y, w, *_ = _problem((2, 3), "last")
+    xi = path_features(spec, att, x)
+    key = jax.random.PRNGKey(5)
+    swept = jax.jit(lambda k, w: _sweep(spec, (True,) * 4, xi, jnp.asarray(y), k, w))(key, w)
+    P = x.shape[0]
+    sizes = [b.size for b in _blocks(w)]
+    noise = np.asarray(jax.random.normal(key, (sum(sizes) + 4 * P,)))  # the sweep's noise, cut in block order
+    cur = w
+    start = 0
+    for k in range(4):
+        shape = _blocks(cur)[k].shape
+        w0 = math.sqrt(spec.variances[k]) * noise[start:start + sizes[k]]
+        eps = math.sqrt(spec.temperature) * noise[start + sizes[k]:start + sizes[k] + P]
+        start += sizes[k] + P
+        Phi = _explicit_phi(spec, cur, x, att, k)
+        s, T = spec.variances[k], spec.temperature
+        K = s * Phi @ Phi.T + T * np.eye(x.shape[0])
+        new = np.asarray(w0).ravel() + s * Phi.T @ np.linalg.solve(K, y - Phi @ np.asarray(w0).ravel() - eps)
+        cur = _with_block(cur, k, jnp.asarray(new.reshape(shape)))
+        np.testing.assert_allclose(_blocks(swept)[k], _blocks(cur)[k], rtol=1e-8, atol=1e-10)
+
+
+def test_readout_only_posterior_is_bayesian_linear_regression():
+    """V0, V_l fixed, a sampled: f(x*) is Gaussian with the closed-form GP mean and variance."""
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=8, widths=[4, 4, 5], temperature=0.1,
+                                                   n_test=5)
+    gibbs = BlockedGibbs(spec, att, x, y, sample_blocks=("a",))
+    xi_test = path_features(spec, att_test, x_test)
+    draws = gibbs_draws(gibbs, xi_test, 1500, n_chains=4, init=w, seed=3, progress=False)
+    feats = [(lambda b: b.c * b.Z[:, 0, 0, :])(linear_blocks(spec, w, xi)[-1]) for xi in (gibbs.xi, xi_test)]
+    F, Fs = (np.asarray(f) for f in feats)
+    s, T = spec.variances[-1], spec.temperature
+    K = s * F @ F.T + T * np.eye(len(y))
+    mean = s * Fs @ F.T @ np.linalg.solve(K, y)
+    var = np.diag(s * Fs @ Fs.T - s ** 2 * Fs @ F.T @ np.linalg.solve(K, F @ Fs.T))
+    summ = summarize(draws)
+    assert np.all(np.abs(summ.mean - mean) < 4.5 * summ.mean_se)
+    assert np.all(np.abs(summ.var - var) < 4.5 * summ.var_se)
+    assert np.all(summ.rhat_mean < 1.01)
+    assert np.all(summ.ess_mean > 0.5 * 4 * 1500)  # exact independent draws
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_gibbs_agrees_with_nuts_on_a_tiny_network():
+    spec, x, att, y, w, x_test, att_test = _problem((2,), "mean", P=6, n0=3, widths=[3, 3], temperature=0.5,
+                                                   n_test=3)
+    spec = spec.replace(variances=1.0)
+    xi, xi_test = path_features(spec, att, x), path_features(spec, att_test, x_test)
+    g = summarize(gibbs_draws(BlockedGibbs.from_features(spec, xi, y), xi_test, 2000, n_chains=4, n_warmup=100,
+                              seed=0, progress=False))
+    n = summarize(nuts_draws(spec, xi, y, xi_test, n_warmup=200, n_draws=600, n_chains=2, seed=1,
+                             progress=False))
+    for a, b, sa, sb in [(g.mean, n.mean, g.mean_se, n.mean_se), (g.var, n.var, g.var_se, n.var_se),
+                         (g.U, n.U, g.U_se, n.U_se)]:
+        assert np.all(np.abs(a - b) < 5 * np.sqrt(sa ** 2 + sb ** 2) + 1e-12), (a, b, sa, sb)
+
+
+def test_nuts_model_density_is_prior_plus_likelihood():
+    spec, x, att, y, w, *_ = _problem((2, 3), "first")
+    xi = path_features(spec, att, x)
+    params = {"V0": w.V0, "V1": w.V[0], "V2": w.V[1], "a": w.a}
+    ld, _ = log_density(network_model, (spec, xi, jnp.asarray(y)), {}, params)
+    ref = log_prior(spec, w) + log_likelihood(spec, w, jnp.asarray(x), att, jnp.asarray(y))
+    np.testing.assert_allclose(float(ld), float(ref), rtol=1e-12)
+
+
+def _small_gibbs(seed=0, **kwargs):
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", seed=seed, **kwargs)
+    return BlockedGibbs(spec, att, x, y), path_features(spec, att_test, x_test)
+
+
+def test_same_seed_same_numbers():
+    gibbs, xi_test = _small_gibbs()
+    a = gibbs_draws(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=4, progress=False)
+    b = gibbs_draws(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=4, progress=False)
+    c = gibbs_draws(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=5, progress=False)
+    assert np.array_equal(a.f_test, b.f_test) and np.array_equal(a.U, b.U)
+    assert not np.allclose(a.f_test, c.f_test)
+    assert a.f_test.shape == (2, 5, 4) and a.U.shape == (2, 5, 4, 4)
+    assert not np.allclose(a.f_test[0], a.f_test[1])  # chains differ
+    # step/advance compose: 3 single steps == advance by 3
+    s0 = gibbs.init(jax.random.PRNGKey(1), 2)
+    s1 = gibbs.step(gibbs.step(gibbs.step(s0)))
+    s2 = gibbs.advance(s0, 3)
+    assert int(s1.sweeps) == int(s2.sweeps) == 3
+    np.testing.assert_array_equal(s1.weights.V0, s2.weights.V0)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    gibbs, xi_test = _small_gibbs()
+    kw = dict(n_chains=2, n_warmup=4, thin=3, seed=7, progress=False)
+    full = gibbs_draws(gibbs, xi_test, 8, path=tmp_path / "full.npz", **kw)
+    part = tmp_path / "part.npz"
+    first = gibbs_draws(gibbs, xi_test, 3, path=part, **kw)
+    np.testing.assert_array_equal(first.f_test, full.f_test[:, :3])
+    resumed = gibbs_draws(gibbs, xi_test, 8, path=part, resume=True, **kw)
+    np.testing.assert_array_equal(resumed.f_test, full.f_test)
+    np.testing.assert_array_equal(resumed.U, full.U)
+    # resuming a finished run returns its draws without sampling
+    again = gibbs_draws(gibbs, xi_test, 8, path=part, resume=True, **kw)
+    np.testing.assert_array_equal(again.f_test, full.f_test)
+
+
+def test_interrupted_run_keeps_finished_draws_and_resumes(tmp_path, monkeypatch):
+    gibbs, xi_test = _small_gibbs()
+    kw = dict(n_chains=2, n_warmup=2, thin=2, seed=1, progress=False)
+    full = gibbs_draws(gibbs, xi_test, 6, **kw)
+    draw_chunk = gibbs_module._draw_chunk
+    calls = []
+
+    def interrupting(*args):  # (..., thin, n): stop before the second batch of draws
+        if int(args[-2]) == 2 and int(args[-1]) > 0:
+            if calls:
+                raise KeyboardInterrupt
+            calls.append(1)
+        return draw_chunk(*args)
+
+    path = tmp_path / "run.npz"
+    monkeypatch.setattr(gibbs_module, "_draw_chunk", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        gibbs_draws(gibbs, xi_test, 6, path=path, save_interval=1e9, **kw)
+    monkeypatch.undo()
+    with np.load(path) as data:
+        done = data["f_test"].shape[1]
+        assert 1 <= done < 6
+        np.testing.assert_array_equal(data["f_test"], full.f_test[:, :done])
+    resumed = gibbs_draws(gibbs, xi_test, 6, path=path, resume=True, **kw)
+    np.testing.assert_array_equal(resumed.f_test, full.f_test)
+
+
+def test_results_file_is_protected(tmp_path):
+    gibbs, xi_test = _small_gibbs()
+    kw = dict(n_chains=1, thin=1, progress=False)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, data=np.arange(3))
+    text = tmp_path / "notes.npz"
+    text.write_text("my notes")
+    corrupt = tmp_path / "corrupt.npz"
+    gibbs_draws(gibbs, xi_test, 2, path=corrupt, seed=0, **kw)
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    mine = tmp_path / "mine.npz"
+    gibbs_draws(gibbs, xi_test, 2, path=mine, seed=0, **kw)
+    cases = [
+        (foreign, dict(seed=0), "not an attnpaths results file"),
+        (text, dict(seed=0), "corrupt or unreadable"),
+        (corrupt, dict(seed=0, resume=True), "corrupt or unreadable"),
+        (mine, dict(seed=1, resume=True), "holds another run .*seed"),
+        (mine, dict(seed=0), "pass resume=True"),
+    ]
+    for path, extra, match in cases:
+        before = path.read_bytes()
+        with pytest.raises(ValueError, match=match):
+            gibbs_draws(gibbs, xi_test, 3, path=path, **kw, **extra)
+        assert path.read_bytes() == before
+    other, other_test = _small_gibbs(seed=1)
+    with pytest.raises(ValueError, match="holds another run .*data"):
+        gibbs_draws(other, other_test, 3, path=mine, seed=0, resume=True, **kw)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
+def test_bad_inputs():
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last")
+    with pytest.raises(ValueError, match="sampling needs T > 0"):
+        BlockedGibbs(spec.replace(temperature=0.0), att, x, y)
+    with pytest.raises(ValueError, match=r"integer widths"):
+        BlockedGibbs(spec.replace(widths=[3, 4.5, 2]), att, x, y)
+    with pytest.raises(ValueError, match=r"y has 5 entries but there are 6 examples"):
+        BlockedGibbs(spec, att, x, y[:5])
+    with pytest.raises(ValueError, match=r"sample_blocks must be a non-empty subset"):
+        BlockedGibbs(spec, att, x, y, sample_blocks=("V7",))
+    gibbs = BlockedGibbs(spec, att, x, y)
+    bad = w._replace(V=(w.V[0][:, :2], w.V[1]))
+    with pytest.raises(ValueError, match=r"weight block V1 must have shape \(H_1, N_2, N_1\) = \(2, 4, 3\); "
+                                         r"got \(2, 2, 3\)"):
+        gibbs.init(0, 2, bad)
+    with pytest.raises(ValueError, match=r"weight block a must have shape \(2,\) \+ \(N_a,\) = \(2, 2\)"):
+        gibbs.init(0, 2, Weights(jnp.stack([w.V0] * 2), tuple(jnp.stack([v] * 2) for v in w.V), w.a[None]))
+    with pytest.raises(ValueError, match=r"xi_test must have shape"):
+        gibbs_draws(gibbs, np.zeros((3, 5, 4)), 2, progress=False)
+    with pytest.raises(ValueError, match=r"n_draws must be an int >= 1"):
+        gibbs_draws(gibbs, np.zeros((3, 4, 4)), 0, progress=False)
+    with pytest.raises(ValueError, match="sampling needs T > 0"):
+        nuts_draws(spec.replace(temperature=0.0), np.zeros((6, 4, 4)), y, np.zeros((3, 4, 4)))
+    with pytest.raises(ValueError, match="at least 4 draws"):
+        summarize(PosteriorDraws(np.zeros((1, 3, 2)), np.zeros((1, 3, 4, 4)), 1, 0.0))
+
+
+def test_init_from_given_weights():
+    spec, x, att, y, w, *_ = _problem((2, 2), "last")
+    gibbs = BlockedGibbs(spec, att, x, y)
+    state = gibbs.init(0, 3, w)
+    assert state.weights.V0.shape == (3,) + w.V0.shape
+    np.testing.assert_array_equal(state.weights.V[1][2], w.V[1])
+    assert state.key.shape == (3, 2)
+
+
+def test_save_every_writes_after_that_many_draws(tmp_path, monkeypatch):
+    gibbs, xi_test = _small_gibbs()
+    written = []
+    save_run = gibbs_module.store.save_run
+
+    def spy(path, header, arrays):
+        written.append(header["draws_done"])
+        save_run(path, header, arrays)
+
+    monkeypatch.setattr(gibbs_module.store, "save_run", spy)
+    gibbs_draws(gibbs, xi_test, 5, n_chains=1, path=tmp_path / "r.npz", save_every=2, save_interval=1e9,
+                progress=False)
+    assert written == [2, 4, 5]
+
+
+def test_summary_standard_errors_on_independent_draws():
+    rng = np.random.default_rng(0)
+    f = rng.normal(1.0, 2.0, size=(4, 2500, 3))
+    U = rng.normal(size=(4, 2500, 2, 2))
+    s = summarize(PosteriorDraws(f, U, 3, 1.0))
+    assert s.mean.shape == s.var.shape == s.rhat_mean.shape == (3,) and s.U.shape == s.U_se.shape == (2, 2)
+    np.testing.assert_allclose(s.mean_se, 2.0 / math.sqrt(10_000), rtol=0.1)
+    np.testing.assert_allclose(s.var_se, math.sqrt(2 * 16 / 10_000), rtol=0.15)  # var of s^2: 2 sigma^4 / n
+    np.testing.assert_allclose(s.iat_mean, 3.0, rtol=0.15)  # independent draws, thinned by 3
+    assert np.all(np.abs(s.mean - 1.0) < 5 * s.mean_se) and np.all(np.abs(s.rhat_mean - 1) < 0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(attnpaths, "solve_saddle"), reason="needs the theory solver")
+def test_gibbs_matches_theory_on_markov_task():
+    """4-path Markov task, P = 100, T = 0.01: sampled predictor mean vs theory within 5% at N = 10 and 100, and
+    the sampled U_1 approaching the theory's as N grows (finite-size corrections shrink)."""
+    from attnpaths._src.tasks.markov import markov_data, markov_preset
+
+    pre = markov_preset("4paths")
+    train, test = markov_data(pre)
+    xi, xit = path_features(pre.spec, pre.attention, train.x), path_features(pre.spec, pre.attention, test.x)
+    rel_mean, rel_U = {}, {}
+    for N in (10, 100):
+        spec = pre.spec.with_width(N)
+        U1 = np.asarray(attnpaths.solve_saddle(spec, xi, train.y).U[0])
+        theory = np.asarray(attnpaths.predict(spec, xi, train.y, xit, U1).mean)
+        draws = gibbs_draws(BlockedGibbs.from_features(spec, xi, train.y), xit, 2000, n_chains=4, n_warmup=500,
+                            seed=0, progress=False)
+        s = summarize(draws)
+        assert np.nanmax(s.rhat_mean) < 1.05
+        rel_mean[N] = np.linalg.norm(s.mean - theory) / np.linalg.norm(theory)
+        rel_U[N] = np.linalg.norm(s.U - U1) / np.linalg.norm(U1)
+    assert rel_mean[10] < 0.05 and rel_mean[100] < 0.05, rel_mean
+    assert rel_U[100] < rel_U[10] / 2, rel_U
