@@ -25,8 +25,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from attnpaths._src.atomic import write_atomic
 from attnpaths._src.attention import QKHeads
 from attnpaths._src.checks import as_float_array
 
@@ -471,18 +470,7 @@ def save_checkpoint(path, params: Params, opt_state, step: int, losses, config: 
             "config": config.to_dict(), "data_hash": data_hash}
     arrays["meta"] = np.array(json.dumps(meta))
     arrays["losses"] = np.asarray(losses, dtype=np.float64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load_checkpoint(path, architecture: Architecture | None = None) -> Checkpoint:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from attnpaths._src.atomic import write_atomic
 
 
 def _to_jsonable(obj):
@@ -26,17 +26,8 @@ def _to_jsonable(obj):
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
     """Write `data` as JSON to `path` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_to_jsonable(data), f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(_to_jsonable(data), indent=1).encode()
+    write_atomic(path, lambda f: f.write(text))
 
 
 def read_json(path: str | Path) -> dict:

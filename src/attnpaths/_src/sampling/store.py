@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 
 import jax.numpy as jnp
 import numpy as np
 
+from attnpaths._src.atomic import write_atomic
 from attnpaths._src.network import Weights
 
 FORMAT = "attnpaths-samples/1"
@@ -43,22 +43,9 @@ def make_header(**fields) -> dict:
 
 def save_run(path, header: dict, arrays: dict) -> None:
     """Write header + arrays to `path` atomically (temp file in the same folder, then os.replace)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload[_HEADER_KEY] = np.asarray(json.dumps(header, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **payload))
 
 
 def load_run(path) -> tuple[dict, dict]:
