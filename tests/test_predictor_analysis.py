@@ -142,3 +142,12 @@ def test_non_convergence_raises_not_returns(problem):
 
 def test_float64_is_on():
     assert jnp.zeros(1).dtype == jnp.float64
+
+
+def test_format_order_parameter_uses_display_order():
+    U = np.array([[1.0, 2.0], [2.0, 5.0]])
+    text = ap.format_order_parameter(U, ["g", "d"], order=[1, 0])
+    lines = text.splitlines()
+    assert lines[0].split() == ["d", "g"] and lines[1].split() == ["d", "5.00", "2.00"]
+    with pytest.raises(ValueError, match="one label per path"):
+        ap.format_order_parameter(U, ["g"])

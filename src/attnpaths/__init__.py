@@ -12,7 +12,8 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from attnpaths._src.action import action, energy, entropy, scalar_order_parameter  # noqa: E402
-from attnpaths._src.analysis import Alignment, HeadScores, head_scores, pc_alignment  # noqa: E402
+from attnpaths._src.analysis import (Alignment, HeadScores, format_order_parameter, head_scores,  # noqa: E402
+                                     pc_alignment)
 from attnpaths._src.attention import BilinearHeads, QKHeads, attention_matrices  # noqa: E402
 from attnpaths._src.estimator import AttentionPathsRegressor  # noqa: E402
 from attnpaths._src.kernels import gp_kernel, kernel_diagonal, path_kernels, renormalized_kernel  # noqa: E402
@@ -35,6 +36,7 @@ __all__ = [
     "PosteriorDraws",
     "SampleSummary",
     "Weights",
+    "format_order_parameter",
     "forward",
     "gibbs_draws",
     "nuts_draws",

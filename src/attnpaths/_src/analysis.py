@@ -65,3 +65,21 @@ def head_scores(U1, heads: Sequence[int], normalize: bool = True) -> HeadScores:
         scores = scores / scores.max()
     order = np.argsort(scores, kind="stable")
     return HeadScores(np.asarray(layers)[order], np.asarray(idx)[order], scores[order])
+
+
+def format_order_parameter(U, labels: Sequence[str], order: Sequence[int] | None = None, digits: int = 2) -> str:
+    """U as a text table with path labels on both axes, e.g. `format_order_parameter(U1, path_labels(heads))`.
+
+    order: optional display order of the paths (e.g. (0, 2, 1, 3) for the paper's g, d, a1, a2).
+    """
+    U = as_float_array("U", U, ndim=2)
+    order = list(range(U.shape[0])) if order is None else list(order)
+    if U.shape[0] != U.shape[1] or len(labels) != U.shape[0] or sorted(order) != list(range(U.shape[0])):
+        raise ValueError(f"U must be square with one label per path and order a permutation; got U {U.shape}, "
+                         f"{len(labels)} labels, order {order}")
+    names = [str(labels[i]) for i in order]
+    width = max(max(len(n) for n in names), digits + 5)
+    lines = [" " * width + " " + " ".join(f"{n:>{width}}" for n in names)]
+    for i, n in zip(order, names):
+        lines.append(f"{n:>{width}} " + " ".join(f"{U[i, j]:>{width}.{digits}f}" for j in order))
+    return "\n".join(lines)

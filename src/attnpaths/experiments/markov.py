@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from attnpaths._src.analysis import pc_alignment
+from attnpaths._src.analysis import format_order_parameter, pc_alignment
 from attnpaths._src.kernels import gp_kernel, renormalized_kernel
 from attnpaths._src.paths import path_features
 from attnpaths._src.predictor import accuracy, gaussian_accuracy, predict
@@ -97,6 +97,7 @@ def run_markov(preset: str = "4paths", widths: Sequence[float] | None = None, ou
             write_json_atomic(path, results)
     n_small = min(widths)
     U_small = jnp.asarray(solved[n_small]["U"][0])
+    log(f"U_1 at N={n_small:g}:\n" + format_order_parameter(np.asarray(U_small), pre.path_names, pre.display_order))
     K_fw = renormalized_kernel(U_small, xi, xi, spec.variances[0])
     results["alignment"] = {
         "N": n_small,
