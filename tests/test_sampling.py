@@ -119,12 +119,18 @@ def test_blocks_match_brute_force(heads, readout):
         np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-10)
 
 
-def test_sweep_redraws_blocks_bottom_up_from_their_conditionals():
-    """A sweep = V0, V1, ..., a, each drawn from its conditional given the blocks updated before it."""
+@pytest.mark.parametrize("use_path_gram", [False, True])
+def test_sweep_redraws_blocks_bottom_up_from_their_conditionals(use_path_gram):
+    """A sweep = V0, V1, ..., a, each drawn from its conditional given the blocks updated before it (with the
+    V0 Gram built from the factors or from the precomputed path Gram)."""
+    from attnpaths._src.sampling.gibbs import path_gram
+
     spec, x, att, y, w, *_ = _problem((2, 3), "last")
     xi = path_features(spec, att, x)
     key = jax.random.PRNGKey(5)
-    swept = jax.jit(lambda k, w: _sweep(spec, (True,) * 4, xi, jnp.asarray(y), k, w))(key, w)
+    C0 = path_gram(xi) if use_path_gram else None
+    assert not use_path_gram or C0 is not None
+    swept = jax.jit(lambda k, w: _sweep(spec, (True,) * 4, xi, jnp.asarray(y), k, w, True, C0))(key, w)
     P = x.shape[0]
     sizes = [b.size for b in _blocks(w)]
     noise = np.asarray(jax.random.normal(key, (sum(sizes) + 4 * P,)))  # the sweep's noise, cut in block order

@@ -130,14 +130,15 @@ def block_output(block: LinearBlock, W: jnp.ndarray) -> jnp.ndarray:
     return block.c * jnp.einsum("hoi,phsi->pso", W, block.Z)
 
 
-def matheron_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jnp.ndarray, s, T) -> jnp.ndarray:
+def matheron_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jnp.ndarray, s, T,
+                    gram: jnp.ndarray | None = None) -> jnp.ndarray:
     """w0 + s Phi^T (s Phi Phi^T + T I)^-1 (y - Phi w0 - eps).
 
     With w0 ~ N(0, s I) and eps ~ N(0, T I) this is an exact draw of the block's Gaussian conditional; with
-    w0 = 0, eps = 0 it is the conditional mean.
+    w0 = 0, eps = 0 it is the conditional mean. gram: Phi Phi^T if the caller has it cheaper.
     """
     P = y.shape[0]
-    K = s * block_gram(block) + T * jnp.eye(P, dtype=y.dtype)
+    K = s * (block_gram(block) if gram is None else gram) + T * jnp.eye(P, dtype=y.dtype)
     chol = jnp.linalg.cholesky(K)
     r = y - block_matvec(block, w0) - eps
     alpha = jax.scipy.linalg.cho_solve((chol, True), r)
@@ -209,8 +210,25 @@ def _normal(key, size: int, gate) -> jnp.ndarray:
                         lambda k: jnp.zeros((size,), dtype=jnp.float64), key)
 
 
-def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate=True) -> Weights:
+_PATH_GRAM_MAX = 2 ** 24  # entries of the fixed (H, H, P, P) path Gram worth keeping (128 MB)
+
+
+def path_gram(xi: jnp.ndarray) -> jnp.ndarray | None:
+    """xi_pi^mu . xi_pi'^nu (H, H, P, P), fixed during sampling; None when too large to keep in memory.
+
+    With it the V0 block's Gram is sum_{pi pi'} (u_pi . u_pi') C[pi, pi'] (H^2 P^2 flops) instead of
+    O(P^2 H N0) per sweep, the largest cost of a sweep at small width.
+    """
+    P, _, H = xi.shape
+    if H * H * P * P > _PATH_GRAM_MAX:
+        return None
+    return jnp.einsum("mip,niq->pqmn", xi, xi)
+
+
+def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate=True,
+           C0: jnp.ndarray | None = None) -> Weights:
     """One systematic sweep V0, V1, ..., VL, a of one chain. gate: a traced True (see `_normal`).
+    C0: `path_gram(xi)` or None.
 
     The noise of the whole sweep is one N(0, I) draw of length sum_k (D_k + P) over the updated blocks, cut in
     order into (w0_k, eps_k) per block (one random-number kernel compiles much faster than 2 (L+2)).
@@ -231,7 +249,10 @@ def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Wei
             w0 = math.sqrt(var[k]) * noise[start:start + W.size].reshape(W.shape)
             eps = math.sqrt(T) * noise[start + W.size:start + W.size + P]
             start += W.size + P
-            W = matheron_update(block, w0, eps, y, var[k], T)
+            gram = None
+            if k == 0 and C0 is not None:
+                gram = jnp.einsum("st,stpq->pq", us[0] @ us[0].T, C0)  # c = 1 for V0
+            W = matheron_update(block, w0, eps, y, var[k], T, gram)
         new.append(W)
         if k <= spec.n_layers:
             Z = _next_Z(spec, k, block_output(block, W))
@@ -248,10 +269,11 @@ def _check_temperature(spec: NetworkSpec) -> None:
         raise ValueError(f"sampling needs T > 0; got spec.temperature = {spec.temperature}")
 
 
-def _advance_impl(spec: NetworkSpec, update: tuple[bool, ...], xi, y, state: GibbsState, n) -> GibbsState:
-    """n sweeps of every chain: one loop (n traced), chains vmapped."""
+def _advance_impl(spec: NetworkSpec, update: tuple[bool, ...], xi, y, state: GibbsState, n,
+                  C0: jnp.ndarray | None = None) -> GibbsState:
+    """n sweeps of every chain: one loop (n traced), chains vmapped. C0: `path_gram(xi)` (or None)."""
     gate = n >= 0  # always True, but traced (see `_normal`)
-    sweep = jax.vmap(lambda k, w: _sweep(spec, update, xi, y, k, w, gate))
+    sweep = jax.vmap(lambda k, w: _sweep(spec, update, xi, y, k, w, gate, C0))
 
     def body(_, carry):
         weights, key = carry
@@ -262,7 +284,9 @@ def _advance_impl(spec: NetworkSpec, update: tuple[bool, ...], xi, y, state: Gib
     return GibbsState(weights, key, state.sweeps + n)
 
 
-_advance = jax.jit(_advance_impl, static_argnums=(0, 1))  # compiled once per spec and shapes
+@partial(jax.jit, static_argnums=(0, 1))  # compiled once per spec and shapes
+def _advance(spec: NetworkSpec, update: tuple[bool, ...], xi, y, state: GibbsState, n) -> GibbsState:
+    return _advance_impl(spec, update, xi, y, state, n, path_gram(xi))
 
 
 class BlockedGibbs:
@@ -373,11 +397,12 @@ def _draw_chunk(spec: NetworkSpec, update: tuple[bool, ...], xi, y, xi_test, sta
     Returns (state, f (_CHUNK, C, P_test), U (_CHUNK, C, H, H)); rows >= n are zero.
     """
     C, H = state.key.shape[0], spec.n_paths
+    C0 = path_gram(xi)
     buffers = (jnp.zeros((_CHUNK, C, xi_test.shape[0])), jnp.zeros((_CHUNK, C, H, H)))
 
     def body(i, carry):
         st, (fb, Ub) = carry
-        st = _advance_impl(spec, update, xi, y, st, thin)
+        st = _advance_impl(spec, update, xi, y, st, thin, C0)
         f, U = _record(spec, st.weights, xi_test)
         return st, (fb.at[i].set(f), Ub.at[i].set(U))
 
