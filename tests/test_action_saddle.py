@@ -49,9 +49,10 @@ def test_entropy_and_closed_form_U_a(heads):
                                rtol=1e-6)
 
 
-def test_energy_derivatives_match_autodiff():
+@pytest.mark.parametrize("P, n0", [(15, 4), (6, 11)])  # feature-space and example-space routes
+def test_energy_derivatives_match_autodiff(P, n0):
     rng = np.random.default_rng(1)
-    P, n0, H = 15, 4, 3
+    H = 3
     xi, y = jnp.asarray(rng.normal(size=(P, n0, H))), jnp.asarray(np.sign(rng.normal(size=P)))
     U = jnp.asarray(random_spd(H, rng))
 

@@ -71,27 +71,37 @@ def action(Us: Sequence[jnp.ndarray], xi: jnp.ndarray, y: jnp.ndarray, hyper: Hy
 
 
 def energy_derivatives(U1: jnp.ndarray, xi: jnp.ndarray, y: jnp.ndarray, s0, temperature):
-    """E(U_1) with its exact gradient and Hessian in the entries of U_1, in feature space.
+    """E(U_1) with its exact gradient and Hessian in the entries of U_1, without any (H, H, P, P) kernel tensor.
 
-    With A = K_U + T I, alpha = A^-1 y, M[c,i,a,j] = xi_c^T A^-1 xi_a (blocks (N0, N0)) and v_c = xi_c^T alpha:
+    With A = K_U + T I = L L^T, W_c = L^-1 xi_c (P, N0), r = L^-1 y, M_ca = W_c^T W_a and v_c = W_c^T r:
         dE/dU_cd            = s0 [Tr M_cd - v_c . v_d]
         d2E/dU_cd dU_ab     = s0^2 [-Tr(M_ca M_bd) + v_d^T M_ca v_b + v_c^T M_da v_b]
-    Cost O(P^2 N0 H + P (N0 H)^2 + H^4 N0^2) per call, no (H, H, P, P) tensor.
+    computed in feature space (blocks N0 x N0, cost O(P (N0 H)^2 + H^4 N0^2)) when P >= N0, and through the
+    P x P products R_ab = W_a W_b^T (Tr(M_ca M_bd) = Tr(R_ab R_dc), cost O(H^2 P^2 N0 + H^4 P^2)) when P < N0.
 
     Returns (E, grad (H, H), hess (H, H, H, H)) with hess[c, d, a, b] = d2E/dU_cd dU_ab.
     """
     P, n0, H = xi.shape
     K = renormalized_kernel(U1, xi, xi, s0)
     chol = jnp.linalg.cholesky(K + temperature * jnp.eye(P, dtype=K.dtype))
-    feats = jnp.transpose(xi, (0, 2, 1)).reshape(P, H * n0)  # path-major columns
-    W = solve_triangular(chol, feats, lower=True)
+    W = solve_triangular(chol, jnp.transpose(xi, (0, 2, 1)).reshape(P, H * n0), lower=True).reshape(P, H, n0)
     r = solve_triangular(chol, y, lower=True)
     E = 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + r @ r
-    M = (W.T @ W).reshape(H, n0, H, n0)
-    v = (W.T @ r).reshape(H, n0)
-    grad = s0 * (jnp.einsum("cidi->cd", M) - v @ v.T)
-    Mv = jnp.einsum("ciaj,bj->ciab", M, v)  # (M_ca v_b)_i
-    hess = s0 ** 2 * (-jnp.einsum("ciaj,bjdi->cdab", M, M)
-                      + jnp.einsum("di,ciab->cdab", v, Mv)
-                      + jnp.einsum("ci,diab->cdab", v, Mv))
+    v = jnp.einsum("pai,p->ai", W, r)
+    if P < n0:
+        R = jnp.einsum("pai,qbi->abpq", W, W)
+        trace_M = jnp.einsum("abpp->ab", R)
+        trace_MM = jnp.einsum("abpq,cdpq->cdab", R, R)
+        q = jnp.einsum("pai,bi->abp", W, v)  # q[a, b] = W_a v_b
+        vMv = jnp.einsum("cdp,abp->cdab", q, q)  # v_d^T M_ca v_b
+        vMv_swapped = jnp.einsum("dcp,abp->cdab", q, q)  # v_c^T M_da v_b
+    else:
+        M = jnp.einsum("pci,paj->ciaj", W, W)
+        trace_M = jnp.einsum("cidi->cd", M)
+        trace_MM = jnp.einsum("ciaj,bjdi->cdab", M, M)
+        Mv = jnp.einsum("ciaj,bj->ciab", M, v)  # (M_ca v_b)_i
+        vMv = jnp.einsum("di,ciab->cdab", v, Mv)
+        vMv_swapped = jnp.einsum("ci,diab->cdab", v, Mv)
+    grad = s0 * (trace_M - v @ v.T)
+    hess = s0 ** 2 * (-trace_MM + vMv + vMv_swapped)
     return E, grad, hess
