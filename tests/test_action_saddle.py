@@ -219,3 +219,13 @@ def test_random_architectures_converge_to_spd_minimum(heads, width, temperature,
     # the minimum is lower than the GP point
     gp = ap.action([jnp.asarray(U) for U in ap.gp_order(spec)], xi, jnp.asarray(y), spec.hyper(), spec.heads)
     assert saddle.action <= float(gp) + 1e-12
+
+
+def test_certificate_equals_a_fresh_packed_hessian(problem):
+    """The solver reuses its last energy derivatives for the certificate; a fresh evaluation agrees."""
+    from attnpaths._src.saddle import packed_hessian
+
+    spec, *_, y, xt, yt, xi, xit = problem
+    saddle = ap.solve_saddle(spec.with_width(3.0), xi, y)
+    fresh = packed_hessian([jnp.asarray(U) for U in saddle.U], xi, jnp.asarray(y), saddle.spec.hyper(), spec.heads)
+    assert np.linalg.eigvalsh(np.asarray(fresh))[0] == pytest.approx(saddle.min_hessian_eigenvalue, rel=1e-8)

@@ -91,7 +91,7 @@ def _newton_system(theta, xi, y, hyper: Hyper, heads):
     grad_max = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in grad_U]))
     n_max = jnp.max(hyper.widths)
     S = E + entropy(Us, hyper, heads)
-    return S / n_max, grad / n_max, hess / n_max, grad_max / n_max
+    return S / n_max, grad / n_max, hess / n_max, grad_max / n_max, (gE, hE)
 
 
 @partial(jax.jit, static_argnames=("heads",))
@@ -100,12 +100,16 @@ def _action_at(theta, xi, y, hyper: Hyper, heads):
 
 
 @partial(jax.jit, static_argnames=("heads",))
-def packed_hessian(Us, xi, y, hyper: Hyper, heads):
-    """d2S/dp2 of the normalised action in packed upper-triangle coordinates p (spec C.1)."""
+def _packed_hessian_from(Us, gE, hE, hyper: Hyper, heads):
     sizes = _sizes(heads)
-    _, gE, hE = energy_derivatives(Us[0], xi, y, hyper.variances[0], hyper.temperature)
     _, hess = _surrogate_hessian(pack_order(Us), lambda p: unpack_order(p, sizes), gE, hE, hyper, heads)
     return hess / jnp.max(hyper.widths)
+
+
+def packed_hessian(Us, xi, y, hyper: Hyper, heads):
+    """d2S/dp2 of the normalised action in packed upper-triangle coordinates p (spec C.1)."""
+    _, gE, hE = energy_derivatives(Us[0], xi, y, hyper.variances[0], hyper.temperature)
+    return _packed_hessian_from(Us, gE, hE, hyper, heads)
 
 
 def _check_problem(spec: NetworkSpec, xi, y):
@@ -146,7 +150,8 @@ def solve_saddle(spec: NetworkSpec, xi, y, init: Sequence | None = None, tol: fl
         raise ValueError(f"tol must be > 0 and max_iter >= 0; got tol={tol}, max_iter={max_iter}")
     hyper, heads, sizes = spec.hyper(), spec.heads, spec.level_sizes
     theta = jnp.asarray(order_to_cholesky(gp_order(spec) if init is None else init, sizes))
-    S, grad, hess, grad_max = (np.asarray(a) for a in _newton_system(theta, xi, y, hyper, heads))
+    S, grad, hess, grad_max, energy_terms = _newton_system(theta, xi, y, hyper, heads)
+    S, grad, hess, grad_max = (np.asarray(a) for a in (S, grad, hess, grad_max))
     if not np.isfinite(S):
         if spec.temperature == 0:
             raise ValueError("the training kernel K_U is singular at the initial U and temperature T = 0: "
@@ -167,12 +172,15 @@ def solve_saddle(spec: NetworkSpec, xi, y, init: Sequence | None = None, tol: fl
         else:
             break  # no descent possible: reported below as not converged
         theta = theta + step * jnp.asarray(direction)
-        S, grad, hess, grad_max = (np.asarray(a) for a in _newton_system(theta, xi, y, hyper, heads))
+        S, grad, hess, grad_max, energy_terms = _newton_system(theta, xi, y, hyper, heads)
+        S, grad, hess, grad_max = (np.asarray(a) for a in (S, grad, hess, grad_max))
         iterations += 1
         if callback is not None:
             callback(iterations, float(S), float(grad_max))
     Us = [np.asarray(U) for U in cholesky_to_order(theta, sizes)]
-    min_eig = float(np.linalg.eigvalsh(np.asarray(packed_hessian(Us, xi, y, hyper, heads)))[0])
+    # the certificate reuses the energy derivatives of the last iterate (the returned point)
+    certificate = _packed_hessian_from(Us, *energy_terms, hyper, heads)
+    min_eig = float(np.linalg.eigvalsh(np.asarray(certificate))[0])
     converged = bool(grad_max <= tol and min_eig > 0)
     result = Saddle(U=tuple(Us), U_a=float(scalar_order_parameter(jnp.asarray(Us[-1]), hyper, heads[-1])),
                     action=float(S), grad_max=float(grad_max), iterations=iterations,

@@ -27,11 +27,25 @@ from attnpaths.experiments.io import write_json_atomic
 N_ALIGNMENT_PCS = 30
 
 
-def _gp_accuracies(preset, train, test) -> dict:
-    out = {}
-    xi, xit = path_features(preset.spec, preset.attention, train.x), path_features(preset.spec, preset.attention,
-                                                                                    test.x)
-    out["all paths"] = accuracy(predict(preset.spec, xi, train.y, xit).mean, test.y)
+def markov_setup(preset: str, n_train: int | None = None, n_test: int | None = None,
+                 temperature: float | None = None):
+    """The preset with its overrides, its (train, test) data and their path features (xi, xi_test).
+
+    One place for what `run_markov` builds and what a saved run is rebuilt from (samples).
+    """
+    pre = markov_preset(preset)
+    changes = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
+    if temperature is not None:
+        changes["spec"] = pre.spec.replace(temperature=temperature)
+    pre = dataclasses.replace(pre, **changes)
+    train, test = markov_data(pre)
+    xi = path_features(pre.spec, pre.attention, train.x)
+    xit = path_features(pre.spec, pre.attention, test.x)
+    return pre, train, test, xi, xit
+
+
+def _gp_accuracies(preset, train, test, xi, xit) -> dict:
+    out = {"all paths": accuracy(predict(preset.spec, xi, train.y, xit).mean, test.y)}
     for name, (spec, attention, _) in preset.gp_references.items():
         a, b = path_features(spec, attention, train.x), path_features(spec, attention, test.x)
         out[name] = accuracy(predict(spec, a, train.y, b).mean, test.y)
@@ -54,16 +68,11 @@ def run_markov(preset: str = "4paths", widths: Sequence[float] | None = None, ou
       the results dictionary that is written to `out/results.json`.
     """
     start = time.perf_counter()
-    pre = markov_preset(preset)
-    changes = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
-    pre = dataclasses.replace(pre, **changes)
-    spec = pre.spec if temperature is None else pre.spec.replace(temperature=temperature)
-    pre = dataclasses.replace(pre, spec=spec)
+    if widths is not None and (len(widths) == 0 or min(float(w) for w in widths) <= 0):
+        raise ValueError(f"widths must be a non-empty list of positive numbers; got {tuple(widths)}")
+    pre, train, test, xi, xit = markov_setup(preset, n_train, n_test, temperature)
+    spec = pre.spec
     widths = tuple(float(w) for w in (pre.widths if widths is None else widths))
-    if not widths or min(widths) <= 0:
-        raise ValueError(f"widths must be a non-empty list of positive numbers; got {widths}")
-    train, test = markov_data(pre)
-    xi, xit = path_features(spec, pre.attention, train.x), path_features(spec, pre.attention, test.x)
     results = {
         "experiment": "markov",
         "inputs": {"preset": preset, "widths": widths, "temperature": spec.temperature,
@@ -72,7 +81,7 @@ def run_markov(preset: str = "4paths", widths: Sequence[float] | None = None, ou
                    "test_seed": pre.test_seed, "task": dataclasses.asdict(pre.config)},
         "path_names": pre.path_names,
         "display_order": pre.display_order,
-        "gp_accuracy": _gp_accuracies(pre, train, test),
+        "gp_accuracy": _gp_accuracies(pre, train, test, xi, xit),
         "theory": [],
     }
     log(f"markov {preset}: P={pre.n_train}, test={pre.n_test}, T={spec.temperature}, paths={spec.n_paths}; "

@@ -9,33 +9,25 @@ and the worst split R-hat / smallest ESS over the test predictions.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from attnpaths._src.paths import path_features
 from attnpaths._src.predictor import accuracy, predict
 from attnpaths._src.sampling.diagnostics import summarize
 from attnpaths._src.sampling.gibbs import BlockedGibbs, gibbs_draws
 from attnpaths._src.sampling.nuts import nuts_draws
-from attnpaths._src.tasks.markov import markov_data, markov_preset
 from attnpaths.experiments.io import read_json, write_json_atomic
+from attnpaths.experiments.markov import markov_setup
 
 DEFAULT_SAMPLE_WIDTHS = (10.0, 100.0)
 
 
 def _rebuild(results: dict):
-    """Preset, spec, data and path features of a saved Markov run, from its recorded inputs."""
+    """Preset, data and path features of a saved Markov run, from its recorded inputs."""
     inp = results["inputs"]
-    pre = markov_preset(inp["preset"])
-    pre = dataclasses.replace(pre, n_train=inp["n_train"], n_test=inp["n_test"],
-                              spec=pre.spec.replace(temperature=inp["temperature"]))
-    train, test = markov_data(pre)
-    xi = path_features(pre.spec, pre.attention, train.x)
-    xit = path_features(pre.spec, pre.attention, test.x)
-    return pre, train, test, xi, xit
+    return markov_setup(inp["preset"], inp["n_train"], inp["n_test"], inp["temperature"])
 
 
 def sample_width(pre, train, test, xi, xit, theory_row: dict, n_samples: int, n_chains: int, seed: int,
