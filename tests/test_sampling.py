@@ -270,9 +270,9 @@ def test_results_file_is_protected(tmp_path):
     mine = tmp_path / "mine.npz"
     gibbs_draws(gibbs, xi_test, 2, path=mine, seed=0, **kw)
     cases = [
-        (foreign, dict(seed=0), "not an attnpaths results file"),
-        (text, dict(seed=0), "corrupt or unreadable"),
-        (corrupt, dict(seed=0, resume=True), "corrupt or unreadable"),
+        (foreign, dict(seed=0), "foreign.npz is not an attnpaths record"),
+        (text, dict(seed=0), "notes.npz is corrupt or truncated"),
+        (corrupt, dict(seed=0, resume=True), "corrupt.npz is corrupt or truncated"),
         (mine, dict(seed=1, resume=True), "holds another run .*seed"),
         (mine, dict(seed=0), "pass resume=True"),
     ]

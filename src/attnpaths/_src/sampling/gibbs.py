@@ -409,7 +409,7 @@ def _draw_chunk(spec: NetworkSpec, update: tuple[bool, ...], xi, y, xi_test, sta
 def _header(gibbs: BlockedGibbs, xi_test, n_chains, n_warmup, thin, seed, init) -> dict:
     arrays = [gibbs.xi, gibbs.y, xi_test] + (jax.tree_util.tree_leaves(init) if init is not None else [])
     return store.make_header(
-        kind="gibbs", spec=store.spec_record(gibbs.spec), data=store.data_hash(*arrays),
+        method="gibbs", spec=store.spec_record(gibbs.spec), data=store.data_hash(*arrays),
         settings=dict(n_chains=n_chains, n_warmup=n_warmup, thin=thin, seed=seed,
                       sample_blocks=list(gibbs.sample_blocks), init="given" if init is not None else "prior"))
 

@@ -1,75 +1,44 @@
 """Results files of sampling runs: every finished draw on disk, atomic writes, safe resume.
 
-A results file is one .npz holding the draws made so far, the last chain state (weights and PRNG keys) and a JSON
-header (format tag, spec, data hash, seed, sampler settings). It is rewritten whole after new draws, to a temporary
-file in the same folder that then replaces the old one (`os.replace`), so a crash leaves either the old or the new
-file, never a half-written one. A file is only continued or overwritten when its header says that this library
-made it for the same run.
+A sampling run is one record of the package's persistence format (`attnpaths._src.store`, kind
+"posterior-draws"): the draws made so far, the last chain state (weights and PRNG keys) and a header (spec, data
+hash, seed, sampler settings). It is rewritten whole after new draws, atomically, so a crash leaves either the old
+or the new file. A file is only continued or overwritten when its header says that this library made it for the
+same run.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import zipfile
 
 import jax.numpy as jnp
 import numpy as np
 
-from attnpaths._src.atomic import write_atomic
 from attnpaths._src.network import Weights
+from attnpaths._src.store import data_hash, jsonable, load_record, save_record  # noqa: F401 (data_hash re-exported)
 
-FORMAT = "attnpaths-samples/1"
-_HEADER_KEY = "__header__"
-_VOLATILE = ("n_draws", "draws_done")  # header fields that may differ between a run and its continuation
-
-
-def data_hash(*arrays) -> str:
-    """SHA-256 over the shapes and float64 bytes of the arrays."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
-        h.update(repr(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+KIND = "posterior-draws"
+_VOLATILE = ("n_draws", "draws_done", "version")  # header fields that may differ between a run and its continuation
+_RECORD_FIELDS = ("format", "kind")
 
 
 def make_header(**fields) -> dict:
-    """A JSON-able header with the format tag. Must round-trip through json unchanged."""
-    header = dict(format=FORMAT, **fields)
-    return json.loads(json.dumps(header))
+    """A JSON-able header (plain Python values only)."""
+    return jsonable(fields)
 
 
 def save_run(path, header: dict, arrays: dict) -> None:
-    """Write header + arrays to `path` atomically (temp file in the same folder, then os.replace)."""
-    payload = {k: np.asarray(v) for k, v in arrays.items()}
-    payload[_HEADER_KEY] = np.asarray(json.dumps(header, sort_keys=True))
-    write_atomic(path, lambda f: np.savez(f, **payload))
+    """Write header + arrays to `path` atomically as a "posterior-draws" record."""
+    save_record(path, KIND, {k: v for k, v in header.items() if k not in _RECORD_FIELDS}, arrays)
 
 
 def load_run(path) -> tuple[dict, dict]:
-    """(header, arrays) of a results file. ValueError if it is corrupt or not an attnpaths results file."""
-    path = os.fspath(path)
+    """(header, arrays) of a sampling results file. ValueError naming the file if it is corrupt or foreign."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if _HEADER_KEY not in data.files:
-                raise ValueError(f"{path} is not an attnpaths results file (no header); refusing to use or "
-                                 "overwrite it: choose another path or delete it")
-            header = json.loads(str(data[_HEADER_KEY]))
-            arrays = {k: data[k] for k in data.files if k != _HEADER_KEY}
+        header, arrays = load_record(path, kind=KIND)
     except ValueError as err:
-        if "not an attnpaths results file" in str(err):
-            raise
-        raise ValueError(f"results file {path} is corrupt or unreadable ({err}); refusing to overwrite it: "
-                         "choose another path or delete it") from None
-    except (OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, KeyError) as err:
-        raise ValueError(f"results file {path} is corrupt or unreadable ({type(err).__name__}: {err}); refusing "
-                         "to overwrite it: choose another path or delete it") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an attnpaths results file of format {FORMAT!r}; refusing to use or "
-                         "overwrite it: choose another path or delete it")
-    return header, arrays
+        raise ValueError(f"{err}; refusing to use or overwrite it: choose another path or delete it") from None
+    return {k: v for k, v in header.items() if k not in _RECORD_FIELDS}, arrays
 
 
 def open_run(path, header: dict, resume: bool) -> dict | None:
