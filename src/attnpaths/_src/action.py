@@ -20,6 +20,7 @@ from jax.scipy.linalg import solve_triangular
 
 from attnpaths._src.kernels import renormalized_kernel
 from attnpaths._src.order import partial_trace
+from attnpaths._src.routes import EnergyFactors, ExampleData
 from attnpaths._src.spec import Hyper
 
 
@@ -70,38 +71,71 @@ def action(Us: Sequence[jnp.ndarray], xi: jnp.ndarray, y: jnp.ndarray, hyper: Hy
     return (energy(K, y, hyper.temperature) + entropy(Us, hyper, heads)) / jnp.max(hyper.widths)
 
 
-def energy_derivatives(U1: jnp.ndarray, xi: jnp.ndarray, y: jnp.ndarray, s0, temperature):
-    """E(U_1) with its exact gradient and Hessian in the entries of U_1, without any (H, H, P, P) kernel tensor.
+def action_of(Us: Sequence[jnp.ndarray], data, hyper: Hyper, heads: tuple[int, ...]) -> jnp.ndarray:
+    """S = (E(U_1) + S_ent(U)) / N_max with E evaluated by the route of `data` (`routes.ExampleData` or
+    `routes.GramStatistics`); equal to `action` on the same examples."""
+    E = data.energy(Us[0], hyper.variances[0], hyper.temperature)
+    return (E + entropy(Us, hyper, heads)) / jnp.max(hyper.widths)
 
-    With A = K_U + T I = L L^T, W_c = L^-1 xi_c (P, N0), r = L^-1 y, M_ca = W_c^T W_a and v_c = W_c^T r:
-        dE/dU_cd            = s0 [Tr M_cd - v_c . v_d]
-        d2E/dU_cd dU_ab     = s0^2 [-Tr(M_ca M_bd) + v_d^T M_ca v_b + v_c^T M_da v_b]
-    computed in feature space (blocks N0 x N0, cost O(P (N0 H)^2 + H^4 N0^2)) when P >= N0, and through the
-    P x P products R_ab = W_a W_b^T (Tr(M_ca M_bd) = Tr(R_ab R_dc), cost O(H^2 P^2 N0 + H^4 P^2)) when P < N0.
 
-    Returns (E, grad (H, H), hess (H, H, H, H)) with hess[c, d, a, b] = d2E/dU_cd dU_ab.
+# ---- derivatives of the energy in the entries of U_1, from the factors M, v of either route ----------------
+#
+# With dK = s0 sum_ab dU_ab xi_a xi_b^T, M_ca = xi_c^T (K + T I)^-1 xi_a (an N0 x N0 block of M) and
+# v_c = xi_c^T (K + T I)^-1 y:
+#     dE/dU_cd          = s0 [Tr M_cd - v_c . v_d]
+#     d2E/dU_cd dU_ab   = s0^2 [-Tr(M_ca M_bd) + v_d^T M_ca v_b + v_c^T M_da v_b]
+# and the Hessian applied to a symmetric direction D (H x H), with D~ = D (x) I_N0 and q = M D~ v:
+#     (d2E D)_cd        = s0^2 [-sum_i (M D~ M)[(c,i),(d,i)] + q_c . v_d + v_c . q_d]
+
+
+def energy_gradient(f: EnergyFactors, s0) -> jnp.ndarray:
+    """dE/dU_1 (H, H) from the factors of either route."""
+    return s0 * (f.trace_M - f.v @ f.v.T)
+
+
+def energy_hvp(f: EnergyFactors, direction: jnp.ndarray, s0) -> jnp.ndarray:
+    """The energy's Hessian applied to a symmetric direction (H, H) -> (H, H), without forming the Hessian.
+
+    Cost O(D^2 H) with M, O(P^2 D + P N0 H^2) with W (the example route for few examples and many paths).
     """
-    P, n0, H = xi.shape
-    K = renormalized_kernel(U1, xi, xi, s0)
-    chol = jnp.linalg.cholesky(K + temperature * jnp.eye(P, dtype=K.dtype))
-    W = solve_triangular(chol, jnp.transpose(xi, (0, 2, 1)).reshape(P, H * n0), lower=True).reshape(P, H, n0)
-    r = solve_triangular(chol, y, lower=True)
-    E = 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + r @ r
-    v = jnp.einsum("pai,p->ai", W, r)
-    if P < n0:
-        R = jnp.einsum("pai,qbi->abpq", W, W)
-        trace_M = jnp.einsum("abpp->ab", R)
-        trace_MM = jnp.einsum("abpq,cdpq->cdab", R, R)
-        q = jnp.einsum("pai,bi->abp", W, v)  # q[a, b] = W_a v_b
-        vMv = jnp.einsum("cdp,abp->cdab", q, q)  # v_d^T M_ca v_b
-        vMv_swapped = jnp.einsum("dcp,abp->cdab", q, q)  # v_c^T M_da v_b
+    Dv = direction @ f.v  # (D~ v)[a, i] = sum_b D_ab v[b, i]
+    if f.M is not None:
+        MD = jnp.einsum("ciaj,ab->cibj", f.M, direction)
+        traces = jnp.einsum("cibj,bjdi->cd", MD, f.M)
+        q = jnp.einsum("ciaj,aj->ci", f.M, Dv)
     else:
-        M = jnp.einsum("pci,paj->ciaj", W, W)
-        trace_M = jnp.einsum("cidi->cd", M)
+        W = f.W
+        WD = jnp.einsum("pai,ab->pbi", W, direction)
+        Q = jnp.einsum("pbi,qbi->pq", WD, W)  # W D~ W^T
+        traces = jnp.einsum("pci,pq,qdi->cd", W, Q, W)
+        q = jnp.einsum("pci,p->ci", W, jnp.einsum("paj,aj->p", W, Dv))
+    return s0 ** 2 * (-traces + q @ f.v.T + f.v @ q.T)
+
+
+def energy_hessian(f: EnergyFactors, s0) -> jnp.ndarray:
+    """d2E/dU_cd dU_ab as an (H, H, H, H) array [c, d, a, b], from M, or from W through the P x P blocks
+    W_a W_b^T when the example route kept W (Tr(M_ca M_bd) = Tr(R_ab R_dc), cost O(H^2 P^2 N0 + H^4 P^2))."""
+    v = f.v
+    if f.M is not None:
+        M = f.M
         trace_MM = jnp.einsum("ciaj,bjdi->cdab", M, M)
         Mv = jnp.einsum("ciaj,bj->ciab", M, v)  # (M_ca v_b)_i
         vMv = jnp.einsum("di,ciab->cdab", v, Mv)
         vMv_swapped = jnp.einsum("ci,diab->cdab", v, Mv)
-    grad = s0 * (trace_M - v @ v.T)
-    hess = s0 ** 2 * (-trace_MM + vMv + vMv_swapped)
-    return E, grad, hess
+    else:
+        W = f.W
+        R = jnp.einsum("pai,qbi->abpq", W, W)
+        trace_MM = jnp.einsum("abpq,cdpq->cdab", R, R)
+        q = jnp.einsum("pai,bi->abp", W, v)  # q[a, b] = W_a v_b
+        vMv = jnp.einsum("cdp,abp->cdab", q, q)  # v_d^T M_ca v_b
+        vMv_swapped = jnp.einsum("dcp,abp->cdab", q, q)  # v_c^T M_da v_b
+    return s0 ** 2 * (-trace_MM + vMv + vMv_swapped)
+
+
+def energy_derivatives(U1: jnp.ndarray, xi: jnp.ndarray, y: jnp.ndarray, s0, temperature):
+    """E(U_1) with its exact gradient (H, H) and Hessian (H, H, H, H) on the example route, from path
+    features xi (P, N0, H) and labels y (P,). Returns (E, grad, hess) with hess[c, d, a, b] = d2E/dU_cd dU_ab."""
+    P, n0, _ = xi.shape
+    data = ExampleData(xi, y, jnp.ones(P, dtype=xi.dtype))
+    f = data.factors(U1, s0, temperature, keep_M=P >= n0)
+    return f.E, energy_gradient(f, s0), energy_hessian(f, s0)

@@ -16,13 +16,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
+from jax.scipy.linalg import cho_solve, solve_triangular
 from scipy.special import erfc
 
 from attnpaths._src.checks import as_float_array, as_labels
 from attnpaths._src.kernels import kernel_diagonal, renormalized_kernel
 from attnpaths._src.order import gp_order
 from attnpaths._src.paths import check_features
+from attnpaths._src.routes import ExampleData, GramStatistics, training_data
 from attnpaths._src.spec import NetworkSpec
 
 
@@ -33,48 +34,101 @@ class Prediction(NamedTuple):
     var: np.ndarray
 
 
+def _pad_rows(a: jnp.ndarray, rows: int) -> jnp.ndarray:
+    return jnp.concatenate([a, jnp.zeros((rows - a.shape[0],) + a.shape[1:], a.dtype)]) if a.shape[0] < rows else a
+
+
 @jax.jit
-def _predict(U1, xi_train, y, xi_test, s0, temperature):
-    P = xi_train.shape[0]
-    K = renormalized_kernel(U1, xi_train, xi_train, s0) + temperature * jnp.eye(P, dtype=xi_train.dtype)
-    chol = jnp.linalg.cholesky(K)
-    k = renormalized_kernel(U1, xi_train, xi_test, s0)
+def _example_fit(R, data: ExampleData, s0, T):
+    """Example route: the Cholesky factor of K + T I (P x P) and L^-1 y."""
+    U1 = R @ R.T
+    chol = jnp.linalg.cholesky(data.kernel_plus_noise(U1, s0, T))
+    return chol, solve_triangular(chol, data.y, lower=True)
+
+
+@jax.jit
+def _example_apply(R, data: ExampleData, fit, xi_test, s0):
+    chol, Ly = fit
+    U1 = R @ R.T
+    k = renormalized_kernel(U1, data.xi, xi_test, s0)
     Lk = solve_triangular(chol, k, lower=True)
-    Ly = solve_triangular(chol, y, lower=True)
     return Lk.T @ Ly, kernel_diagonal(U1, xi_test, s0) - jnp.sum(Lk * Lk, axis=0)
 
 
+@jax.jit
+def _gram_fit(R, stats: GramStatistics, s0, T):
+    """Gram route: with R~ = R (x) I, C = s0 R~^T G R~ + T I = L_C L_C^T (D x D) and the mean weights
+    a = s0 R~ C^-1 R~^T b, so that mean(x*) = xi* . a and var(x*) = T s0 ||L_C^-1 R~^T xi*||^2."""
+    H, n0 = stats.xty.shape
+    D = H * n0
+    B = s0 * jnp.einsum("pa,piqj,qb->aibj", R, stats.gram, R).reshape(D, D)
+    chol = jnp.linalg.cholesky(B + T * jnp.eye(D, dtype=B.dtype))
+    Rtb = jnp.einsum("pa,pi->ai", R, stats.xty).reshape(D)
+    a = s0 * R @ cho_solve((chol, True), Rtb).reshape(H, n0)
+    return chol, a
+
+
+@jax.jit
+def _gram_apply(R, stats: GramStatistics, fit, xi_test, s0, T):
+    chol, a = fit
+    mean = jnp.einsum("mip,pi->m", xi_test, a)
+    rotated = jnp.einsum("mip,pa->mai", xi_test, R).reshape(xi_test.shape[0], -1)  # (R~^T xi*)^T
+    z = solve_triangular(chol, rotated.T, lower=True)
+    return mean, T * s0 * jnp.sum(z * z, axis=0)
+
+
+def _psd_factor(U1: np.ndarray) -> np.ndarray:
+    """R with U1 = R R^T; ValueError unless U1 is symmetric positive semi-definite (to rounding)."""
+    lam, V = np.linalg.eigh(0.5 * (U1 + U1.T))
+    floor = -1e-10 * max(1.0, float(np.max(np.abs(lam))))
+    if lam[0] < floor or np.max(np.abs(U1 - U1.T)) > 1e-8 * max(1.0, float(np.max(np.abs(U1)))):
+        raise ValueError(f"U1 must be symmetric positive semi-definite (it weights the path-path kernels); its "
+                         f"smallest eigenvalue is {lam[0]:.3g}")
+    return V * np.sqrt(np.clip(lam, 0.0, None))[None, :]
+
+
 def predict(spec: NetworkSpec, xi_train, y_train, xi_test, U1=None, temperature: float | None = None,
-            chunk_size: int = 2048) -> Prediction:
+            chunk_size: int = 2048, route: str = "auto") -> Prediction:
     """Predictor mean and variance on test inputs (spec B.6).
 
     Args:
       spec: the network (s_0 and T are read from it).
-      xi_train: (P, N0, H) and xi_test: (P*, N0, H) path features.
+      xi_train: (P, N0, H) path features, or the training data in a route's form (`GramStatistics` from
+        `gram_statistics`, for P up to 10^6; then y_train is None).
       y_train: (P,) labels.
-      U1: (H, H) path-path order parameter; default the GP limit U_GP (B.7).
+      xi_test: (P*, N0, H) path features.
+      U1: (H, H) symmetric positive semi-definite path-path order parameter; default the GP limit U_GP (B.7).
       temperature: override T for the predictor only (the code's `forced_temperature`).
-      chunk_size: test examples per chunk (memory P x chunk_size).
+      chunk_size: test examples per chunk (memory P x chunk_size or D x chunk_size).
+      route: 'auto' (P x P work when P <= N0 H, else D x D), 'example' or 'gram'; all give the same numbers.
 
     Returns:
       Prediction(mean (P*,), var (P*,)).
     """
     H = spec.n_paths
-    xi_train = check_features("xi_train", xi_train, H)
+    T = spec.temperature if temperature is None else temperature
+    if not (isinstance(T, (int, float, np.floating, np.integer)) and np.isfinite(T) and T >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0; got {T!r}")
+    if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
+    data = training_data(spec.replace(temperature=float(T)), xi_train, y_train, route)
     xi_test = check_features("xi_test", xi_test, H)
-    if xi_test.shape[1] != xi_train.shape[1]:
-        raise ValueError(f"xi_test has token width N0 = {xi_test.shape[1]} but xi_train has {xi_train.shape[1]}")
-    y = jnp.asarray(as_labels("y_train", y_train, xi_train.shape[0]))
+    if xi_test.shape[1] != data.n0:
+        raise ValueError(f"xi_test has token width N0 = {xi_test.shape[1]} but xi_train has {data.n0}")
     U1 = gp_order(spec)[0] if U1 is None else as_float_array("U1", U1, shape=(H, H))
-    T = spec.temperature if temperature is None else float(temperature)
-    if not (np.isfinite(T) and T >= 0):
-        raise ValueError(f"temperature must be finite and >= 0; got {T}")
+    R = jnp.asarray(_psd_factor(np.asarray(U1)))
+    s0 = spec.variances[0]
+    gram = isinstance(data, GramStatistics)
+    fit = _gram_fit(R, data, s0, T) if gram else _example_fit(R, data, s0, T)
+    n_test = xi_test.shape[0]
+    chunk = min(chunk_size, n_test)
     means, variances = [], []
-    for start in range(0, xi_test.shape[0], chunk_size):
-        m, v = _predict(jnp.asarray(U1), xi_train, y, xi_test[start:start + chunk_size],
-                        spec.variances[0], T)
-        means.append(np.asarray(m))
-        variances.append(np.asarray(v))
+    for start in range(0, n_test, chunk):
+        block = _pad_rows(xi_test[start:start + chunk], chunk)  # one shape: one compiled executable
+        m, v = _gram_apply(R, data, fit, block, s0, T) if gram else _example_apply(R, data, fit, block, s0)
+        n = min(chunk, n_test - start)
+        means.append(np.asarray(m)[:n])
+        variances.append(np.asarray(v)[:n])
     mean, var = np.concatenate(means), np.concatenate(variances)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
         if T == 0:

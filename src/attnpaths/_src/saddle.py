@@ -1,13 +1,29 @@
-"""Minimise the action: a second-order solver for the saddle point (spec B.6, C.1).
+"""Minimise the action: a trust-region Newton method on positive definite matrices (spec B.6, C.1).
 
-The unknowns are U_1, ..., U_L (U_a is eliminated in closed form). The solver moves on Cholesky coordinates
-(U = R R^T, log-diagonal), so every iterate is symmetric positive definite, and takes Newton steps with the
-exact Hessian: the energy's derivatives come in closed form from `action.energy_derivatives` (no
-differentiation through a P x P factorisation), the entropy's from JAX autodiff. Negative curvature far from
-the minimum is handled by replacing the Hessian's eigenvalues with their absolute values; a backtracking
-Armijo line search guarantees descent. It stops when the largest entry of dS/dU (the gradient with respect to
-the symmetric matrices, of the N_max-normalised action) is <= tol, then certifies the minimum by the smallest
-eigenvalue of the Hessian in packed upper-triangle coordinates (spec C.1).
+The unknowns are U_1, ..., U_L (U_a is eliminated in closed form, B.5). Every iterate is symmetric positive
+definite, and every step is taken in WHITENED coordinates: at U_l = L_l L_l^T (Cholesky),
+
+    U_l(X_l) = L_l (I + X_l + X_l^2 / 2) L_l^T,          X_l symmetric,
+
+which is positive definite for every X (I + X + X^2/2 = (I + X/2)^2 + X^2/4), and measures a step by the relative
+change of U, ||X||_F, whatever the scale of U. In these coordinates the entropy's curvature is O(N_l) times the
+identity and the energy's O(P), so one trust radius fits every level and every temperature. Each iteration
+minimises the quadratic model of S within ||x|| <= radius (x packs the upper triangles of all X_l, off-diagonal
+entries times sqrt 2, so ||x|| = ||X||_F):
+
+* `method="dense"`: the exact Hessian (energy part in closed form, `action.energy_hessian`; entropy part by
+  autodiff of small matrices) and the nearly exact subproblem solution from its eigen-decomposition (More and
+  Sorensen 1983). For up to ~64 paths.
+* `method="krylov"`: no Hessian is formed. Steihaug-Toint conjugate gradients on Hessian-vector products
+  (`action.energy_hvp`, O(D^2 H) or O(P^2 D) each). For hundreds of paths.
+
+The radius grows after good steps and shrinks after poor ones (Nocedal and Wright, Alg. 4.1). The solver stops
+when max |dS/dU| (the gradient with respect to the symmetric matrices of the N_max-normalised action) is <= tol,
+then certifies the minimum by the smallest eigenvalue of the Hessian in packed upper-triangle coordinates
+(spec C.1): from the dense Hessian, or by Lanczos iteration on Hessian-vector products (ARPACK via SciPy).
+
+The energy is evaluated by the route of the training data (`routes.py`): P x P work when P <= N0 H, D x D work
+(D = N0 H) otherwise; a width or temperature sweep reuses one compiled executable.
 """
 
 from __future__ import annotations
@@ -20,13 +36,17 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse.linalg as spla
 
-from attnpaths._src.action import action, energy_derivatives, entropy, scalar_order_parameter
-from attnpaths._src.checks import as_labels
-from attnpaths._src.order import (cholesky_to_order, gp_order, order_to_cholesky, pack_order, symmetrize,
-                                  unpack_order)
-from attnpaths._src.paths import check_features
+from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, energy_hvp, entropy,
+                                   scalar_order_parameter)
+from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, symmetrize, unpack_order
+from attnpaths._src.routes import GramStatistics, example_data, training_data
 from attnpaths._src.spec import Hyper, NetworkSpec
+
+METHODS = ("auto", "dense", "krylov")
+DENSE_MAX_PATHS = 64  # above this many paths the dense Hessian (H^4 entries) costs more than Krylov steps
+_MAX_RADIUS = 10.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,11 +57,14 @@ class Saddle:
     U_a: the scalar readout order parameter (B.5).
     action: S at the minimum (normalised by N_max).
     grad_max: max |dS/dU| at the returned point.
-    iterations: Newton iterations taken.
+    iterations: trust-region iterations taken (accepted and rejected steps).
     min_hessian_eigenvalue: smallest eigenvalue of d2S/dp2 in packed upper-triangle coordinates; > 0
       certifies a strict local minimum.
     converged: grad_max <= tol and min_hessian_eigenvalue > 0.
     spec: the network (widths, variances, temperature) it was solved for.
+    route: 'example' or 'gram', how the energy was evaluated.
+    method: 'dense' or 'krylov', how the Newton steps were computed.
+    hessian_products: Hessian-vector products used (krylov; 0 for dense).
     """
 
     U: tuple
@@ -52,158 +75,379 @@ class Saddle:
     min_hessian_eigenvalue: float
     converged: bool
     spec: NetworkSpec
+    route: str = "example"
+    method: str = "dense"
+    hessian_products: int = 0
 
     @property
     def U1(self) -> np.ndarray:
         return self.U[0]
 
 
+# ---- whitened coordinates ---------------------------------------------------------------------------------
+def _n_tri(n: int) -> int:
+    return n * (n + 1) // 2
+
+
+def _unpack_scaled(x: jnp.ndarray, sizes: Sequence[int]) -> list[jnp.ndarray]:
+    """x -> [X_l]: upper triangles (row-major), off-diagonal entries divided by sqrt 2, so ||x|| = sum ||X_l||_F."""
+    out, start = [], 0
+    for n in sizes:
+        rows, cols = np.triu_indices(n)
+        scale = np.where(rows == cols, 1.0, 1.0 / math.sqrt(2.0))
+        upper = jnp.zeros((n, n), x.dtype).at[rows, cols].set(x[start:start + _n_tri(n)] * scale)
+        start += _n_tri(n)
+        out.append(upper + upper.T - jnp.diag(jnp.diag(upper)))
+    return out
+
+
+def _retract(Ls: Sequence[jnp.ndarray], x: jnp.ndarray) -> list[jnp.ndarray]:
+    """U_l(X_l) = L_l (I + X_l + X_l^2/2) L_l^T: positive definite for every x."""
+    Xs = _unpack_scaled(x, [L.shape[0] for L in Ls])
+    return [L @ (jnp.eye(L.shape[0], dtype=x.dtype) + X + 0.5 * X @ X) @ L.T for L, X in zip(Ls, Xs)]
+
+
+def _symmetric_block(h4: jnp.ndarray, offdiag: float) -> jnp.ndarray:
+    """The quadratic form sum h4[c,d,a,b] Z_cd Z'_ab in upper-triangle coordinates of symmetric Z, Z'.
+
+    Coordinate k = (i <= j) moves Z_ij and Z_ji by `offdiag`/2 each (1 for packed U, 1/sqrt 2 whitened), so the
+    block is c_k c_l hs[i_k, j_k, i_l, j_l] with hs the symmetrisation of h4 over (c, d) and (a, b).
+    """
+    n = h4.shape[0]
+    hs = 0.25 * (h4 + h4.transpose(1, 0, 2, 3) + h4.transpose(0, 1, 3, 2) + h4.transpose(1, 0, 3, 2))
+    rows, cols = np.triu_indices(n)
+    c = jnp.asarray(np.where(rows == cols, 1.0, 2.0 * offdiag))
+    return c[:, None] * c[None, :] * hs[rows[:, None], cols[:, None], rows[None, :], cols[None, :]]
+
+
 def _sizes(heads: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(np.prod(heads[l:])) for l in range(len(heads)))
 
 
-def _surrogate_hessian(params, to_order, gE, hE, hyper, heads):
-    """Gradient and Hessian of S in coordinates `params`, given the energy's derivatives in U_1.
-
-    S(params) = E(U_1(params)) + S_ent(U(params)). The entropy (small matrices) goes through autodiff; the
-    energy's Hessian is chained as J^T hE J plus the curvature of U_1(params) contracted with gE.
-    """
-    H2 = gE.size
-
-    def surrogate(p):
-        Us = to_order(p)
-        return entropy(Us, hyper, heads) + jnp.vdot(gE, Us[0])
-
-    grad = jax.grad(surrogate)(params)
-    hess = jax.hessian(surrogate)(params)
-    J = jax.jacfwd(lambda p: to_order(p)[0].ravel())(params)
-    return grad, hess + J.T @ hE.reshape(H2, H2) @ J
-
-
-@partial(jax.jit, static_argnames=("heads",))
-def _newton_system(theta, xi, y, hyper: Hyper, heads):
-    sizes = _sizes(heads)
-    Us = cholesky_to_order(theta, sizes)
-    E, gE, hE = energy_derivatives(Us[0], xi, y, hyper.variances[0], hyper.temperature)
-    grad, hess = _surrogate_hessian(theta, lambda p: cholesky_to_order(p, sizes), gE, hE, hyper, heads)
+def _grad_max(Us, gE, hyper, heads):
+    """max |dS/dU| over the entries of the symmetric matrices (un-normalised)."""
     grad_U = jax.grad(lambda U: entropy([symmetrize(u) for u in U], hyper, heads)
-                      + jnp.vdot(gE, symmetrize(U[0])))(Us)
-    grad_max = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in grad_U]))
-    n_max = jnp.max(hyper.widths)
-    S = E + entropy(Us, hyper, heads)
-    return S / n_max, grad / n_max, hess / n_max, grad_max / n_max, (gE, hE)
+                      + jnp.vdot(gE, symmetrize(U[0])))(list(Us))
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in grad_U]))
 
 
-@partial(jax.jit, static_argnames=("heads",))
-def _action_at(theta, xi, y, hyper: Hyper, heads):
-    return action(cholesky_to_order(theta, _sizes(heads)), xi, y, hyper, heads)
+def _surrogate(to_order, gE, hyper, heads):
+    """S_ent(U(x)) + <gE, U_1(x)>: its gradient is dS/dx; its Hessian is d2S/dx2 minus the energy's J^T hE J."""
+    return lambda x: entropy(to_order(x), hyper, heads) + jnp.vdot(gE, to_order(x)[0])
 
 
-@partial(jax.jit, static_argnames=("heads",))
-def _packed_hessian_from(Us, gE, hE, hyper: Hyper, heads):
+@partial(jax.jit, static_argnames=("heads", "keep_M", "dense"))
+def _model(Ls, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
+    """S, its gradient (and Hessian if dense) in whitened coordinates at x = 0, max|dS/dU|, energy factors."""
     sizes = _sizes(heads)
-    _, hess = _surrogate_hessian(pack_order(Us), lambda p: unpack_order(p, sizes), gE, hE, hyper, heads)
+    x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
+    to_order = partial(_retract, Ls)
+    Us = to_order(x0)
+    s0 = hyper.variances[0]
+    f = data.factors(Us[0], s0, hyper.temperature, keep_M)
+    gE = energy_gradient(f, s0)
+    surrogate = _surrogate(to_order, gE, hyper, heads)
+    n_max = jnp.max(hyper.widths)
+    S = (f.E + entropy(Us, hyper, heads)) / n_max
+    grad = jax.grad(surrogate)(x0) / n_max
+    grad_max = _grad_max(Us, gE, hyper, heads) / n_max
+    if not dense:
+        return S, grad, grad_max, None, f
+    hE = energy_hessian(f, s0)
+    L1 = Ls[0]
+    hE_white = jnp.einsum("pc,qd,pqrs,ra,sb->cdab", L1, L1, hE, L1, L1)  # J w = L1 W L1^T
+    n1 = _n_tri(sizes[0])
+    hess = jax.hessian(surrogate)(x0)
+    hess = hess.at[:n1, :n1].add(_symmetric_block(hE_white, 1.0 / math.sqrt(2.0)))
+    return S, grad, grad_max, hess / n_max, f
+
+
+@partial(jax.jit, static_argnames=("heads", "whitened"))
+def _hvp(base, f, hyper: Hyper, heads, w, whitened: bool):
+    """d2S/dx2 w at x = 0 without forming the Hessian. base: the Cholesky factors (whitened coordinates) or the
+    matrices U (packed upper-triangle coordinates)."""
+    sizes = _sizes(heads)
+    x0 = jnp.zeros_like(w)
+    to_order = partial(_retract, base) if whitened else (lambda p: [u + d for u, d in
+                                                                    zip(base, unpack_order(p, sizes))])
+    s0 = hyper.variances[0]
+    surrogate = _surrogate(to_order, energy_gradient(f, s0), hyper, heads)
+    hv = jax.jvp(jax.grad(surrogate), (x0,), (w,))[1]
+    U1_of = lambda x: to_order(x)[0]  # noqa: E731
+    Jw = jax.jvp(U1_of, (x0,), (w,))[1]
+    _, pullback = jax.vjp(U1_of, x0)
+    return (hv + pullback(energy_hvp(f, Jw, s0))[0]) / jnp.max(hyper.widths)
+
+
+@partial(jax.jit, static_argnames=("heads",))
+def _trial(Ls, x, data, hyper: Hyper, heads):
+    Us = _retract(Ls, x)
+    return action_of(Us, data, hyper, heads), Us
+
+
+@partial(jax.jit, static_argnames=("heads",))
+def _packed_hessian_from(Us, f, hyper: Hyper, heads):
+    sizes = _sizes(heads)
+    s0 = hyper.variances[0]
+    p0 = pack_order(Us)
+    to_order = lambda p: unpack_order(p, sizes)  # noqa: E731
+    hess = jax.hessian(_surrogate(to_order, energy_gradient(f, s0), hyper, heads))(p0)
+    n1 = _n_tri(sizes[0])
+    hess = hess.at[:n1, :n1].add(_symmetric_block(energy_hessian(f, s0), 1.0))
     return hess / jnp.max(hyper.widths)
 
 
 def packed_hessian(Us, xi, y, hyper: Hyper, heads):
-    """d2S/dp2 of the normalised action in packed upper-triangle coordinates p (spec C.1)."""
-    _, gE, hE = energy_derivatives(Us[0], xi, y, hyper.variances[0], hyper.temperature)
-    return _packed_hessian_from(Us, gE, hE, hyper, heads)
+    """d2S/dp2 of the normalised action in packed upper-triangle coordinates p (spec C.1), dense.
+
+    Us: (U_1, ..., U_L); xi: (P, N0, H) training path features; y: (P,) labels.
+    """
+    data = example_data(xi, y)
+    Us = [jnp.asarray(U) for U in Us]
+    f = _factors(data, Us[0], hyper, keep_M=_keep_M(data, dense=True))
+    return _packed_hessian_from(Us, f, hyper, heads)
 
 
-def _check_problem(spec: NetworkSpec, xi, y):
-    xi = check_features("xi", xi, spec.n_paths)
-    y = jnp.asarray(as_labels("y", y, xi.shape[0]))
-    return xi, y
+@partial(jax.jit, static_argnames=("keep_M",))
+def _factors(data, U1, hyper: Hyper, keep_M: bool):
+    return data.factors(U1, hyper.variances[0], hyper.temperature, keep_M)
 
 
-def _newton_direction(grad: np.ndarray, hess: np.ndarray, max_step: float) -> np.ndarray:
-    lam, vecs = np.linalg.eigh(0.5 * (hess + hess.T))
-    floor = 1e-12 * max(1.0, float(np.max(np.abs(lam))))
-    step = -vecs @ ((vecs.T @ grad) / np.maximum(np.abs(lam), floor))
-    biggest = float(np.max(np.abs(step)))
-    return step * (max_step / biggest) if biggest > max_step else step
+# ---- trust-region subproblems ----------------------------------------------------------------------------
+def _dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray, float, bool]:
+    """argmin g.p + p.B p/2 over ||p|| <= radius, from the eigen-decomposition of B (More-Sorensen).
+
+    Returns (p, predicted reduction, on the boundary)."""
+    lam, Q = np.linalg.eigh(0.5 * (B + B.T))
+    gq = Q.T @ g
+    scale = max(1.0, float(np.max(np.abs(lam))))
+    if lam[0] > 1e-14 * scale:
+        p = -gq / lam
+        if np.linalg.norm(p) <= radius:
+            return Q @ p, float(0.5 * np.sum(gq ** 2 / lam)), False
+    lo = max(0.0, -float(lam[0])) * (1 + 1e-12) + 1e-14 * scale
+
+    def norm(mu):
+        return float(np.linalg.norm(gq / (lam + mu)))
+
+    if norm(lo) <= radius:  # the hard case: g has (almost) no component along the lowest eigenvector
+        p = -gq / (lam + lo)
+        p[0] = 0.0
+        p[0] = math.sqrt(max(radius ** 2 - float(p @ p), 0.0))
+        p = Q @ p
+        return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
+    hi = lo + float(np.linalg.norm(g)) / radius + scale
+    mu = lo
+    for _ in range(200):  # safeguarded Newton on 1/||p(mu)|| = 1/radius, monotone in mu
+        pm = gq / (lam + mu)
+        nm = float(np.linalg.norm(pm))
+        phi = 1.0 / nm - 1.0 / radius
+        if abs(phi) * radius < 1e-12:
+            break
+        if phi < 0:
+            lo = mu
+        else:
+            hi = mu
+        dphi = float(np.sum(pm ** 2 / (lam + mu))) / nm ** 3
+        mu = mu - phi / dphi
+        if not (lo < mu < hi):
+            mu = 0.5 * (lo + hi)
+    p = Q @ (-gq / (lam + mu))
+    return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
 
 
-def solve_saddle(spec: NetworkSpec, xi, y, init: Sequence | None = None, tol: float = 1e-8,
-                 max_iter: int = 200, max_step: float = 2.0, raise_on_failure: bool = True,
-                 callback: Callable[[int, float, float], None] | None = None) -> Saddle:
+def _boundary_tau(z: np.ndarray, d: np.ndarray, radius: float) -> float:
+    a, b, c = d @ d, 2 * z @ d, z @ z - radius ** 2
+    return float((-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a))
+
+
+def _steihaug_step(g: np.ndarray, hvp: Callable[[np.ndarray], np.ndarray], radius: float,
+                   max_products: int) -> tuple[np.ndarray, float, bool, int]:
+    """Steihaug-Toint truncated CG on the trust-region subproblem (Nocedal and Wright, Alg. 7.2).
+
+    Stops at negative curvature or the boundary, or when ||r|| <= min(0.5, sqrt ||g||) ||g|| (superlinear
+    forcing). Returns (p, predicted reduction, on the boundary, Hessian-vector products used)."""
+    gnorm = float(np.linalg.norm(g))
+    tol = min(0.5, math.sqrt(gnorm)) * gnorm
+    z = np.zeros_like(g)
+    r = g.copy()
+    d = -r
+    Bz = np.zeros_like(g)
+    products = 0
+    for _ in range(max_products):
+        Bd = hvp(d)
+        products += 1
+        dBd = float(d @ Bd)
+        if dBd <= 0 or not math.isfinite(dBd):
+            tau = _boundary_tau(z, d, radius)
+            p, Bp = z + tau * d, Bz + tau * Bd
+            return p, float(-(g @ p + 0.5 * p @ Bp)), True, products
+        alpha = float(r @ r) / dBd
+        z_next = z + alpha * d
+        if np.linalg.norm(z_next) >= radius:
+            tau = _boundary_tau(z, d, radius)
+            p, Bp = z + tau * d, Bz + tau * Bd
+            return p, float(-(g @ p + 0.5 * p @ Bp)), True, products
+        r_next = r + alpha * Bd
+        z, Bz = z_next, Bz + alpha * Bd
+        if np.linalg.norm(r_next) <= tol:
+            r = r_next
+            break
+        d = -r_next + (float(r_next @ r_next) / float(r @ r)) * d
+        r = r_next
+    return z, float(-(g @ z + 0.5 * z @ Bz)), False, products
+
+
+# ---- the solver ---------------------------------------------------------------------------------------------
+def _keep_M(data, dense: bool) -> bool:
+    """Whether the energy factors keep M (D x D) rather than W (P x D): the smaller object for the method."""
+    if isinstance(data, GramStatistics):
+        return True
+    P, n0, H = data.xi.shape
+    return n0 <= P if dense else H * n0 <= P
+
+
+def _choose_method(method: str, n_paths: int) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if method != "auto":
+        return method
+    return "dense" if n_paths <= DENSE_MAX_PATHS else "krylov"
+
+
+def _smallest_eigenvalue(Us, f, hyper, heads, dense: bool) -> float:
+    if dense:
+        return float(np.linalg.eigvalsh(np.asarray(_packed_hessian_from(Us, f, hyper, heads)))[0])
+    n = sum(_n_tri(U.shape[0]) for U in Us)
+    op = spla.LinearOperator((n, n), dtype=np.float64,
+                             matvec=lambda w: np.asarray(_hvp(Us, f, hyper, heads, jnp.asarray(w.ravel()),
+                                                              whitened=False)))
+    return float(spla.eigsh(op, k=1, which="SA", tol=1e-6, return_eigenvectors=False)[0])
+
+
+def _check_init(init, spec: NetworkSpec) -> list[jnp.ndarray]:
+    sizes = spec.level_sizes
+    if init is None:
+        return [jnp.asarray(U) for U in gp_order(spec)]
+    if len(init) != len(sizes):
+        raise ValueError(f"init must hold {len(sizes)} matrices (U_1, ..., U_L); got {len(init)}")
+    order_to_cholesky(init, sizes)  # raises ValueError unless every U is symmetric positive definite
+    return [jnp.asarray(0.5 * (np.asarray(U, dtype=np.float64) + np.asarray(U, dtype=np.float64).T))
+            for U in init]
+
+
+def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, tol: float = 1e-8,
+                 max_iter: int = 100, raise_on_failure: bool = True,
+                 callback: Callable[[int, float, float], None] | None = None, route: str = "auto",
+                 method: str = "auto", max_products: int = 500) -> Saddle:
     """Minimise the action S(U) (spec B.4) over symmetric positive definite U_1, ..., U_L.
 
     Args:
       spec: network; its widths, variances and temperature are runtime values (no recompilation).
-      xi: (P, N0, H) training path features from `path_features`.
-      y: (P,) training labels.
+      xi: (P, N0, H) training path features from `path_features`, or training data already in a route's form
+        (`GramStatistics` from `gram_statistics` for P up to 10^6 and beyond, or `routes.training_data`).
+      y: (P,) training labels (None when xi is a training-data object).
       init: (U_1, ..., U_L) warm start; default the GP values (B.7).
       tol: stop when max |dS/dU| <= tol (normalised action).
-      max_iter: Newton iterations allowed.
-      max_step: cap on the largest Cholesky-coordinate change per iteration (a trust radius).
+      max_iter: trust-region iterations allowed.
       raise_on_failure: raise RuntimeError if not converged or if the Hessian certificate fails.
       callback: called as callback(iteration, action, grad_max) after every iteration.
+      route: 'auto' (P x P work when P <= N0 H, else D x D), 'example' or 'gram'.
+      method: 'auto' (dense up to 64 paths, else krylov), 'dense' or 'krylov'.
+      max_products: Hessian-vector products allowed per krylov iteration.
 
     Returns:
       Saddle.
     """
-    xi, y = _check_problem(spec, xi, y)
-    if not (tol > 0 and max_iter >= 0):
-        raise ValueError(f"tol must be > 0 and max_iter >= 0; got tol={tol}, max_iter={max_iter}")
-    hyper, heads, sizes = spec.hyper(), spec.heads, spec.level_sizes
-    theta = jnp.asarray(order_to_cholesky(gp_order(spec) if init is None else init, sizes))
-    S, grad, hess, grad_max, energy_terms = _newton_system(theta, xi, y, hyper, heads)
-    S, grad, hess, grad_max = (np.asarray(a) for a in (S, grad, hess, grad_max))
-    if not np.isfinite(S):
+    data = training_data(spec, xi, y, route)
+    if not (tol > 0 and isinstance(max_iter, (int, np.integer)) and max_iter >= 0):
+        raise ValueError(f"tol must be > 0 and max_iter an int >= 0; got tol={tol}, max_iter={max_iter!r}")
+    if not (isinstance(max_products, (int, np.integer)) and max_products >= 1):
+        raise ValueError(f"max_products must be an int >= 1; got {max_products!r}")
+    dense = _choose_method(method, spec.n_paths) == "dense"
+    keep_M = _keep_M(data, dense)
+    hyper, heads = spec.hyper(), spec.heads
+    Us = _check_init(init, spec)
+    Ls = [jnp.linalg.cholesky(U) for U in Us]
+    S, grad, grad_max, hess, f = _model(Ls, data, hyper, heads, keep_M, dense)
+    S, grad, grad_max = float(S), np.asarray(grad), float(grad_max)
+    if not math.isfinite(S):
         if spec.temperature == 0:
             raise ValueError("the training kernel K_U is singular at the initial U and temperature T = 0: "
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
-    iterations = 0
-    while grad_max > tol and iterations < max_iter:
-        direction = _newton_direction(grad, hess, max_step)
-        slope = float(grad @ direction)
-        if slope >= 0:  # numerically flat: fall back to steepest descent
-            direction, slope = -grad, -float(grad @ grad)
-        step, slack = 1.0, 1e-13 * max(1.0, abs(float(S)))
-        while step > 1e-12:
-            trial = float(_action_at(theta + step * direction, xi, y, hyper, heads))
-            if math.isfinite(trial) and trial <= S + 1e-4 * step * slope + slack:
-                break
-            step *= 0.5
+    radius, iterations, products, stalled = 1.0, 0, 0, False
+    while grad_max > tol and iterations < max_iter and not stalled:
+        if dense:
+            step, predicted, boundary = _dense_step(grad, np.asarray(hess), radius)
         else:
-            break  # no descent possible: reported below as not converged
-        theta = theta + step * jnp.asarray(direction)
-        S, grad, hess, grad_max, energy_terms = _newton_system(theta, xi, y, hyper, heads)
-        S, grad, hess, grad_max = (np.asarray(a) for a in (S, grad, hess, grad_max))
+            hvp = lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w), whitened=True))  # noqa: E731
+            step, predicted, boundary, used = _steihaug_step(grad, hvp, radius, max_products)
+            products += used
         iterations += 1
+        trial, trial_Us = _trial(Ls, jnp.asarray(step), data, hyper, heads)
+        trial = float(trial)
+        noise = 1e3 * np.finfo(np.float64).eps * max(1.0, abs(S))
+        if not math.isfinite(trial) or predicted <= 0:
+            rho = -1.0
+        elif predicted <= noise:  # the model is exact to rounding here: the function difference is noise
+            rho = 1.0
+        else:
+            rho = (S - trial) / predicted
+        if rho < 0.25:
+            radius *= 0.25
+        elif rho > 0.75 and boundary:
+            radius = min(2.0 * radius, _MAX_RADIUS)
+        if rho > 1e-4:
+            Us = list(trial_Us)
+            Ls = [jnp.linalg.cholesky(U) for U in Us]
+            S, grad, grad_max, hess, f = _model(Ls, data, hyper, heads, keep_M, dense)
+            S, grad, grad_max = float(S), np.asarray(grad), float(grad_max)
+        stalled = radius < 1e-12
         if callback is not None:
-            callback(iterations, float(S), float(grad_max))
-    Us = [np.asarray(U) for U in cholesky_to_order(theta, sizes)]
-    # the certificate reuses the energy derivatives of the last iterate (the returned point)
-    certificate = _packed_hessian_from(Us, *energy_terms, hyper, heads)
-    min_eig = float(np.linalg.eigvalsh(np.asarray(certificate))[0])
+            callback(iterations, S, grad_max)
+    Us = [np.asarray(U) for U in Us]
+    min_eig = _smallest_eigenvalue([jnp.asarray(U) for U in Us], f, hyper, heads, dense)
     converged = bool(grad_max <= tol and min_eig > 0)
     result = Saddle(U=tuple(Us), U_a=float(scalar_order_parameter(jnp.asarray(Us[-1]), hyper, heads[-1])),
-                    action=float(S), grad_max=float(grad_max), iterations=iterations,
-                    min_hessian_eigenvalue=min_eig, converged=converged, spec=spec)
+                    action=S, grad_max=grad_max, iterations=iterations, min_hessian_eigenvalue=min_eig,
+                    converged=converged, spec=spec, route="gram" if isinstance(data, GramStatistics) else
+                    "example", method="dense" if dense else "krylov", hessian_products=products)
     if raise_on_failure and not converged:
-        why = (f"max|dS/dU| = {float(grad_max):.2e} > tol = {tol:.1e} after {iterations} iterations"
-               if grad_max > tol else f"the Hessian is not positive definite (smallest eigenvalue {min_eig:.2e})")
-        raise RuntimeError(f"the action minimisation did not converge: {why}. Try a warm start (init=...), "
-                           "a larger max_iter, or a larger temperature")
+        raise RuntimeError(_failure_message(result, tol, stalled))
     return result
 
 
-def solve_widths(spec: NetworkSpec, xi, y, widths: Sequence[float], warm_start: bool = True,
+def _failure_message(result: Saddle, tol: float, stalled: bool) -> str:
+    if result.grad_max <= tol:
+        why = f"the Hessian is not positive definite (smallest eigenvalue {result.min_hessian_eigenvalue:.2e})"
+    else:
+        why = (f"max|dS/dU| = {result.grad_max:.2e} > tol = {tol:.1e} after {result.iterations} iterations"
+               + (" (the trust region collapsed: no step decreases S)" if stalled else ""))
+    hint = ("Try a warm start (init=...), a larger max_iter, or a larger temperature")
+    widths = result.spec.widths
+    if min(widths) < 1.0:
+        hint = (f"The widths {widths} are below 1: the theory's limit is N, P -> infinity at fixed P/N, and the "
+                "entropy (O(N)) no longer regularises U. Use widths >= 1, or warm-start from a larger width")
+    return f"the action minimisation did not converge: {why}. {hint}"
+
+
+def solve_widths(spec: NetworkSpec, xi, y=None, widths: Sequence[float] = (), warm_start: bool = True,
                  **kwargs) -> list[Saddle]:
     """Solve for every width in `widths` (all layers equal), largest first, each warm-started from the last.
 
-    Returns the Saddles in the order of `widths`. One compiled function serves every width.
+    Returns the Saddles in the order of `widths`. One compiled function serves every width, and the training
+    data are put in their route's form once.
     """
+    if len(widths) == 0:
+        raise ValueError("widths must be a non-empty sequence of positive numbers")
+    data = training_data(spec, xi, y, kwargs.pop("route", "auto"))
     order = sorted(range(len(widths)), key=lambda i: -float(widths[i]))
     out: dict[int, Saddle] = {}
     init = None
     for i in order:
-        saddle = solve_saddle(spec.with_width(widths[i]), xi, y, init=init, **kwargs)
+        saddle = solve_saddle(spec.with_width(widths[i]), data, init=init, **kwargs)
         out[i] = saddle
         init = saddle.U if warm_start else None
     return [out[i] for i in range(len(widths))]
+

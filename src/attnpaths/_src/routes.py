@@ -1,0 +1,255 @@
+"""The energy and the predictor of the finite-width theory by two exact routes (spec B.4, B.6).
+
+With Xi the (P, D) matrix of flattened path features (D = N0 H; row mu is xi^mu with index (pi, i)) and
+A = s_0 (U_1 (x) I_N0), the training kernel is K = Xi A Xi^T. It has rank at most D, so everything the theory
+needs from the P training examples can be computed in two exact ways:
+
+* the example route (`ExampleData`): factorise the P x P matrix K + T I = L L^T, W = L^-1 Xi, r = L^-1 y.
+  Cost per evaluation O(P^2 D + P^3). The right route when P < D.
+* the Gram route (`GramStatistics`): the data enter only through G = Xi^T Xi (D x D), b = Xi^T y and y^T y,
+  accumulated once over examples (`gram_statistics`, chunked, on every local device). With U_1 = R R^T,
+  R~ = R (x) I and the D x D matrices B = s_0 R~^T G R~ and C = B + T I = L_C L_C^T,
+
+      ln det(K + T I)      = ln det C + (P - D) ln T                        (matrix determinant lemma)
+      y^T (K + T I)^-1 y   = (y^T y - c^T C^-1 c) / T,   c = sqrt(s_0) R~^T b    (Woodbury)
+
+  No P x P matrix is ever formed: O(P D^2) once per data set, then O(D^3) per evaluation. Needs T > 0.
+
+Both routes return the same `EnergyFactors`: E and the two objects every derivative of E is built from,
+
+    M = Xi^T (K + T I)^-1 Xi  (D x D),     v = Xi^T (K + T I)^-1 y  (D,)
+
+(example route: M = W^T W, v = W^T r; Gram route: M = R~^-T C^-1 R~^T G, v = R~^-T C^-1 R~^T b, which follow
+from (T I + G A)^-1 = R~^-T C^-1 R~^T). The derivatives themselves are in `action.py`. The example route keeps
+W instead of M when M (D^2 entries) would be the larger object, so the Hessian-vector products stay in example
+space for many paths and few examples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_solve, solve_triangular
+
+from attnpaths._src.checks import as_labels
+from attnpaths._src.paths import check_features
+
+ROUTES = ("auto", "example", "gram")
+
+
+class EnergyFactors(NamedTuple):
+    """E and the factors of its derivatives at one U_1 (see the module docstring).
+
+    E: () the energy ln det(K + T I) + y^T (K + T I)^-1 y.
+    v: (H, N0) Xi^T (K + T I)^-1 y, indexed (path, token-width).
+    trace_M: (H, H) the block traces sum_i M[(c, i), (d, i)].
+    M: (H, N0, H, N0) or None.
+    W: (P, H, N0) L^-1 Xi or None (the example route without M).
+    """
+
+    E: jnp.ndarray
+    v: jnp.ndarray
+    trace_M: jnp.ndarray
+    M: jnp.ndarray | None
+    W: jnp.ndarray | None
+
+
+def _example_bucket(P: int) -> int:
+    """Number of rows the example route pads P to, so that nearby P share one compiled executable.
+
+    Multiples of 32 up to 256, then 8 sizes per octave (at most 12.5% padding). Padded rows have zero features,
+    y = 0 and a unit diagonal, so they change neither E nor any derivative.
+    """
+    if P <= 256:
+        return 32 * math.ceil(P / 32)
+    step = 2 ** (int(math.floor(math.log2(P))) - 3)
+    return step * math.ceil(P / step)
+
+
+class ExampleData(NamedTuple):
+    """Training data for the example route: path features and labels, padded to `_example_bucket(P)` rows.
+
+    xi: (P_pad, N0, H); y: (P_pad,); mask: (P_pad,) 1 for real examples, 0 for padding.
+    """
+
+    xi: jnp.ndarray
+    y: jnp.ndarray
+    mask: jnp.ndarray
+
+    @property
+    def n_examples(self) -> int:
+        return int(np.sum(np.asarray(self.mask)))
+
+    @property
+    def n0(self) -> int:
+        return int(self.xi.shape[1])
+
+    @property
+    def n_paths(self) -> int:
+        return int(self.xi.shape[2])
+
+    def kernel_plus_noise(self, U1, s0, T) -> jnp.ndarray:
+        """K_U + T I on the real rows, the identity on the padded ones: (P_pad, P_pad)."""
+        P = self.xi.shape[0]
+        flat = self.xi.reshape(P, -1)
+        rotated = (self.xi @ U1.T).reshape(P, -1)
+        K = s0 * flat @ rotated.T
+        return K + jnp.diag(T * self.mask + (1.0 - self.mask))
+
+    def energy(self, U1, s0, T) -> jnp.ndarray:
+        chol = jnp.linalg.cholesky(self.kernel_plus_noise(U1, s0, T))
+        r = solve_triangular(chol, self.y, lower=True)
+        return 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + r @ r
+
+    def factors(self, U1, s0, T, keep_M: bool) -> EnergyFactors:
+        P, n0, H = self.xi.shape
+        chol = jnp.linalg.cholesky(self.kernel_plus_noise(U1, s0, T))
+        Xi = jnp.transpose(self.xi, (0, 2, 1)).reshape(P, H * n0)
+        W = solve_triangular(chol, Xi, lower=True).reshape(P, H, n0)
+        r = solve_triangular(chol, self.y, lower=True)
+        E = 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + r @ r
+        v = jnp.einsum("pai,p->ai", W, r)
+        trace_M = jnp.einsum("pci,pdi->cd", W, W)
+        if keep_M:
+            M = jnp.einsum("pci,paj->ciaj", W, W)
+            return EnergyFactors(E, v, trace_M, M, None)
+        return EnergyFactors(E, v, trace_M, None, W)
+
+
+class GramStatistics(NamedTuple):
+    """Sufficient statistics of a training set for the Gram route.
+
+    gram: (H, N0, H, N0) G = Xi^T Xi, i.e. sum_mu xi^mu_{i, pi} xi^mu_{j, pi'} at [pi, i, pi', j].
+    xty: (H, N0) Xi^T y.
+    yty: () y^T y.
+    n_examples: () P, as a float64 array (so that P is traced and never recompiles).
+    """
+
+    gram: jnp.ndarray
+    xty: jnp.ndarray
+    yty: jnp.ndarray
+    n_examples: jnp.ndarray
+
+    @property
+    def n0(self) -> int:
+        return int(self.gram.shape[1])
+
+    @property
+    def n_paths(self) -> int:
+        return int(self.gram.shape[0])
+
+    def _solve(self, U1, s0, T):
+        H, n0 = self.xty.shape
+        D = H * n0
+        R = jnp.linalg.cholesky(U1)
+        # R~^T G R~ over the path indices: [a, i, b, j] = sum_pq R[p, a] G[p, i, q, j] R[q, b]
+        B = s0 * jnp.einsum("pa,piqj,qb->aibj", R, self.gram, R).reshape(D, D)
+        chol = jnp.linalg.cholesky(B + T * jnp.eye(D, dtype=B.dtype))
+        Rtb = jnp.einsum("pa,pi->ai", R, self.xty).reshape(D)
+        return R, chol, Rtb
+
+    def energy(self, U1, s0, T) -> jnp.ndarray:
+        D = self.xty.size
+        _, chol, Rtb = self._solve(U1, s0, T)
+        w = solve_triangular(chol, jnp.sqrt(s0) * Rtb, lower=True)
+        return (2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + (self.n_examples - D) * jnp.log(T)
+                + (self.yty - w @ w) / T)
+
+    def factors(self, U1, s0, T, keep_M: bool = True) -> EnergyFactors:
+        H, n0 = self.xty.shape
+        D = H * n0
+        R, chol, Rtb = self._solve(U1, s0, T)
+        w = solve_triangular(chol, jnp.sqrt(s0) * Rtb, lower=True)
+        E = (2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + (self.n_examples - D) * jnp.log(T)
+             + (self.yty - w @ w) / T)
+        RtG = jnp.einsum("pa,piqj->aiqj", R, self.gram).reshape(D, D)
+        Z = cho_solve((chol, True), jnp.concatenate([RtG, Rtb[:, None]], axis=1)).reshape(H, n0, D + 1)
+        # R~^-T on the path axis: solve R^T z = .
+        Z = solve_triangular(R.T, Z.reshape(H, n0 * (D + 1)), lower=False).reshape(H, n0, D + 1)
+        M = Z[..., :D].reshape(D, D)
+        M = (0.5 * (M + M.T)).reshape(H, n0, H, n0)
+        v = Z[..., D]
+        return EnergyFactors(E, v, jnp.einsum("cidi->cd", M), M, None)
+
+
+def gram_from_features(xi, y) -> GramStatistics:
+    """`GramStatistics` of path features xi (P, N0, H) and labels y (P,) held in memory."""
+    xi = jnp.asarray(xi)
+    y = jnp.asarray(y)
+    return GramStatistics(jnp.einsum("mip,mjq->piqj", xi, xi), jnp.einsum("mip,m->pi", xi, y), y @ y,
+                          jnp.asarray(float(xi.shape[0]), dtype=jnp.float64))
+
+
+def example_data(xi, y) -> ExampleData:
+    """`ExampleData` of path features xi (P, N0, H) and labels y (P,), padded to the example route's bucket."""
+    xi = np.asarray(xi, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    P = xi.shape[0]
+    pad = _example_bucket(P) - P
+    mask = np.concatenate([np.ones(P), np.zeros(pad)])
+    xi = np.concatenate([xi, np.zeros((pad,) + xi.shape[1:])])
+    return ExampleData(jnp.asarray(xi), jnp.asarray(np.concatenate([y, np.zeros(pad)])), jnp.asarray(mask))
+
+
+def choose_route(n_examples: int, feature_width: int, route: str = "auto") -> str:
+    """'gram' when P > D = N0 H (its D x D work is then the cheaper), else 'example'; `route` forces one."""
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
+    if route != "auto":
+        return route
+    return "gram" if n_examples > feature_width else "example"
+
+
+def training_data(spec, xi, y=None, route: str = "auto"):
+    """The training set in the representation of `route`: `ExampleData` or `GramStatistics`.
+
+    Args:
+      spec: the network (its number of paths and temperature are checked).
+      xi: (P, N0, H) path features, or an `ExampleData` / `GramStatistics` already built (then y is None).
+      y: (P,) labels.
+      route: 'auto' (the cheaper: 'gram' when P > N0 H), 'example' or 'gram'.
+    """
+    if isinstance(xi, (ExampleData, GramStatistics)):
+        if y is not None:
+            raise ValueError("y must be None when the training data is given as ExampleData/GramStatistics")
+        data = xi
+        if data.n_paths != spec.n_paths:
+            raise ValueError(f"the training data has {data.n_paths} paths but the network has H = "
+                             f"{spec.n_paths}")
+        if route not in ROUTES:
+            raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
+        wanted = {"example": ExampleData, "gram": GramStatistics}.get(route)
+        if wanted is not None and not isinstance(data, wanted):
+            raise ValueError(f"route={route!r} needs {wanted.__name__}; got {type(data).__name__} (build the "
+                             "training data with that route)")
+    else:
+        if y is None:
+            raise ValueError("y (the (P,) training labels) is required with path features xi")
+        xi = check_features("xi", xi, spec.n_paths)
+        y = jnp.asarray(as_labels("y", y, xi.shape[0]))
+        chosen = choose_route(xi.shape[0], xi.shape[1] * xi.shape[2], route)
+        data = gram_from_features(xi, y) if chosen == "gram" else example_data(xi, y)
+    check_temperature_for(spec.temperature, data)
+    return data
+
+
+def check_temperature_for(T: float, data) -> None:
+    """T = 0 is only possible when K_U can be non-singular, i.e. P <= D on the example route."""
+    if T > 0:
+        return
+    D = data.n0 * data.n_paths
+    P = int(np.asarray(data.n_examples))
+    if isinstance(data, GramStatistics) or P > D:
+        raise ValueError(f"temperature T = 0 needs a non-singular training kernel, but K_U has rank at most "
+                         f"N0 H = {D} < P = {P}: it is singular, so T > 0 is needed")
+
+
+@jax.jit
+def _factor_psd(U1):
+    """R with U1 = R R^T for a symmetric positive semi-definite U1 (eigen-decomposition, clipped at 0)."""
+    lam, V = jnp.linalg.eigh(0.5 * (U1 + U1.T))
+    return V * jnp.sqrt(jnp.clip(lam, 0.0, None))[None, :], lam
