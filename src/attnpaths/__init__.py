@@ -11,6 +11,10 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
+from attnpaths._src.compile_cache import configure_default_compile_cache as _configure_cache  # noqa: E402
+
+_configure_cache()
+
 from attnpaths._src.action import action, energy, entropy, scalar_order_parameter  # noqa: E402
 from attnpaths._src.analysis import (Alignment, HeadScores, format_order_parameter, head_scores,  # noqa: E402
                                      pc_alignment)
@@ -21,7 +25,10 @@ from attnpaths._src.order import gp_order, gp_scalar_order  # noqa: E402
 from attnpaths._src.paths import path_features, path_token_weights, token_readout  # noqa: E402
 from attnpaths._src.predictor import (Prediction, accuracy, bias_error, gaussian_accuracy,  # noqa: E402
                                       predict)
+from attnpaths._src.compile_cache import default_cache_dir, set_compile_cache  # noqa: E402
+from attnpaths._src.routes import ExampleData, GramStatistics, training_data  # noqa: E402
 from attnpaths._src.saddle import Saddle, solve_saddle, solve_widths  # noqa: E402
+from attnpaths._src.statistics import gram_statistics  # noqa: E402
 from attnpaths._src.spec import NetworkSpec, path_labels  # noqa: E402
 from attnpaths._src.network import Weights, forward, sampled_order_parameter  # noqa: E402
 from attnpaths._src.sampling.diagnostics import SampleSummary, summarize  # noqa: E402
@@ -29,6 +36,12 @@ from attnpaths._src.sampling.gibbs import BlockedGibbs, PosteriorDraws, gibbs_dr
 from attnpaths._src.sampling.nuts import nuts_draws, run_nuts  # noqa: E402
 
 __all__ = [
+    "ExampleData",
+    "GramStatistics",
+    "default_cache_dir",
+    "gram_statistics",
+    "set_compile_cache",
+    "training_data",
     "Alignment",
     "AttentionPathsRegressor",
     "BilinearHeads",

@@ -1,0 +1,180 @@
+"""The theory engine at scale: the old solver and route vs the new ones, in one run (issue "Theory engine at scale").
+
+Problem: random query/key heads (G = 8), N0 = 32, 12 tokens, mean readout, T = 0.01, N = 10, labels from a fixed
+teacher on the inputs. Every cell runs in a fresh subprocess (so peak memory is its own), from the GP point (cold).
+
+* old: the solver of commit 3b9833b (`legacy_solver.py`: Newton on Cholesky coordinates, |eigenvalue| Hessian,
+  Armijo search, P x P factorisations at every trial point) on path features held in memory;
+* new: `solve_saddle` with the automatic route (Gram statistics accumulated from x in chunks when P > N0 H) and
+  method (dense trust region up to 64 paths, Krylov trust region above).
+
+Columns: s/it (seconds per iteration), it (iterations), total (seconds: statistics or features + solve,
+compilation included, persistent cache cold on the first run), peak (MB, the process's maximum resident
+memory; x itself is 8 P N0 T bytes), |dS|/S (relative action difference old vs new where both run).
+
+    python benchmarks/scale.py                 # the full table (about an hour on 2 cores)
+    python benchmarks/scale.py --quick         # P <= 10^4 and the special cases
+    python benchmarks/scale.py --cells 100000x4 1000000x4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+N0, TOKENS, G = 32, 12, 8
+HEADS = {4: (2, 2), 16: (4, 4), 64: (8, 8), 256: (16, 16)}
+ONESHOT_T = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+def problem(P, heads, n0=N0, tokens=TOKENS, g=G, seed=0):
+    """Random QK heads and inputs; labels from a teacher reading two token statistics of the input."""
+    import numpy as np
+
+    import attnpaths as ap
+
+    rng = np.random.default_rng(seed)
+    attention = [ap.QKHeads(rng.normal(size=(h, g, n0)) * 2 / math.sqrt(n0),
+                            rng.normal(size=(h, g, n0)) * 2 / math.sqrt(n0)) for h in heads]
+    x = np.empty((P, n0, tokens))
+    u, u2 = rng.normal(size=n0), rng.normal(size=n0)
+    y = np.empty(P)
+    for start in range(0, P, 100_000):  # x is the only O(P) array
+        stop = min(start + 100_000, P)
+        x[start:stop] = rng.normal(size=(stop - start, n0, tokens))
+        f = x[start:stop].mean(-1) @ u + 0.5 * x[start:stop, :, -1] @ u2
+        y[start:stop] = np.sign(f + 0.5 * f.std() * rng.normal(size=stop - start))
+    return attention, x, y
+
+
+def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random_labels=False):
+    import numpy as np
+
+    import attnpaths as ap
+
+    heads = HEADS[paths] if paths in HEADS else tuple(int(h) for h in str(paths).split("x"))
+    spec = ap.NetworkSpec(heads=heads, widths=N, temperature=T, readout="mean")
+    attention, x, y = problem(P, heads, n0, tokens, g)
+    if random_labels:
+        y = np.sign(np.random.default_rng(1).normal(size=P))
+    t0 = time.perf_counter()
+    iterations = []
+    callback = lambda i, S, gm: iterations.append(time.perf_counter())  # noqa: E731
+    if solver == "old":
+        sys.path.insert(0, os.path.dirname(__file__))
+        from legacy_solver import solve_saddle as legacy
+
+        xi = ap.path_features(spec, attention, x)
+        t1 = time.perf_counter()
+        s = legacy(spec, xi, y, raise_on_failure=False, max_iter=400, callback=callback)
+        extra = {}
+    else:
+        if P > n0 * spec.n_paths:
+            data = ap.gram_statistics(spec, attention, x, y)
+        else:
+            data = ap.training_data(spec, ap.path_features(spec, attention, x), y)
+        t1 = time.perf_counter()
+        s = ap.solve_saddle(spec, data, raise_on_failure=False, max_iter=200, callback=callback)
+        extra = {"route": s.route, "method": s.method, "products": s.hessian_products}
+    t2 = time.perf_counter()
+    steps = np.diff([t1] + iterations) if iterations else np.array([t2 - t1])
+    return dict(P=P, paths=paths, solver=solver, T=T, N=N, iterations=s.iterations, converged=bool(s.converged),
+                action=s.action, grad_max=s.grad_max, min_eig=s.min_hessian_eigenvalue,
+                setup_s=t1 - t0, solve_s=t2 - t1, total_s=t2 - t0, s_per_it=float(np.median(steps)),
+                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, x_mb=x.nbytes / 2 ** 20,
+                **extra)
+
+
+def spawn(cell: dict, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--cell", json.dumps(cell)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(cell, error=f"> {timeout:.0f} s")
+    if out.returncode != 0:
+        return dict(cell, error=(out.stderr.strip().splitlines() or ["failed"])[-1][:60])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fmt(r: dict | None, key: str, spec: str) -> str:
+    if r is None:
+        return "—"
+    if "error" in r:
+        return r["error"] if key == "total_s" else ""
+    return format(r[key], spec)
+
+
+def table(rows):
+    print("| case | old s/it | old it | old total | new s/it | new it | new total | new route/method | "
+          "old peak MB | new peak MB | x MB | new converged | abs(dS)/S |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, old, new in rows:
+        diff = "—"
+        if old and new and "error" not in old and "error" not in new:
+            diff = f"{abs(old['action'] - new['action']) / abs(new['action']):.1e}"
+        how = f"{new.get('route', '')}/{new.get('method', '')}" if new and "error" not in new else ""
+        conv = ("yes" if new["converged"] else "NO") if new and "error" not in new else ""
+        print(f"| {name} | {fmt(old, 's_per_it', '.3g')} | {fmt(old, 'iterations', 'd')} | "
+              f"{fmt(old, 'total_s', '.1f')} | {fmt(new, 's_per_it', '.3g')} | {fmt(new, 'iterations', 'd')} | "
+              f"{fmt(new, 'total_s', '.1f')} | {how} | {fmt(old, 'peak_mb', '.0f')} | {fmt(new, 'peak_mb', '.0f')} | "
+              f"{fmt(new, 'x_mb', '.0f')} | {conv} | {diff} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cell", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="P <= 10^4 and the special cases only")
+    parser.add_argument("--cells", nargs="*", help="PxPATHS cells of the grid to run (default: all)")
+    parser.add_argument("--old-timeout", type=float, default=600.0, help="seconds allowed per old-solver cell")
+    parser.add_argument("--new-timeout", type=float, default=1800.0, help="seconds allowed per new-solver cell")
+    parser.add_argument("--no-special", action="store_true", help="skip the one-shot-size and hard cases")
+    args = parser.parse_args()
+    if args.cell:
+        print(json.dumps(run_cell(**json.loads(args.cell))))
+        return
+    grid = [(P, paths) for P in (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6) for paths in (4, 16, 64, 256)]
+    if args.quick:
+        grid = [(P, h) for P, h in grid if P <= 10 ** 4]
+    if args.cells is not None:
+        grid = [tuple(int(v) for v in c.split("x")) for c in args.cells]
+    rows = []
+    for P, paths in grid:
+        D = N0 * paths
+        feasible_new = P * D * D <= 7e12  # the Gram statistics' P D^2 flops (10^6 x 256 paths: ~2 h here)
+        old_ok = P <= 10 ** 4 and paths <= 64 and P * P * N0 * paths <= 1e11
+        cell = dict(P=P, paths=paths)
+        old = spawn(dict(cell, solver="old"), args.old_timeout) if old_ok else None
+        new = (spawn(dict(cell, solver="new"), args.new_timeout) if feasible_new
+               else dict(cell, error="skipped: P D^2 > 7e12"))
+        rows.append((f"P={P:.0e}, {paths} paths", old, new))
+        table(rows[-1:]) if len(rows) > 1 else table(rows)
+    if not args.no_special:
+        special = [("16 paths 2x8, P=600, random labels", dict(P=600, paths="2x8", random_labels=True)),
+                   ("64 paths, P=600", dict(P=600, paths=64)),
+                   ("256 paths 2x16, P=600", dict(P=600, paths=256)),
+                   ("one-shot size 4x4, N0=192, 48 tok, P=600", dict(P=600, paths=16, n0=192, tokens=48, g=128))]
+        print()
+        for name, cell in special:
+            old = spawn(dict(cell, solver="old"), args.old_timeout) if cell["paths"] != 256 else None
+            table([(name, old, spawn(dict(cell, solver="new"), args.new_timeout))])
+        print("\none-shot size (16 paths, N0 = 192, 48 tokens, P = 600, N = 10), cold solves over the T grid:")
+        print("| T | old it | old s | new it | new s | new converged | abs(dS)/S |\n|---|---|---|---|---|---|---|")
+        for T in ONESHOT_T:
+            cell = dict(P=600, paths=16, n0=192, tokens=48, g=128, T=T)
+            old, new = spawn(dict(cell, solver="old"), args.old_timeout), spawn(dict(cell, solver="new"),
+                                                                                  args.new_timeout)
+            diff = (f"{abs(old['action'] - new['action']) / abs(new['action']):.1e}"
+                    if "error" not in old and "error" not in new else "—")
+            print(f"| {T} | {fmt(old, 'iterations', 'd')} | {fmt(old, 'total_s', '.1f')} | "
+                  f"{fmt(new, 'iterations', 'd')} | {fmt(new, 'total_s', '.1f')} | "
+                  f"{'yes' if new.get('converged') else 'NO'} | {diff} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
