@@ -67,3 +67,53 @@ def configure_default_compile_cache() -> Path | None:
     if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return Path(jax.config.jax_compilation_cache_dir or os.environ["JAX_COMPILATION_CACHE_DIR"])
     return set_compile_cache("default")
+
+
+# ---- how much of a run was compilation --------------------------------------------------------------------
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_collectors: list["CompileTime"] = []
+_listening = False
+
+
+def _on_duration(event: str, seconds: float, **_) -> None:
+    for c in _collectors:
+        if event in _COMPILE_EVENTS:
+            c.seconds += seconds
+        elif event == "/jax/compilation_cache/cache_retrieval_time_sec":
+            c.cache_seconds += seconds
+
+
+def _on_event(event: str, **_) -> None:
+    for c in _collectors:
+        if event == "/jax/compilation_cache/cache_hits":
+            c.cache_hits += 1
+        elif event == "/jax/compilation_cache/cache_misses":
+            c.cache_misses += 1
+
+
+class CompileTime:
+    """Seconds spent tracing and compiling (and loading from the persistent cache) inside a `with` block.
+
+        with CompileTime() as ct:
+            run()
+        print(f"{ct.seconds:.1f} s compiling, {ct.cache_hits} executables from the cache")
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.cache_seconds = 0.0
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    def __enter__(self) -> "CompileTime":
+        global _listening
+        if not _listening:
+            jax.monitoring.register_event_duration_secs_listener(_on_duration)
+            jax.monitoring.register_event_listener(_on_event)
+            _listening = True
+        _collectors.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _collectors.remove(self)

@@ -34,8 +34,8 @@ class Prediction(NamedTuple):
     var: np.ndarray
 
 
-def _pad_rows(a: jnp.ndarray, rows: int) -> jnp.ndarray:
-    return jnp.concatenate([a, jnp.zeros((rows - a.shape[0],) + a.shape[1:], a.dtype)]) if a.shape[0] < rows else a
+def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    return np.concatenate([a, np.zeros((rows - a.shape[0],) + a.shape[1:], a.dtype)]) if a.shape[0] < rows else a
 
 
 @jax.jit
@@ -112,7 +112,7 @@ def predict(spec: NetworkSpec, xi_train, y_train, xi_test, U1=None, temperature:
     if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
     data = training_data(spec.replace(temperature=float(T)), xi_train, y_train, route)
-    xi_test = check_features("xi_test", xi_test, H)
+    xi_test = np.asarray(check_features("xi_test", xi_test, H))
     if xi_test.shape[1] != data.n0:
         raise ValueError(f"xi_test has token width N0 = {xi_test.shape[1]} but xi_train has {data.n0}")
     U1 = gp_order(spec)[0] if U1 is None else as_float_array("U1", U1, shape=(H, H))

@@ -176,12 +176,11 @@ class GramStatistics(NamedTuple):
         return EnergyFactors(E, v, jnp.einsum("cidi->cd", M), M, None)
 
 
+@jax.jit
 def gram_from_features(xi, y) -> GramStatistics:
     """`GramStatistics` of path features xi (P, N0, H) and labels y (P,) held in memory."""
-    xi = jnp.asarray(xi)
-    y = jnp.asarray(y)
     return GramStatistics(jnp.einsum("mip,mjq->piqj", xi, xi), jnp.einsum("mip,m->pi", xi, y), y @ y,
-                          jnp.asarray(float(xi.shape[0]), dtype=jnp.float64))
+                          jnp.asarray(xi.shape[0], dtype=jnp.float64))
 
 
 def example_data(xi, y) -> ExampleData:
@@ -247,9 +246,3 @@ def check_temperature_for(T: float, data) -> None:
         raise ValueError(f"temperature T = 0 needs a non-singular training kernel, but K_U has rank at most "
                          f"N0 H = {D} < P = {P}: it is singular, so T > 0 is needed")
 
-
-@jax.jit
-def _factor_psd(U1):
-    """R with U1 = R R^T for a symmetric positive semi-definite U1 (eigen-decomposition, clipped at 0)."""
-    lam, V = jnp.linalg.eigh(0.5 * (U1 + U1.T))
-    return V * jnp.sqrt(jnp.clip(lam, 0.0, None))[None, :], lam

@@ -137,9 +137,11 @@ def _surrogate(to_order, gE, hyper, heads):
 
 
 @partial(jax.jit, static_argnames=("heads", "keep_M", "dense"))
-def _model(Ls, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
-    """S, its gradient (and Hessian if dense) in whitened coordinates at x = 0, max|dS/dU|, energy factors."""
+def _model(Us, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
+    """At U: S, its gradient (and Hessian if dense) in whitened coordinates at x = 0, max|dS/dU|, the energy
+    factors, the Cholesky factors L_l of the U_l (which define the whitened coordinates) and U_a."""
     sizes = _sizes(heads)
+    Ls = [jnp.linalg.cholesky(U) for U in Us]
     x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
     to_order = partial(_retract, Ls)
     Us = to_order(x0)
@@ -151,15 +153,16 @@ def _model(Ls, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
     S = (f.E + entropy(Us, hyper, heads)) / n_max
     grad = jax.grad(surrogate)(x0) / n_max
     grad_max = _grad_max(Us, gE, hyper, heads) / n_max
+    U_a = scalar_order_parameter(Us[-1], hyper, heads[-1])
     if not dense:
-        return S, grad, grad_max, None, f
+        return S, grad, grad_max, None, f, Ls, U_a
     hE = energy_hessian(f, s0)
     L1 = Ls[0]
     hE_white = jnp.einsum("pc,qd,pqrs,ra,sb->cdab", L1, L1, hE, L1, L1)  # J w = L1 W L1^T
     n1 = _n_tri(sizes[0])
     hess = jax.hessian(surrogate)(x0)
     hess = hess.at[:n1, :n1].add(_symmetric_block(hE_white, 1.0 / math.sqrt(2.0)))
-    return S, grad, grad_max, hess / n_max, f
+    return S, grad, grad_max, hess / n_max, f, Ls, U_a
 
 
 @partial(jax.jit, static_argnames=("heads", "whitened"))
@@ -368,8 +371,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     keep_M = _keep_M(data, dense)
     hyper, heads = spec.hyper(), spec.heads
     Us = _check_init(init, spec)
-    Ls = [jnp.linalg.cholesky(U) for U in Us]
-    S, grad, grad_max, hess, f = _model(Ls, data, hyper, heads, keep_M, dense)
+    S, grad, grad_max, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
     S, grad, grad_max = float(S), np.asarray(grad), float(grad_max)
     if not math.isfinite(S):
         if spec.temperature == 0:
@@ -400,16 +402,14 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             radius = min(2.0 * radius, _MAX_RADIUS)
         if rho > 1e-4:
             Us = list(trial_Us)
-            Ls = [jnp.linalg.cholesky(U) for U in Us]
-            S, grad, grad_max, hess, f = _model(Ls, data, hyper, heads, keep_M, dense)
+            S, grad, grad_max, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
             S, grad, grad_max = float(S), np.asarray(grad), float(grad_max)
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
-    Us = [np.asarray(U) for U in Us]
-    min_eig = _smallest_eigenvalue([jnp.asarray(U) for U in Us], f, hyper, heads, dense)
+    min_eig = _smallest_eigenvalue(Us, f, hyper, heads, dense)
     converged = bool(grad_max <= tol and min_eig > 0)
-    result = Saddle(U=tuple(Us), U_a=float(scalar_order_parameter(jnp.asarray(Us[-1]), hyper, heads[-1])),
+    result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(U_a),
                     action=S, grad_max=grad_max, iterations=iterations, min_hessian_eigenvalue=min_eig,
                     converged=converged, spec=spec, route="gram" if isinstance(data, GramStatistics) else
                     "example", method="dense" if dense else "krylov", hessian_products=products)
