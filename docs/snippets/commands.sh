@@ -28,10 +28,13 @@ attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --out results/one
 attnpaths oneshot --quick --out results/oneshot-quick                            # smoke test, under a minute
 # --8<-- [end:oneshot]
 
+# --8<-- [start:install]
+make run                                 # creates .venv, installs, runs the Fig. 2 experiment into results/markov
+make test                                # installs the test extras and runs the whole suite (this site's build too)
+make docs                                # this site, into site/ (mkdocs build --strict)
+# --8<-- [end:install]
+
 # --8<-- [start:validation]
-make run                                 # creates .venv and runs the Fig. 2 experiment into results/markov
-make test                                # the whole suite (the documentation build included)
-make docs                                # this site, into site/
 .venv/bin/pytest -m slow                 # long validation runs that CI skips
 .venv/bin/python benchmarks/solver.py    # Newton vs Adam on the same action
 .venv/bin/python benchmarks/sampler.py   # blocked Gibbs vs NumPyro NUTS, effective samples per second
