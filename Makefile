@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# the site (docs/, mkdocs.yml) into site/; --strict turns every warning into an error. The docs extra comes
+# with the test extra, which tests/test_docs.py needs for the same build.
+docs: $(VENV)/.installed-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/solver.py
 
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results site

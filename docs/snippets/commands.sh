@@ -1,0 +1,61 @@
+# Every command the site shows, in one place. Pages include a section with
+#   --8<-- "commands.sh:NAME"
+# inside a ```bash fence. tests/test_docs.py checks that every `attnpaths ...` line here parses with the
+# real command line (attnpaths.cli.build_parser) and that every `make` target exists, so a renamed option
+# fails the suite instead of rotting on the site.
+
+# --8<-- [start:markov]
+attnpaths markov --preset 4paths --out results/markov          # Fig. 2c,d (what `make run` does)
+attnpaths markov --preset 2paths --out results/markov-2paths   # Fig. 2e
+# --8<-- [end:markov]
+
+# --8<-- [start:markov-options]
+attnpaths markov --widths 10 100 1000 --n-test 400 --out results/markov-small   # fewer widths, smaller test set
+attnpaths markov --temperature 0.05 --out results/markov-T0.05                  # another temperature
+# --8<-- [end:markov-options]
+
+# --8<-- [start:markov-samples]
+attnpaths markov --samples --sample-widths 10 100 --out results/markov          # theory + posterior samples
+attnpaths markov --samples --sample-widths 10 100 --out results/markov --resume # continue interrupted samples
+attnpaths sample results/markov --method gibbs --widths 10                      # sample a saved run
+attnpaths sample results/markov --method nuts --widths 10 --n-samples 100 --n-chains 1   # NumPyro NUTS reference
+# --8<-- [end:markov-samples]
+
+# --8<-- [start:oneshot]
+attnpaths oneshot --out results/oneshot                                          # scikit-learn digits, no files needed
+attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --out results/oneshot-omniglot
+attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --out results/oneshot-omniglot --resume
+attnpaths oneshot --quick --out results/oneshot-quick                            # smoke test, under a minute
+# --8<-- [end:oneshot]
+
+# --8<-- [start:install]
+make run                                 # creates .venv, installs, runs the Fig. 2 experiment into results/markov
+make test                                # installs the test extras and runs the whole suite (this site's build too)
+make docs                                # this site, into site/ (mkdocs build --strict)
+# --8<-- [end:install]
+
+# --8<-- [start:validation]
+.venv/bin/pytest -m slow                 # long validation runs that CI skips
+.venv/bin/python benchmarks/solver.py    # Newton vs Adam on the same action
+.venv/bin/python benchmarks/sampler.py   # blocked Gibbs vs NumPyro NUTS, effective samples per second
+.venv/bin/python benchmarks/kernels.py   # P = 5000, 16 paths: kernel time and peak memory
+# --8<-- [end:validation]
+
+# --8<-- [start:threads]
+# one thread per worker process: set these before the worker imports JAX (in the shell that starts it)
+export XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# --8<-- [end:threads]
+
+# --8<-- [start:dask-cluster]
+dask scheduler                                           # prints the address, e.g. tcp://10.0.0.5:8786
+dask worker tcp://10.0.0.5:8786 --nworkers 1 --nthreads 1   # on every machine, once per core to use
+# --8<-- [end:dask-cluster]
+
+# The `attnpaths sweep` command does not exist yet (issue 10). These lines are what the issue specifies;
+# tests/test_docs.py checks that they do NOT parse yet, so the day the command lands the test goes red and
+# whoever lands it moves them into a checked section and completes docs/sweeps.md.
+# --8<-- [start:sweep-planned]
+attnpaths sweep grid.toml                                # LocalCluster, one worker process per core
+attnpaths sweep grid.toml --scheduler tcp://10.0.0.5:8786   # an existing Dask cluster
+# --8<-- [end:sweep-planned]
