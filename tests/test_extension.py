@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,24 @@ def test_registry_refuses_a_factory_that_builds_no_heads():
     finally:
         ap.unregister_heads("test-not-heads")
     assert "test-not-heads" not in ap.head_types()
+
+
+def test_the_registry_docstring_example_runs():
+    doc = ap.register_heads.__doc__
+    example = textwrap.dedent(doc[doc.index("Example::") + len("Example::"):])
+    namespace = dict(dataclass=dataclass, jax=jax, jnp=jnp, attnpaths=ap)
+    try:
+        exec(example, namespace)
+        layer = namespace["layer"]
+        x = np.random.default_rng(0).normal(size=(3, 8, 5))
+        omega = np.asarray(ap.attention_matrices([layer], x)[0])
+        assert omega.shape == (3, 2, 5, 5)
+        np.testing.assert_allclose(omega.sum(axis=2), 1.0, rtol=1e-12)  # normalised over keys
+        # a larger slope pulls more weight onto the query's own position
+        assert np.mean(np.diagonal(omega[:, 1], axis1=1, axis2=2)) > np.mean(np.diagonal(omega[:, 0], axis1=1,
+                                                                                        axis2=2))
+    finally:
+        ap.unregister_heads("alibi")
 
 
 def test_user_head_attention_and_path_features_match_loops(network):
