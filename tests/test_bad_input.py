@@ -30,9 +30,10 @@ HEADS = [ap.BilinearHeads(RNG.normal(size=(2, 5, 5)) / 5), ap.BilinearHeads(RNG.
 XI = ap.path_features(SPEC, HEADS, X)  # (12, 5, 6)
 XIT = ap.path_features(SPEC, HEADS, XT)  # (5, 5, 6)
 OMEGA = [np.asarray(a) for a in ap.attention_matrices(HEADS, X)]  # (12, 2, 4, 4), (12, 3, 4, 4)
-# more examples than the kernel's rank (N0 H = 2 < P = 12): K_U is singular, so T = 0 cannot work
-SINGULAR = ap.NetworkSpec(heads=2, widths=5.0, temperature=0.0)
-XI_SINGULAR = ap.path_features(SINGULAR, [ap.BilinearHeads(RNG.normal(size=(2, 1, 1)))], X[:, :1])
+# one non-zero feature: the kernel's rank is at most H = 6 < P = 12, so K_U is singular and T = 0 cannot work
+# (same shapes as XI, so the solver compiled for XI serves this case too)
+SINGULAR = SPEC.replace(temperature=0.0)
+XI_SINGULAR = ap.path_features(SINGULAR, HEADS, X * (np.arange(5) == 0)[None, :, None])
 
 
 @dataclass(frozen=True)

@@ -67,19 +67,22 @@ def alibi():
 
 @pytest.fixture
 def network(alibi):
-    """Layer 1: two ALiBi heads built from the registry; layer 2: two bilinear heads. 4 paths."""
+    """Layer 1: two ALiBi heads built from the registry; layer 2: three bilinear heads. 6 paths.
+
+    Shapes as in the shared `problem` fixture (P = 12 + 5, N0 = 5), so that a full run compiles the solver once.
+    """
     rng = np.random.default_rng(7)
-    n0, n_tokens = 4, 5
+    n0, n_tokens = 5, 4
     W1, slopes = rng.normal(size=(2, n0, n0)) / n0, (0.3, 1.5)
-    W2 = rng.normal(size=(2, n0, n0)) / n0
+    W2 = rng.normal(size=(3, n0, n0)) / n0
     layers = [ap.make_heads(alibi, W=W1, slopes=slopes), ap.make_heads("bilinear", W=W2)]
-    spec = ap.NetworkSpec(heads=(2, 2), widths=4.0, temperature=0.2, readout="last")
-    x = rng.normal(size=(14, n0, n_tokens))
-    y = np.sign(x[:, 0, -1] + 0.3 * rng.normal(size=14))
+    spec = ap.NetworkSpec(heads=(2, 3), widths=4.0, temperature=0.2, readout="last")
+    x = rng.normal(size=(17, n0, n_tokens))
+    y = np.sign(x[:, 0, -1] + 0.3 * rng.normal(size=17))
     omega2 = np.asarray(layers[1](jnp.asarray(x)))
     reference = brute_force_path_inputs([alibi_reference(W1, slopes, x), omega2], x, "last")
     xi_ref = reference / np.sqrt(n0 * spec.n_paths)
-    return spec, layers, x[:10], y[:10], x[10:], xi_ref[:10], xi_ref[10:]
+    return spec, layers, x[:12], y[:12], x[12:], xi_ref[:12], xi_ref[12:]
 
 
 def test_registry_builds_the_user_head(alibi):
