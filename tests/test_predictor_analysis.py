@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import attnpaths as ap
-from conftest import random_problem
 
 
 def test_predict_with_manipulated_U_and_forced_temperature(problem):
@@ -52,86 +51,36 @@ def test_head_scores_match_definition():
         assert s == pytest.approx(expected)
     assert np.all(np.diff(scores.score) >= 0)
     assert ap.head_scores(U, heads).score.max() == 1.0
-    assert scores.labels()[0].startswith("(")
+
+
+def test_head_score_labels_follow_the_ascending_scores():
+    # diagonal U over the paths (h1, h2) of heads (2, 3), d = 1..6: layer-1 heads score 1+2+3 = 6 and
+    # 4+5+6 = 15; layer-2 heads score 1+4 = 5, 2+5 = 7, 3+6 = 9. Labels "(layer)head" are 1-based.
+    scores = ap.head_scores(np.diag(np.arange(1.0, 7.0)), (2, 3), normalize=False)
+    assert scores.labels() == ["(2)1", "(1)1", "(2)2", "(2)3", "(1)2"]
+    np.testing.assert_array_equal(scores.score, [5.0, 6.0, 7.0, 9.0, 15.0])
 
 
 def test_estimator_front_door(problem):
     spec, attention, x, y, xt, yt, xi, xit = problem
     model = ap.AttentionPathsRegressor(spec.with_width(3.0), attention).fit(x, y)
-    mean, std = model.predict(xt, return_std=True)
     ref = ap.predict(spec, xi, y, xit, ap.solve_saddle(spec.with_width(3.0), xi, y).U1)
+    mean = model.predict(xt)
+    assert isinstance(mean, np.ndarray) and mean.shape == (len(xt),)  # one return type: the mean
     np.testing.assert_allclose(mean, ref.mean, rtol=1e-10)
-    np.testing.assert_allclose(std ** 2, np.maximum(ref.var, 0), rtol=1e-8, atol=1e-14)
+    dist = model.predict_distribution(xt)
+    assert isinstance(dist, ap.Prediction)
+    np.testing.assert_allclose(dist.mean, ref.mean, rtol=1e-10)
+    np.testing.assert_allclose(dist.var, ref.var, rtol=1e-8, atol=1e-14)
     gp = ap.AttentionPathsRegressor(spec, attention, gp_limit=True).fit(x, y)
-    np.testing.assert_allclose(gp.predict(xt), ap.predict(spec, xi, y, xit).mean, rtol=1e-12)
-    assert 0.0 <= gp.score(xt, yt) <= 1.0
+    gp_mean = ap.predict(spec, xi, y, xit).mean
+    np.testing.assert_allclose(gp.predict(xt), gp_mean, rtol=1e-12)
+    # the score is the sign accuracy of the GP predictor on (xt, yt), counted by hand
+    assert gp.score(xt, yt) == np.count_nonzero(np.sign(gp_mean) == yt) / len(yt)
+    assert gp.score(xt, -yt) == np.count_nonzero(np.sign(gp_mean) == -yt) / len(yt)
 
 
-# ---- bad input --------------------------------------------------------------------------------------------
-BAD_SPECS = [
-    (dict(heads=()), "heads"),
-    (dict(heads=(2, 0)), "heads"),
-    (dict(heads=(2.5,)), "heads"),
-    (dict(heads=(2,), widths=-1.0), "widths"),
-    (dict(heads=(2,), widths=(10.0, 10.0, 10.0)), "widths must be a number or a sequence of length 2"),
-    (dict(heads=(2,), variances=0.0), "variances"),
-    (dict(heads=(2,), variances=float("nan")), "variances"),
-    (dict(heads=(2,), temperature=-0.1), "temperature"),
-    (dict(heads=(2,), readout="cls"), "readout"),
-]
-
-
-@pytest.mark.parametrize("kwargs, match", BAD_SPECS)
-def test_bad_spec(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        ap.NetworkSpec(**kwargs)
-
-
-def test_bad_inputs_name_the_argument(problem):
-    spec, attention, x, y, xt, yt, xi, xit = problem
-    with pytest.raises(ValueError, match="x must have 3 dimensions"):
-        ap.path_features(spec, attention, x[0])
-    bad = x.copy()
-    bad[0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="x contains 1 NaN"):
-        ap.path_features(spec, attention, bad)
-    with pytest.raises(ValueError, match="attention has 1 layers but the network has L = 2"):
-        ap.path_features(spec, attention[:1], x)
-    with pytest.raises(ValueError, match=r"attention\[1\] has 3 heads but layer 2 of the network has H_2 = 2"):
-        ap.path_features(spec.replace(heads=(2, 2)), attention, x)
-    with pytest.raises(ValueError, match="acts on tokens of width"):
-        ap.path_features(spec, attention, x[:, :3])
-    arrays = [np.zeros((x.shape[0], 2, 4, 3)), np.zeros((x.shape[0], 3, 4, 4))]
-    with pytest.raises(ValueError, match=r"attention\[0\] must have shape"):
-        ap.path_features(spec, arrays, x)
-    with pytest.raises(ValueError, match="W must have shape"):
-        ap.BilinearHeads(np.zeros((2, 3, 4)))
-    with pytest.raises(ValueError, match="Q and K must have the same shape"):
-        ap.QKHeads(np.zeros((2, 3, 4)), np.zeros((2, 3, 5)))
-    with pytest.raises(ValueError, match="y has 3 entries but there are 12 examples"):
-        ap.solve_saddle(spec, xi, y[:3])
-    with pytest.raises(ValueError, match="xi has 4 paths"):
-        ap.solve_saddle(spec, xi[..., :4], y)
-    with pytest.raises(ValueError, match="U1 must have shape"):
-        ap.predict(spec, xi, y, xit, np.eye(3))
-    with pytest.raises(ValueError, match="U_1 must be symmetric positive definite"):
-        ap.solve_saddle(spec, xi, y, init=[-np.eye(6), np.eye(3)])
-    with pytest.raises(ValueError, match="U1 must be symmetric positive semi-definite"):
-        ap.predict(spec.replace(temperature=1e-3), xi, y, xit, -10 * np.eye(6))
-    with pytest.raises(ValueError, match="unknown head style|must hold BilinearHeads"):
-        ap.AttentionPathsRegressor(spec, [np.zeros(3), np.zeros(3)])
-
-
-def test_zero_temperature_with_singular_kernel_asks_for_T():
-    # more examples than kernel rank (N0 * H = 2 * 2 = 4 < P = 12): K is singular
-    spec, attention, x, y, xt, yt = random_problem((2,), n0=2, n_train=12, temperature=0.0)
-    xi, xit = ap.path_features(spec, attention, x), ap.path_features(spec, attention, xt)
-    with pytest.raises(ValueError, match="T > 0 is needed"):
-        ap.solve_saddle(spec, xi, y)
-    with pytest.raises(ValueError, match="T > 0 is needed"):
-        ap.predict(spec, xi, y, xit)
-
-
+# ---- failures (bad input: tests/test_bad_input.py) ------------------------------------------------------
 def test_non_convergence_raises_not_returns(problem):
     spec, *_, y, xt, yt, xi, xit = problem
     with pytest.raises(RuntimeError, match="did not converge"):

@@ -15,41 +15,89 @@ from attnpaths._src.compile_cache import configure_default_compile_cache as _con
 
 _configure_cache()
 
-from attnpaths._src.action import action, energy, entropy, scalar_order_parameter  # noqa: E402
-from attnpaths._src.analysis import (Alignment, HeadScores, format_order_parameter, head_scores,  # noqa: E402
-                                     pc_alignment)
-from attnpaths._src.attention import BilinearHeads, QKHeads, attention_matrices  # noqa: E402
-from attnpaths._src.estimator import AttentionPathsRegressor  # noqa: E402
-from attnpaths._src.kernels import gp_kernel, kernel_diagonal, path_kernels, renormalized_kernel  # noqa: E402
-from attnpaths._src.order import gp_order, gp_scalar_order  # noqa: E402
+# Imports and __all__ follow the theory: spec -> attention -> paths -> kernels -> training data (routes) ->
+# order parameters, action and solver -> predictor -> analysis, then the estimator, the network and its posterior
+# samplers, and the compilation cache; sorted in each group.
+from attnpaths._src.spec import NetworkSpec, path_labels  # noqa: E402
+from attnpaths._src.attention import (BilinearHeads, ExampleBound, GivenAttention, Heads, QKHeads,  # noqa: E402
+                                      attention_matrices, head_types, make_heads, register_heads,
+                                      unregister_heads)
 from attnpaths._src.paths import path_features, path_token_weights, token_readout  # noqa: E402
+from attnpaths._src.kernels import gp_kernel, kernel_diagonal, path_kernels, renormalized_kernel  # noqa: E402
+from attnpaths._src.routes import ExampleData, GramStatistics, training_data  # noqa: E402
+from attnpaths._src.statistics import gram_statistics  # noqa: E402
+from attnpaths._src.order import gp_order, gp_scalar_order  # noqa: E402
+from attnpaths._src.action import action, energy, entropy, scalar_order_parameter  # noqa: E402
+from attnpaths._src.saddle import Saddle, solve_saddle, solve_widths  # noqa: E402
 from attnpaths._src.predictor import (Prediction, accuracy, bias_error, gaussian_accuracy,  # noqa: E402
                                       predict)
-from attnpaths._src.compile_cache import default_cache_dir, set_compile_cache  # noqa: E402
-from attnpaths._src.routes import ExampleData, GramStatistics, training_data  # noqa: E402
-from attnpaths._src.saddle import Saddle, solve_saddle, solve_widths  # noqa: E402
-from attnpaths._src.statistics import gram_statistics  # noqa: E402
-from attnpaths._src.spec import NetworkSpec, path_labels  # noqa: E402
+from attnpaths._src.analysis import (Alignment, HeadScores, format_order_parameter, head_scores,  # noqa: E402
+                                     pc_alignment)
+from attnpaths._src.estimator import AttentionPathsRegressor  # noqa: E402
 from attnpaths._src.network import Weights, forward, sampled_order_parameter  # noqa: E402
 from attnpaths._src.sampling.diagnostics import SampleSummary, summarize  # noqa: E402
 from attnpaths._src.sampling.gibbs import BlockedGibbs, PosteriorDraws, gibbs_draws, run_gibbs  # noqa: E402
 from attnpaths._src.sampling.nuts import nuts_draws, run_nuts  # noqa: E402
+from attnpaths._src.compile_cache import default_cache_dir, set_compile_cache  # noqa: E402
 
 __all__ = [
+    # spec (A)
+    "NetworkSpec",
+    "path_labels",
+    # attention (A.3): the Heads protocol, built-in heads, the head-type registry
+    "BilinearHeads",
+    "ExampleBound",
+    "GivenAttention",
+    "Heads",
+    "QKHeads",
+    "attention_matrices",
+    "head_types",
+    "make_heads",
+    "register_heads",
+    "unregister_heads",
+    # paths (B.1)
+    "path_features",
+    "path_token_weights",
+    "token_readout",
+    # kernels (B.2, B.7)
+    "gp_kernel",
+    "kernel_diagonal",
+    "path_kernels",
+    "renormalized_kernel",
+    # training data: the example (P x P) and Gram (D x D) routes
     "ExampleData",
     "GramStatistics",
-    "default_cache_dir",
     "gram_statistics",
-    "set_compile_cache",
     "training_data",
+    # order parameters, action and solver (B.3-B.6, C.1)
+    "Saddle",
+    "action",
+    "energy",
+    "entropy",
+    "gp_order",
+    "gp_scalar_order",
+    "scalar_order_parameter",
+    "solve_saddle",
+    "solve_widths",
+    # predictor (B.6)
+    "Prediction",
+    "accuracy",
+    "bias_error",
+    "gaussian_accuracy",
+    "predict",
+    # analysis (D.4, E.6)
     "Alignment",
+    "HeadScores",
+    "format_order_parameter",
+    "head_scores",
+    "pc_alignment",
+    # scikit-learn style front door
     "AttentionPathsRegressor",
-    "BilinearHeads",
+    # the network and posterior sampling (A, C.2)
     "BlockedGibbs",
     "PosteriorDraws",
     "SampleSummary",
     "Weights",
-    "format_order_parameter",
     "forward",
     "gibbs_draws",
     "nuts_draws",
@@ -57,33 +105,9 @@ __all__ = [
     "run_nuts",
     "sampled_order_parameter",
     "summarize",
-    "HeadScores",
-    "Prediction",
-    "Saddle",
-    "accuracy",
-    "action",
-    "bias_error",
-    "energy",
-    "entropy",
-    "gaussian_accuracy",
-    "gp_kernel",
-    "gp_order",
-    "gp_scalar_order",
-    "head_scores",
-    "kernel_diagonal",
-    "path_kernels",
-    "pc_alignment",
-    "predict",
-    "renormalized_kernel",
-    "scalar_order_parameter",
-    "solve_saddle",
-    "solve_widths",
-    "QKHeads",
-    "NetworkSpec",
-    "attention_matrices",
-    "path_features",
-    "path_labels",
-    "path_token_weights",
-    "token_readout",
+    # compilation cache
+    "default_cache_dir",
+    "set_compile_cache",
+    # tasks: the task / preset / data-source registries are added here when they land
 ]
 __version__ = "0.1.0"

@@ -18,23 +18,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnpaths._src.attention import Layer, attention_matrices, check_layers
-from attnpaths._src.checks import as_float_array
+from attnpaths._src.attention import ExampleBound, check_layers, evaluate_heads
+from attnpaths._src.checks import as_count, as_float_array
 from attnpaths._src.spec import NetworkSpec
 
 
-def token_readout(omega: jnp.ndarray, readout: str) -> jnp.ndarray:
+_TOKEN_READOUTS = {  # spec A.5: reduce over the query index
+    "mean": lambda omega: omega.mean(axis=-1),
+    "first": lambda omega: omega[..., 0],
+    "last": lambda omega: omega[..., -1],
+}
+
+
+def token_readout(omega: jax.Array, readout: str) -> jax.Array:
     """Reduce the last layer's attention (P, H_L, T_key, T_query) over queries -> (P, H_L, T_key) (A.5)."""
-    if readout == "mean":
-        return omega.mean(axis=-1)
-    if readout == "first":
-        return omega[..., 0]
-    if readout == "last":
-        return omega[..., -1]
-    raise ValueError(f"readout must be one of 'mean', 'first', 'last'; got {readout!r}")
+    if readout not in _TOKEN_READOUTS:
+        raise ValueError(f"readout must be one of {tuple(_TOKEN_READOUTS)}; got {readout!r}")
+    return _TOKEN_READOUTS[readout](omega)
 
 
-def path_token_weights(attention: Sequence[jnp.ndarray], readout: str) -> jnp.ndarray:
+def path_token_weights(attention: Sequence[jax.Array], readout: str) -> jax.Array:
     """Weight of every input token in every path: (P, H, T).
 
     attention: per layer (P, H_l, T_key, T_query). Row pi of the result is
@@ -49,47 +52,54 @@ def path_token_weights(attention: Sequence[jnp.ndarray], readout: str) -> jnp.nd
 
 
 @jax.jit
-def _aggregate(x: jnp.ndarray, weights: jnp.ndarray) -> jnp.ndarray:
+def _aggregate(x: jax.Array, weights: jax.Array) -> jax.Array:
     n0, n_paths = x.shape[1], weights.shape[1]
     return jnp.einsum("bit,bpt->bip", x, weights) / jnp.sqrt(n0 * n_paths)
 
 
-def path_features(spec: NetworkSpec, attention: Sequence[Layer], x, chunk_size: int = 512) -> jnp.ndarray:
+def path_features(spec: NetworkSpec, attention: Sequence, x, chunk_size: int = 512) -> jax.Array:
     """Normalised path-aggregated inputs xi = x_pi / sqrt(N0 H) (spec B.1).
 
     Args:
       spec: the network (its heads and token readout are used).
-      attention: one entry per layer: `BilinearHeads`, `QKHeads` or an array (P, H_l, T, T) computed for x.
-      x: (P, N0, T) inputs, tokens as columns.
-      chunk_size: examples per chunk, to bound the memory of the attention tensors.
+      attention: one `Heads` per layer (`BilinearHeads`, `QKHeads`, `GivenAttention` or a user's own class);
+        an array (P, H_l, T, T) is taken as `GivenAttention`.
+      x: (P, N0, T) inputs, tokens as columns; int or float32 input is converted to float64.
+      chunk_size: examples per chunk (an int >= 1), to bound the memory of the attention tensors.
 
     Returns:
       xi: (P, N0, H) float64.
+
+    Raises:
+      ValueError: naming the argument (or attention[l]) for bad shapes, NaN/inf, empty arrays, a head whose
+        output is not (P, H_l, T, T) or not finite, and chunk_size < 1.
     """
+    chunk_size = as_count("chunk_size", chunk_size)
     x = as_float_array("x", x, ndim=3)
     P, n0, n_tokens = x.shape
-    if P < 1 or n_tokens < 1:
-        raise ValueError(f"x must have shape (P, N0, T) with P >= 1 and T >= 1; got {x.shape}")
-    layers = check_layers(attention, spec.heads, P, n0, n_tokens)
+    if min(x.shape) < 1:
+        raise ValueError(f"x must have shape (P, N0, T) with P, N0, T >= 1; got {x.shape}")
+    layers = check_layers(attention, spec.heads, P, n0)
     out = []
     for start in range(0, P, chunk_size):
-        sl = slice(start, min(start + chunk_size, P))
-        xc = jnp.asarray(x[sl])
-        chunk_layers = [layer if callable(layer) else layer[sl] for layer in layers]
-        weights = path_token_weights(attention_matrices(chunk_layers, xc), spec.readout)
-        out.append(_aggregate(xc, weights))
+        rows = slice(start, min(start + chunk_size, P))
+        xc = jnp.asarray(x[rows])
+        chunk_layers = [layer.take(rows) if isinstance(layer, ExampleBound) else layer for layer in layers]
+        omegas = [evaluate_heads(f"attention[{l}]", layer, xc) for l, layer in enumerate(chunk_layers)]
+        out.append(_aggregate(xc, path_token_weights(omegas, spec.readout)))
     xi = jnp.concatenate(out, axis=0)
-    if not bool(jnp.all(jnp.isfinite(xi))):
-        raise ValueError("path features are not finite: the attention produced NaN/inf (check beta and the "
-                         "scale of W, Q, K)")
+    if not bool(jnp.all(jnp.isfinite(xi))):  # finite x and attention can still overflow for |x| ~ 1e300
+        raise ValueError("path features overflowed to inf: rescale x")
     return xi
 
 
-def check_features(name: str, xi, n_paths: int) -> jnp.ndarray:
-    """Validate user-supplied path features (P, N0, H)."""
+def check_features(name: str, xi, n_paths: int) -> jax.Array:
+    """Validate path features (P, N0, H): finite, float64, P, N0 >= 1 and H = n_paths."""
     xi = as_float_array(name, xi, ndim=3)
     if xi.shape[2] != n_paths:
         raise ValueError(f"{name} has {xi.shape[2]} paths (last axis) but the network has H = {n_paths}")
+    if xi.shape[0] < 1 or xi.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (P, N0, H) with P, N0 >= 1; got {xi.shape}")
     return jnp.asarray(xi)
 
 

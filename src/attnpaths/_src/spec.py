@@ -46,14 +46,32 @@ class Hyper(NamedTuple):
 
 
 def _as_tuple(name: str, value, length: int) -> tuple[float, ...]:
-    if np.ndim(value) == 0:
-        value = [value] * length
-    value = tuple(float(v) for v in np.asarray(value, dtype=np.float64).ravel())
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a sequence of {length} numbers; got {value!r}") from None
+    value = tuple(float(v) for v in (np.full(length, arr) if arr.ndim == 0 else arr.ravel()))
     if len(value) != length:
         raise ValueError(f"{name} must be a number or a sequence of length {length}; got length {len(value)}")
     if not all(math.isfinite(v) and v > 0 for v in value):
-        raise ValueError(f"{name} must be finite and > 0; got {value}")
+        hint = (" (the infinite-width limit is the GP limit: use gp_order(spec), or predict without U1)"
+                if name == "widths" and any(v == math.inf for v in value) else "")
+        raise ValueError(f"{name} must be finite and > 0; got {value}{hint}")
     return value
+
+
+def check_heads(value) -> tuple[int, ...]:
+    """heads as (H_1, ..., H_L), positive ints; an int H is one layer. ValueError naming `heads` otherwise."""
+    heads = (value,) if np.ndim(value) == 0 else value
+    try:
+        ints = tuple(int(h) for h in heads)
+        exact = all(float(h) == i for h, i in zip(heads, ints))
+    except (TypeError, ValueError):
+        ints, exact = (), False
+    if not exact or len(ints) < 1 or any(h < 1 for h in ints) or any(isinstance(h, bool) for h in heads):
+        raise ValueError(f"heads must be a positive int or a non-empty sequence of positive ints (H_1, ..., H_L); "
+                         f"got {value!r}")
+    return ints
 
 
 @dataclass(frozen=True)
@@ -61,9 +79,11 @@ class NetworkSpec:
     """A deep multi-head linear-value attention network (spec A) and its Bayesian prior.
 
     Args:
-      heads: (H_1, ..., H_L), heads per attention layer, L >= 1. The number of attention paths is prod(H_l).
+      heads: (H_1, ..., H_L), heads per attention layer, L >= 1; an int H means one layer, (H,). The number
+        of attention paths is prod(H_l).
       widths: a number (the same N everywhere) or (N_1, ..., N_L, N_a): the input width of each attention
-        layer and of the readout (spec A.7, the code's `model_widths`).
+        layer and of the readout (spec A.7, the code's `model_widths`). Finite and > 0; N = inf is the GP
+        limit, reached with `gp_order(spec)` instead.
       variances: a number or (s_0, s_1, ..., s_L, s_a): prior variances of the input projection, each
         attention layer's values and the readout. Default 1.
       temperature: T >= 0, variance of the Gaussian likelihood. T = 0 needs a non-singular kernel.
@@ -71,31 +91,26 @@ class NetworkSpec:
         'first' or 'last' (spec A.5). The code's names 'average_pooling', 'first_token', 'last_token' work.
     """
 
-    heads: tuple[int, ...]
+    heads: tuple[int, ...] | int
     widths: tuple[float, ...] = 100.0
     variances: tuple[float, ...] = 1.0
     temperature: float = 0.01
     readout: str = "mean"
 
     def __post_init__(self):
-        heads = self.heads
-        if isinstance(heads, (int, np.integer)):
-            heads = (heads,)
-        try:
-            heads = tuple(int(h) for h in heads)
-        except (TypeError, ValueError):
-            raise ValueError(f"heads must be a sequence of positive ints (H_1, ..., H_L); got {self.heads!r}")
-        if len(heads) < 1 or any(h < 1 for h in heads) or any(h != hh for h, hh in zip(heads, self.heads)):
-            raise ValueError(f"heads must be a non-empty sequence of positive ints; got {self.heads!r}")
+        heads = check_heads(self.heads)
         L = len(heads)
         object.__setattr__(self, "heads", heads)
         object.__setattr__(self, "widths", _as_tuple("widths", self.widths, L + 1))
         object.__setattr__(self, "variances", _as_tuple("variances", self.variances, L + 2))
-        T = float(self.temperature)
+        try:
+            T = float(self.temperature)
+        except (TypeError, ValueError):
+            T = math.nan
         if not math.isfinite(T) or T < 0:
-            raise ValueError(f"temperature must be finite and >= 0; got {self.temperature}")
+            raise ValueError(f"temperature must be a finite number >= 0; got {self.temperature!r}")
         object.__setattr__(self, "temperature", T)
-        if self.readout not in _READOUT_ALIASES:
+        if not isinstance(self.readout, str) or self.readout not in _READOUT_ALIASES:
             raise ValueError(f"readout must be one of {READOUTS} (or average_pooling, first_token, last_token); "
                              f"got {self.readout!r}")
         object.__setattr__(self, "readout", _READOUT_ALIASES[self.readout])

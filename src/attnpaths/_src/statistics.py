@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnpaths._src.checks import as_float_array, as_labels
+from attnpaths._src.attention import ExampleBound, check_layers
+from attnpaths._src.checks import as_count, as_float_array, as_labels
 from attnpaths._src.paths import path_features
 from attnpaths._src.routes import GramStatistics
 from attnpaths._src.spec import NetworkSpec
@@ -26,12 +27,6 @@ from attnpaths._src.spec import NetworkSpec
 @jax.jit
 def _accumulate(gram, xty, yty, xi, y):
     return (gram + jnp.einsum("mip,mjq->piqj", xi, xi), xty + jnp.einsum("mip,m->pi", xi, y), yty + y @ y)
-
-
-def _check_chunk_size(chunk_size) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
-    return int(chunk_size)
 
 
 def gram_statistics(spec: NetworkSpec, attention: Sequence, x, y, chunk_size: int = 4096,
@@ -49,7 +44,7 @@ def gram_statistics(spec: NetworkSpec, attention: Sequence, x, y, chunk_size: in
     Returns:
       GramStatistics; pass it to `solve_saddle` and `predict` in place of (xi, y).
     """
-    chunk_size = _check_chunk_size(chunk_size)
+    chunk_size = as_count("chunk_size", chunk_size)
     if getattr(x, "ndim", None) != 3:
         x = as_float_array("x", x, ndim=3)
     P, n0, n_tokens = x.shape
@@ -59,28 +54,27 @@ def gram_statistics(spec: NetworkSpec, attention: Sequence, x, y, chunk_size: in
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
+    layers = check_layers(attention, spec.heads, P, n0)
+    # x = 0 gives zero path features whatever the attention, so a padded last chunk adds nothing; attention
+    # given per example (ExampleBound) has no rows to pad with, so then the last chunk keeps its own size
+    can_pad = not any(isinstance(layer, ExampleBound) for layer in layers)
     H = spec.n_paths
-    arrays = [layer if callable(layer) else None for layer in attention]
-    sums = []
-    for k, dev in enumerate(devices):
-        zeros = jax.device_put((jnp.zeros((H, n0, H, n0)), jnp.zeros((H, n0)), jnp.zeros(())), dev)
-        sums.append(zeros)
+    sums = [jax.device_put((jnp.zeros((H, n0, H, n0)), jnp.zeros((H, n0)), jnp.zeros(())), dev)
+            for dev in devices]
     chunk = min(chunk_size, P)
     for i, start in enumerate(range(0, P, chunk)):
-        stop = min(start + chunk, P)
-        xc = as_float_array("x", x[start:stop], ndim=3)
-        yc = y[start:stop]
-        layers = [layer if a is not None else np.asarray(layer[start:stop]) for layer, a in zip(attention, arrays)]
-        pad = chunk - (stop - start)
+        rows = slice(start, min(start + chunk, P))
+        xc = as_float_array("x", x[rows], ndim=3)
+        yc = y[rows]
+        chunk_layers = [layer.take(rows) if isinstance(layer, ExampleBound) else layer for layer in layers]
+        pad = chunk - xc.shape[0] if can_pad else 0
         if pad:
             xc = np.concatenate([xc, np.zeros((pad, n0, n_tokens))])
             yc = np.concatenate([yc, np.zeros(pad)])
-            layers = [a if callable(a) else np.concatenate([a, np.full((pad,) + a.shape[1:], 1.0 / n_tokens)])
-                      for a in layers]
-        dev = devices[i % len(devices)]
-        with jax.default_device(dev):
-            xi = path_features(spec, layers, xc, chunk_size=chunk)
-            sums[i % len(devices)] = _accumulate(*sums[i % len(devices)], xi, jax.device_put(yc, dev))
+        k = i % len(devices)
+        with jax.default_device(devices[k]):
+            xi = path_features(spec, chunk_layers, xc, chunk_size=xc.shape[0])
+            sums[k] = _accumulate(*sums[k], xi, jax.device_put(yc, devices[k]))
     gram, xty, yty = (sum(np.asarray(s[j]) for s in sums) for j in range(3))
     return GramStatistics(jnp.asarray(gram), jnp.asarray(xty), jnp.asarray(yty),
                           jnp.asarray(float(P), dtype=jnp.float64))
