@@ -7,7 +7,6 @@ Decisions recorded here (and in the docstrings they test):
   regression is exact) and refused by the classification metrics, where sign accuracy would be meaningless
   (`checks.as_class_labels`).
 - empty arrays are refused by name; `NetworkSpec(heads=2)` is one layer of two heads.
-Rows that need a fix in a module this branch does not own are marked xfail(strict=True) with the reason.
 """
 
 from __future__ import annotations
@@ -78,11 +77,6 @@ def make_unfitted_predict(**kw):
 
 def fit_and_score(**kw):
     return ap.AttentionPathsRegressor(SPEC, HEADS, gp_limit=True).fit(X, Y).score(**kw)
-
-
-def lead(reason):
-    """A row whose fix belongs to the lead's modules (kernels, order, saddle, predictor)."""
-    return pytest.mark.xfail(strict=True, reason=f"needs a fix in {reason}")
 
 
 def row(fn, kwargs, exc, message, *marks, id=None):
@@ -200,13 +194,13 @@ BAD = [
         "the scale of W, Q, K)", id="beta-overflow"),
     # ---- kernels (unvalidated jitted functions today) ------------------------------------------------------
     row(ap.path_kernels, dict(xi_a=XI, xi_b=XIT[:, :3]), ValueError,
-        "xi_b has token width N0 = 3 but xi_a has 5", lead("kernels.py: validate with paths.check_features"),
+        "xi_b has token width N0 = 3 but xi_a has 5",
         id="kernel-N0-mismatch"),
     row(ap.gp_kernel, dict(spec=SPEC, xi_a=XI[..., :4], xi_b=XIT), ValueError,
-        "xi_a has 4 paths (last axis) but the network has H = 6", lead("kernels.py: gp_kernel checks xi"),
+        "xi_a has 4 paths (last axis) but the network has H = 6",
         id="gp-kernel-H-mismatch"),
     row(ap.renormalized_kernel, dict(U1=np.eye(3), xi_a=XI, xi_b=XIT), ValueError,
-        "U1 must have shape (6, 6); got (3, 3)", lead("kernels.py: a checked public wrapper"),
+        "U1 must have shape (6, 6); got (3, 3)",
         id="kernel-U-shape"),
     # ---- solver --------------------------------------------------------------------------------------------
     row(solve, dict(y=Y[:3]), ValueError, "y has 3 entries but there are 12 examples", id="y-length"),
@@ -222,26 +216,29 @@ BAD = [
         "factorisation failed", id="init-not-spd"),
     row(solve, dict(init=[np.eye(5), np.eye(3)]), ValueError, "U_1 must have shape (6, 6); got (5, 5)",
         id="init-shape"),
-    row(solve, dict(init=[np.eye(6)]), ValueError, "init must hold L = 2 matrices (U_1, ..., U_L); got 1",
-        lead("order.order_to_cholesky: zip() drops the missing level"), id="init-levels"),
-    row(solve, dict(tol=0.0), ValueError, "tol must be > 0 and max_iter >= 0; got tol=0.0, max_iter=200",
-        id="tol-zero"),
-    row(solve, dict(max_iter=2.5), ValueError, "max_iter must be an int >= 0; got 2.5",
-        lead("saddle.py: max_iter=2.5 runs 3 iterations"), id="max-iter-float"),
-    row(solve, dict(max_step=0.0, max_iter=2), ValueError, "max_step must be > 0; got 0.0",
-        lead("saddle.py: max_step <= 0 runs max_iter null steps"), id="max-step-zero"),
+    row(solve, dict(init=[np.eye(6)]), ValueError, "init must hold L = 2 matrices (U_1, ..., U_L); got 1", id="init-levels"),
+    row(solve, dict(tol=0.0), ValueError, "tol must be a finite number > 0; got 0.0", id="tol-zero"),
+    row(solve, dict(tol=float("nan")), ValueError, "tol must be a finite number > 0; got nan", id="tol-nan"),
+    row(solve, dict(max_iter=2.5), ValueError, "max_iter must be an int >= 0; got 2.5", id="max-iter-float"),
+    row(solve, dict(max_products=0), ValueError, "max_products must be an int >= 1; got 0",
+        id="max-products-zero"),
+    row(solve, dict(route="fast"), ValueError, "route must be one of ('auto', 'example', 'gram'); got 'fast'",
+        id="route-unknown"),
+    row(solve, dict(method="newton"), ValueError,
+        "method must be one of ('auto', 'dense', 'krylov'); got 'newton'", id="method-unknown"),
     row(ap.solve_saddle, dict(spec=SINGULAR, xi=XI_SINGULAR, y=Y), ValueError,
         "the training kernel K_U is singular at the initial U and temperature T = 0: T > 0 is needed (or fewer "
         "examples than the kernel's rank)", id="T0-singular-solve"),
     row(solve, dict(spec=SPEC.with_width(1e-6), max_iter=3), RuntimeError,
-        re.compile(r"did not converge.*width"), lead("saddle.py: say that N -> 0 is the cause"),
+        re.compile(r"did not converge.*width"),
         id="N-to-0-hint"),
     # ---- predictor -----------------------------------------------------------------------------------------
     row(predict, dict(U1=np.eye(3)), ValueError, "U1 must have shape (6, 6); got (3, 3)", id="U1-shape"),
     row(predict, dict(U1=with_nan(np.eye(6), (1, 2))), ValueError, "U1 contains 1 NaN or infinite entries",
         id="U1-nan"),
     row(predict, dict(U1=-10 * np.eye(6)), ValueError,
-        "K_U + T I is not positive definite: U1 must be symmetric positive semi-definite", id="U1-negative"),
+        "U1 must be symmetric positive semi-definite (it weights the path-path kernels); its smallest eigenvalue "
+        "is -10", id="U1-negative"),
     row(predict, dict(xi_test=XIT[:, :3]), ValueError, "xi_test has token width N0 = 3 but xi_train has 5",
         id="xi-test-N0"),
     row(predict, dict(xi_test=XIT[:0]), ValueError,
@@ -250,15 +247,13 @@ BAD = [
         id="predict-T-negative"),
     row(ap.predict, dict(spec=SINGULAR, xi_train=XI_SINGULAR, y_train=Y, xi_test=XI_SINGULAR), ValueError,
         "the training kernel K_U is singular at temperature T = 0: T > 0 is needed", id="T0-singular-predict"),
-    row(predict, dict(chunk_size=0), ValueError, "chunk_size must be an int >= 1; got 0",
-        lead("predictor.py: check chunk_size with checks.as_count"), id="predict-chunk-0"),
+    row(predict, dict(chunk_size=0), ValueError, "chunk_size must be an int >= 1; got 0", id="predict-chunk-0"),
     row(ap.accuracy, dict(mean=np.array([0.3, -0.2]), y=np.array([0.0, 1.0])), ValueError,
-        "y must hold class labels -1 or +1; got 0.0 at index 0 (1 entries are not +-1)",
-        lead("predictor.accuracy: use checks.as_class_labels"), id="accuracy-01-labels"),
+        "y must hold class labels -1 or +1; got 0.0 at index 0 (1 entries are not +-1)", id="accuracy-01-labels"),
     row(ap.accuracy, dict(mean=np.array([0.3, -0.2]), y=np.ones(3)), ValueError,
         "y has 3 entries but there are 2 examples", id="accuracy-length"),
     row(ap.bias_error, dict(mean=np.array([0.3, -0.2]), y=np.ones(3)), ValueError,
-        "y has 3 entries but there are 2 examples", lead("predictor.bias_error: use checks.as_labels"),
+        "y has 3 entries but there are 2 examples",
         id="bias-error-length"),
     # ---- estimator -----------------------------------------------------------------------------------------
     row(ap.AttentionPathsRegressor, dict(spec=SPEC, attention=OMEGA), ValueError,

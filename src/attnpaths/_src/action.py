@@ -18,7 +18,7 @@ from typing import Sequence
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from attnpaths._src.kernels import renormalized_kernel
+from attnpaths._src.kernels import _renormalized_kernel
 from attnpaths._src.order import partial_trace
 from attnpaths._src.routes import EnergyFactors, ExampleData
 from attnpaths._src.spec import Hyper
@@ -67,7 +67,7 @@ def energy(K: jnp.ndarray, y: jnp.ndarray, temperature) -> jnp.ndarray:
 def action(Us: Sequence[jnp.ndarray], xi: jnp.ndarray, y: jnp.ndarray, hyper: Hyper,
            heads: tuple[int, ...]) -> jnp.ndarray:
     """S = (E(U_1) + S_ent(U)) / N_max (spec B.4). xi: (P, N0, H) training path features, y: (P,)."""
-    K = renormalized_kernel(Us[0], xi, xi, hyper.variances[0])
+    K = _renormalized_kernel(Us[0], xi, xi, hyper.variances[0])
     return (energy(K, y, hyper.temperature) + entropy(Us, hyper, heads)) / jnp.max(hyper.widths)
 
 

@@ -19,8 +19,8 @@ import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 from scipy.special import erfc
 
-from attnpaths._src.checks import as_float_array, as_labels
-from attnpaths._src.kernels import kernel_diagonal, renormalized_kernel
+from attnpaths._src.checks import as_class_labels, as_count, as_float_array, as_labels
+from attnpaths._src.kernels import _kernel_diagonal, _renormalized_kernel
 from attnpaths._src.order import gp_order
 from attnpaths._src.paths import check_features
 from attnpaths._src.routes import ExampleData, GramStatistics, training_data
@@ -50,9 +50,9 @@ def _example_fit(R, data: ExampleData, s0, T):
 def _example_apply(R, data: ExampleData, fit, xi_test, s0):
     chol, Ly = fit
     U1 = R @ R.T
-    k = renormalized_kernel(U1, data.xi, xi_test, s0)
+    k = _renormalized_kernel(U1, data.xi, xi_test, s0)
     Lk = solve_triangular(chol, k, lower=True)
-    return Lk.T @ Ly, kernel_diagonal(U1, xi_test, s0) - jnp.sum(Lk * Lk, axis=0)
+    return Lk.T @ Ly, _kernel_diagonal(U1, xi_test, s0) - jnp.sum(Lk * Lk, axis=0)
 
 
 @jax.jit
@@ -108,9 +108,8 @@ def predict(spec: NetworkSpec, xi_train, y_train, xi_test, U1=None, temperature:
     H = spec.n_paths
     T = spec.temperature if temperature is None else temperature
     if not (isinstance(T, (int, float, np.floating, np.integer)) and np.isfinite(T) and T >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0; got {T!r}")
-    if not (isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1):
-        raise ValueError(f"chunk_size must be an int >= 1; got {chunk_size!r}")
+        raise ValueError(f"temperature must be finite and >= 0; got {T!r}")
+    chunk_size = as_count("chunk_size", chunk_size)
     data = training_data(spec.replace(temperature=float(T)), xi_train, y_train, route)
     xi_test = np.asarray(check_features("xi_test", xi_test, H))
     if xi_test.shape[1] != data.n0:
@@ -139,18 +138,19 @@ def predict(spec: NetworkSpec, xi_train, y_train, xi_test, U1=None, temperature:
 
 def accuracy(mean, y) -> float:
     """Fraction of test points with sign(mean) == y (labels +-1), the accuracy plotted in the paper."""
-    mean = np.asarray(mean)
-    y = as_labels("y", y, mean.shape[0])
-    return float(np.mean(np.sign(mean) == np.sign(y)))
+    mean = as_float_array("mean", mean, ndim=1)
+    y = as_class_labels("y", y, mean.shape[0])
+    return float(np.mean(np.sign(mean) == y))
 
 
 def gaussian_accuracy(prediction: Prediction, y) -> float:
     """Mean of Phi(y mean / std): the probability that a posterior sample has the right sign (spec B.6)."""
-    y = as_labels("y", y, prediction.mean.shape[0])
+    y = as_class_labels("y", y, prediction.mean.shape[0])
     std = np.sqrt(np.maximum(prediction.var, 1e-300))
     return float(np.mean(0.5 * erfc(-y * prediction.mean / (std * np.sqrt(2.0)))))
 
 
 def bias_error(mean, y) -> float:
     """Mean squared error of the predictor mean."""
-    return float(np.mean((np.asarray(mean) - np.asarray(y)) ** 2))
+    mean = as_float_array("mean", mean, ndim=1)
+    return float(np.mean((mean - as_labels("y", y, mean.shape[0])) ** 2))

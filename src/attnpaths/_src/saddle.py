@@ -40,6 +40,7 @@ import scipy.sparse.linalg as spla
 
 from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, energy_hvp, entropy,
                                    scalar_order_parameter)
+from attnpaths._src.checks import as_count
 from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, symmetrize, unpack_order
 from attnpaths._src.routes import GramStatistics, example_data, training_data
 from attnpaths._src.spec import Hyper, NetworkSpec
@@ -333,7 +334,7 @@ def _check_init(init, spec: NetworkSpec) -> list[jnp.ndarray]:
     if init is None:
         return [jnp.asarray(U) for U in gp_order(spec)]
     if len(init) != len(sizes):
-        raise ValueError(f"init must hold {len(sizes)} matrices (U_1, ..., U_L); got {len(init)}")
+        raise ValueError(f"init must hold L = {len(sizes)} matrices (U_1, ..., U_L); got {len(init)}")
     order_to_cholesky(init, sizes)  # raises ValueError unless every U is symmetric positive definite
     return [jnp.asarray(0.5 * (np.asarray(U, dtype=np.float64) + np.asarray(U, dtype=np.float64).T))
             for U in init]
@@ -363,10 +364,10 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
       Saddle.
     """
     data = training_data(spec, xi, y, route)
-    if not (tol > 0 and isinstance(max_iter, (int, np.integer)) and max_iter >= 0):
-        raise ValueError(f"tol must be > 0 and max_iter an int >= 0; got tol={tol}, max_iter={max_iter!r}")
-    if not (isinstance(max_products, (int, np.integer)) and max_products >= 1):
-        raise ValueError(f"max_products must be an int >= 1; got {max_products!r}")
+    if not (isinstance(tol, (int, float, np.floating)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0; got {tol!r}")
+    max_iter = as_count("max_iter", max_iter, 0)
+    max_products = as_count("max_products", max_products)
     dense = _choose_method(method, spec.n_paths) == "dense"
     keep_M = _keep_M(data, dense)
     hyper, heads = spec.hyper(), spec.heads
