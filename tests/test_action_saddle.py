@@ -231,3 +231,20 @@ def test_certificate_equals_a_fresh_packed_hessian(problem):
     saddle = ap.solve_saddle(spec.with_width(3.0), xi, y)
     fresh = packed_hessian([jnp.asarray(U) for U in saddle.U], xi, jnp.asarray(y), saddle.spec.hyper(), spec.heads)
     assert np.linalg.eigvalsh(np.asarray(fresh))[0] == pytest.approx(saddle.min_hessian_eigenvalue, rel=1e-8)
+
+
+def test_stopping_rule_is_scale_free(problem):
+    """Features of scale 1e6 make U tiny and |dS/dU| huge: the absolute rule cannot be met in float64, the
+    relative one (gradient with respect to relative changes of U) is, at a point solving the saddle-point
+    equations."""
+    spec, *_, y, xt, yt, xi, xit = problem
+    big = np.asarray(xi) * 1e6
+    saddle = ap.solve_saddle(spec.with_width(3.0), big, y)
+    assert saddle.converged and saddle.relative_grad_max <= 1e-8 < saddle.grad_max
+    r1, r2 = saddle_point_residuals(saddle, big, y)
+    U1 = saddle.U1
+    L = np.linalg.cholesky(U1)
+    assert np.max(np.abs(L.T @ r1 @ L)) < 1e-7  # the saddle-point equations hold in relative form
+    L2 = np.linalg.cholesky(saddle.U[1])
+    assert np.max(np.abs(L2.T @ r2 @ L2)) < 1e-7
+    assert np.abs(U1).max() < 1e-9  # U absorbed (part of) the scale: the case is really badly scaled

@@ -19,6 +19,7 @@ entries times sqrt 2, so ||x|| = ||X||_F):
 
 The radius grows after good steps and shrinks after poor ones (Nocedal and Wright, Alg. 4.1). The solver stops
 when max |dS/dU| (the gradient with respect to the symmetric matrices of the N_max-normalised action) is <= tol,
+or when its scale-free form max |L^T dS/dU L| is,
 then certifies the minimum by the smallest eigenvalue of the Hessian in packed upper-triangle coordinates
 (spec C.1): from the dense Hessian, or by Lanczos iteration on Hessian-vector products (ARPACK via SciPy).
 
@@ -58,10 +59,11 @@ class Saddle:
     U_a: the scalar readout order parameter (B.5).
     action: S at the minimum (normalised by N_max).
     grad_max: max |dS/dU| at the returned point.
+    relative_grad_max: max |L^T (dS/dU) L| with U = L L^T, the gradient with respect to relative changes of U.
     iterations: trust-region iterations taken (accepted and rejected steps).
     min_hessian_eigenvalue: smallest eigenvalue of d2S/dp2 in packed upper-triangle coordinates; > 0
       certifies a strict local minimum.
-    converged: grad_max <= tol and min_hessian_eigenvalue > 0.
+    converged: min(grad_max, relative_grad_max) <= tol and min_hessian_eigenvalue > 0.
     spec: the network (widths, variances, temperature) it was solved for.
     route: 'example' or 'gram', how the energy was evaluated.
     method: 'dense' or 'krylov', how the Newton steps were computed.
@@ -72,6 +74,7 @@ class Saddle:
     U_a: float
     action: float
     grad_max: float
+    relative_grad_max: float
     iterations: int
     min_hessian_eigenvalue: float
     converged: bool
@@ -125,11 +128,17 @@ def _sizes(heads: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(np.prod(heads[l:])) for l in range(len(heads)))
 
 
-def _grad_max(Us, gE, hyper, heads):
-    """max |dS/dU| over the entries of the symmetric matrices (un-normalised)."""
+def _grad_max(Us, Ls, gE, hyper, heads):
+    """(max |dS/dU|, max |L^T dS/dU L|) over the entries of the symmetric matrices (un-normalised).
+
+    The second is the gradient with respect to relative changes of U (U -> L (I + X) L^T): it does not change
+    when the features, and with them U, are rescaled, so it stops the solver where the first one, an absolute
+    criterion, cannot be met in float64 (e.g. features of scale 1e6)."""
     grad_U = jax.grad(lambda U: entropy([symmetrize(u) for u in U], hyper, heads)
                       + jnp.vdot(gE, symmetrize(U[0])))(list(Us))
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in grad_U]))
+    absolute = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in grad_U]))
+    relative = jnp.max(jnp.stack([jnp.max(jnp.abs(L.T @ g @ L)) for g, L in zip(grad_U, Ls)]))
+    return jnp.stack([absolute, relative])
 
 
 def _surrogate(to_order, gE, hyper, heads):
@@ -153,7 +162,7 @@ def _model(Us, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
     n_max = jnp.max(hyper.widths)
     S = (f.E + entropy(Us, hyper, heads)) / n_max
     grad = jax.grad(surrogate)(x0) / n_max
-    grad_max = _grad_max(Us, gE, hyper, heads) / n_max
+    grad_max = _grad_max(Us, Ls, gE, hyper, heads) / n_max
     U_a = scalar_order_parameter(Us[-1], hyper, heads[-1])
     if not dense:
         return S, grad, grad_max, None, f, Ls, U_a
@@ -352,7 +361,9 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
         (`GramStatistics` from `gram_statistics` for P up to 10^6 and beyond, or `routes.training_data`).
       y: (P,) training labels (None when xi is a training-data object).
       init: (U_1, ..., U_L) warm start; default the GP values (B.7).
-      tol: stop when max |dS/dU| <= tol (normalised action).
+      tol: stop when max |dS/dU| <= tol (normalised action), or when the same holds for the gradient with
+        respect to relative changes of U, max |L^T dS/dU L| (U = L L^T), which makes the rule independent of
+        the scale of the features.
       max_iter: trust-region iterations allowed.
       raise_on_failure: raise RuntimeError if not converged or if the Hessian certificate fails.
       callback: called as callback(iteration, action, grad_max) after every iteration.
@@ -372,15 +383,15 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     keep_M = _keep_M(data, dense)
     hyper, heads = spec.hyper(), spec.heads
     Us = _check_init(init, spec)
-    S, grad, grad_max, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
-    S, grad, grad_max = float(S), np.asarray(grad), float(grad_max)
+    S, grad, grads, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
+    S, grad, (grad_max, relative_max) = float(S), np.asarray(grad), np.asarray(grads)
     if not math.isfinite(S):
         if spec.temperature == 0:
             raise ValueError("the training kernel K_U is singular at the initial U and temperature T = 0: "
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
     radius, iterations, products, stalled = 1.0, 0, 0, False
-    while grad_max > tol and iterations < max_iter and not stalled:
+    while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
             step, predicted, boundary = _dense_step(grad, np.asarray(hess), radius)
         else:
@@ -403,15 +414,16 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             radius = min(2.0 * radius, _MAX_RADIUS)
         if rho > 1e-4:
             Us = list(trial_Us)
-            S, grad, grad_max, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
-            S, grad, grad_max = float(S), np.asarray(grad), float(grad_max)
+            S, grad, grads, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
+            S, grad, (grad_max, relative_max) = float(S), np.asarray(grad), np.asarray(grads)
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
     min_eig = _smallest_eigenvalue(Us, f, hyper, heads, dense)
-    converged = bool(grad_max <= tol and min_eig > 0)
+    converged = bool(min(grad_max, relative_max) <= tol and min_eig > 0)
     result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(U_a),
-                    action=S, grad_max=grad_max, iterations=iterations, min_hessian_eigenvalue=min_eig,
+                    action=S, grad_max=float(grad_max), relative_grad_max=float(relative_max),
+                    iterations=iterations, min_hessian_eigenvalue=min_eig,
                     converged=converged, spec=spec, route="gram" if isinstance(data, GramStatistics) else
                     "example", method="dense" if dense else "krylov", hessian_products=products)
     if raise_on_failure and not converged:
@@ -420,7 +432,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
 
 
 def _failure_message(result: Saddle, tol: float, stalled: bool) -> str:
-    if result.grad_max <= tol:
+    if min(result.grad_max, result.relative_grad_max) <= tol:
         why = f"the Hessian is not positive definite (smallest eigenvalue {result.min_hessian_eigenvalue:.2e})"
     else:
         why = (f"max|dS/dU| = {result.grad_max:.2e} > tol = {tol:.1e} after {result.iterations} iterations"
