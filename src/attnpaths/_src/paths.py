@@ -80,14 +80,61 @@ def path_features(spec: NetworkSpec, attention: Sequence, x, chunk_size: int = 5
     if min(x.shape) < 1:
         raise ValueError(f"x must have shape (P, N0, T) with P, N0, T >= 1; got {x.shape}")
     layers = check_layers(attention, spec.heads, P, n0)
+    if any(isinstance(layer, ExampleBound) for layer in layers):
+        return _features_eager(spec, layers, x, chunk_size)
+    chunk = min(chunk_size, P)
+    compiled = _compiled_chunk(spec.readout, layers)
     out = []
-    for start in range(0, P, chunk_size):
-        rows = slice(start, min(start + chunk_size, P))
+    for start in range(0, P, chunk):
+        xc = x[start:start + chunk]
+        n = xc.shape[0]
+        if n < chunk:  # pad the last chunk: every chunk has one shape, so one executable serves them all
+            xc = np.concatenate([xc, np.zeros((chunk - n,) + xc.shape[1:])])
+        try:
+            xi, finite = compiled(jnp.asarray(xc))
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+                jax.errors.TracerBoolConversionError):
+            return _features_eager(spec, layers, x, chunk_size)  # a head written with NumPy: run it eagerly
+        if not all(bool(f) for f in finite):
+            bad = next(l for l, f in enumerate(finite) if not bool(f))
+            evaluate_heads(f"attention[{bad}]", layers[bad], jnp.asarray(xc))  # raises the error naming it
+        out.append(xi[:n])
+    return _finite_features(jnp.concatenate(out, axis=0))
+
+
+def _compiled_chunk(readout: str, layers: Sequence):
+    """layers' attention and the path features of one chunk, as one compiled function (heads are constants)."""
+
+    def chunk(xc):
+        omegas = [_checked_shape(f"attention[{l}]", layer, xc) for l, layer in enumerate(layers)]
+        finite = [jnp.all(jnp.isfinite(o)) for o in omegas]
+        return _aggregate(xc, path_token_weights(omegas, readout)), finite
+
+    return jax.jit(chunk)
+
+
+def _checked_shape(name: str, layer, x) -> jax.Array:
+    """layer(x) with the shape and dtype checks of `evaluate_heads` (both static, so they work under jit)."""
+    P, _, T = x.shape
+    omega = layer(x)
+    want = (P, layer.n_heads, T, T)
+    if tuple(np.shape(omega)) != want or not jnp.issubdtype(jnp.result_type(omega), jnp.floating):
+        return evaluate_heads(name, layer, x)  # raises the error naming the layer
+    return jnp.asarray(omega, dtype=jnp.float64)
+
+
+def _features_eager(spec: NetworkSpec, layers, x: np.ndarray, chunk_size: int) -> jax.Array:
+    out = []
+    for start in range(0, x.shape[0], chunk_size):
+        rows = slice(start, min(start + chunk_size, x.shape[0]))
         xc = jnp.asarray(x[rows])
         chunk_layers = [layer.take(rows) if isinstance(layer, ExampleBound) else layer for layer in layers]
         omegas = [evaluate_heads(f"attention[{l}]", layer, xc) for l, layer in enumerate(chunk_layers)]
         out.append(_aggregate(xc, path_token_weights(omegas, spec.readout)))
-    xi = jnp.concatenate(out, axis=0)
+    return _finite_features(jnp.concatenate(out, axis=0))
+
+
+def _finite_features(xi: jax.Array) -> jax.Array:
     if not bool(jnp.all(jnp.isfinite(xi))):  # finite x and attention can still overflow for |x| ~ 1e300
         raise ValueError("path features overflowed to inf: rescale x")
     return xi

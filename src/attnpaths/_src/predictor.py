@@ -110,7 +110,7 @@ def predict(spec: NetworkSpec, xi_train, y_train, xi_test, U1=None, temperature:
     if not (isinstance(T, (int, float, np.floating, np.integer)) and np.isfinite(T) and T >= 0):
         raise ValueError(f"temperature must be finite and >= 0; got {T!r}")
     chunk_size = as_count("chunk_size", chunk_size)
-    data = training_data(spec.replace(temperature=float(T)), xi_train, y_train, route)
+    data = training_data(spec.replace(temperature=float(T)), xi_train, y_train, route, ("xi_train", "y_train"))
     xi_test = np.asarray(check_features("xi_test", xi_test, H))
     if xi_test.shape[1] != data.n0:
         raise ValueError(f"xi_test has token width N0 = {xi_test.shape[1]} but xi_train has {data.n0}")

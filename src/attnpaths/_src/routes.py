@@ -203,7 +203,7 @@ def choose_route(n_examples: int, feature_width: int, route: str = "auto") -> st
     return "gram" if n_examples > feature_width else "example"
 
 
-def training_data(spec, xi, y=None, route: str = "auto"):
+def training_data(spec, xi, y=None, route: str = "auto", names: tuple[str, str] = ("xi", "y")):
     """The training set in the representation of `route`: `ExampleData` or `GramStatistics`.
 
     Args:
@@ -211,10 +211,12 @@ def training_data(spec, xi, y=None, route: str = "auto"):
       xi: (P, N0, H) path features, or an `ExampleData` / `GramStatistics` already built (then y is None).
       y: (P,) labels.
       route: 'auto' (the cheaper: 'gram' when P > N0 H), 'example' or 'gram'.
+      names: the caller's names of xi and y, for error messages.
     """
     if isinstance(xi, (ExampleData, GramStatistics)):
         if y is not None:
-            raise ValueError("y must be None when the training data is given as ExampleData/GramStatistics")
+            raise ValueError(f"{names[1]} must be None when the training data is given as "
+                             "ExampleData/GramStatistics")
         data = xi
         if data.n_paths != spec.n_paths:
             raise ValueError(f"the training data has {data.n_paths} paths but the network has H = "
@@ -227,9 +229,9 @@ def training_data(spec, xi, y=None, route: str = "auto"):
                              "training data with that route)")
     else:
         if y is None:
-            raise ValueError("y (the (P,) training labels) is required with path features xi")
-        xi = check_features("xi", xi, spec.n_paths)
-        y = jnp.asarray(as_labels("y", y, xi.shape[0]))
+            raise ValueError(f"{names[1]} (the (P,) training labels) is required with path features {names[0]}")
+        xi = check_features(names[0], xi, spec.n_paths)
+        y = jnp.asarray(as_labels(names[1], y, xi.shape[0]))
         chosen = choose_route(xi.shape[0], xi.shape[1] * xi.shape[2], route)
         data = gram_from_features(xi, y) if chosen == "gram" else example_data(xi, y)
     check_temperature_for(spec.temperature, data)

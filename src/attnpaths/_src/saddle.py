@@ -441,7 +441,7 @@ def _failure_message(result: Saddle, tol: float, stalled: bool) -> str:
     widths = result.spec.widths
     if min(widths) < 1.0:
         hint = (f"The widths {widths} are below 1: the theory's limit is N, P -> infinity at fixed P/N, and the "
-                "entropy (O(N)) no longer regularises U. Use widths >= 1, or warm-start from a larger width")
+                "entropy (O(N)) no longer regularises U. Try widths >= 1, or a warm start from a larger width")
     return f"the action minimisation did not converge: {why}. {hint}"
 
 
