@@ -2,26 +2,30 @@
 
 A plain NumPyro model: every weight block has its Gaussian prior (spec A.7), the attention is precomputed and
 enters as constants (through the path features xi, spec B.1; `network.path_forward` equals the token-level
-`network.forward`), and y ~ Normal(f, sqrt(T)). Run with default NUTS settings; chain_method='vectorized' so that
-several chains run on one device.
+`network.forward`), and y ~ Normal(f, sqrt(T)). Default NUTS settings (target_accept_prob 0.8).
+
+`NUTSSampler` drives NumPyro's own kernel through its public init/sample contract (`numpyro.infer.NUTS.init`,
+`.sample`), vectorised over chains as `chain_method="vectorized"` does, so that NUTS gets the shared driver:
+chunks, storage, exact resume (the whole `HMCState`, adaptation included, is the stored chain state), time box.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import NUTS
 
 from attnpaths._src.checks import as_labels
-from attnpaths._src.network import Weights, overlap, path_forward, weight_shapes
-from attnpaths._src.paths import path_features
-from attnpaths._src.sampling.gibbs import PosteriorDraws, _check_count, _check_temperature
+from attnpaths._src.network import Weights, int_widths, path_forward, weight_shapes
+from attnpaths._src.sampling.driver import check_count
+from attnpaths._src.sampling.gibbs import check_features, check_temperature
 from attnpaths._src.spec import NetworkSpec
 
 
@@ -43,50 +47,82 @@ def network_model(spec: NetworkSpec, xi: jnp.ndarray, y: jnp.ndarray | None = No
     numpyro.sample("y", dist.Normal(f, math.sqrt(spec.temperature)), obs=y)
 
 
-def _weights_from_samples(spec: NetworkSpec, samples: dict) -> Weights:
-    return Weights(samples["V0"], tuple(samples[f"V{l + 1}"] for l in range(spec.n_layers)), samples["a"])
+def _site_dict(spec: NetworkSpec, weights: Weights) -> dict:
+    out = {"V0": weights.V0, "a": weights.a}
+    out.update({f"V{l + 1}": V for l, V in enumerate(weights.V)})
+    return out
 
 
-def nuts_draws(spec: NetworkSpec, xi_train, y_train, xi_test, *, n_warmup: int = 100, n_draws: int = 100,
-               n_chains: int = 1, seed: int = 1, progress: bool = True, **nuts_kwargs) -> PosteriorDraws:
-    """NUTS draws of f(x_test) and w_hat w_hat^T / N_1 from path features (see `run_nuts`).
+_NUTS_OPTIONS = tuple(p for p in inspect.signature(NUTS).parameters if p not in ("model", "potential_fn"))
 
-    nuts_kwargs go to `numpyro.infer.NUTS` (default settings otherwise: target_accept_prob 0.8).
+
+@jax.tree_util.register_pytree_node_class
+class NUTSSampler:
+    """NumPyro NUTS on the weight posterior as a `Sampler` (several chains vectorised in one program).
+
+    Args:
+      spec: the network; needs integer widths and T > 0.
+      xi: (P, N0, H) path features of the training inputs.
+      y: (P,) training targets.
+      **nuts_options: options of `numpyro.infer.NUTS` (target_accept_prob, max_tree_depth, dense_mass, ...).
     """
-    _check_temperature(spec)
-    n_warmup = _check_count("n_warmup", n_warmup, 0)
-    n_draws = _check_count("n_draws", n_draws)
-    n_chains = _check_count("n_chains", n_chains)
-    seed = _check_count("seed", seed, 0)
-    xi_train = jnp.asarray(np.asarray(xi_train, dtype=np.float64))
-    xi_test = jnp.asarray(np.asarray(xi_test, dtype=np.float64))
-    y_train = jnp.asarray(as_labels("y_train", y_train, xi_train.shape[0]))
-    mcmc = MCMC(NUTS(network_model, **nuts_kwargs), num_warmup=n_warmup, num_samples=n_draws,
-                num_chains=n_chains, chain_method="vectorized", progress_bar=progress)
-    start = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), spec, xi_train, y_train)
-    samples = mcmc.get_samples(group_by_chain=True)
-    jax.block_until_ready(samples)
-    seconds = time.perf_counter() - start
-    weights = _weights_from_samples(spec, samples)
 
-    @jax.jit
-    def record(w):
-        return jax.vmap(jax.vmap(lambda v: (path_forward(spec, v, xi_test), overlap(spec, v))))(w)
+    def __init__(self, spec: NetworkSpec, xi, y, **nuts_options):
+        check_temperature(spec)
+        int_widths(spec)
+        unknown = sorted(set(nuts_options) - set(_NUTS_OPTIONS))
+        if unknown:
+            raise ValueError(f"options {unknown} are not options of numpyro.infer.NUTS; it takes {_NUTS_OPTIONS}")
+        self.spec = spec
+        self.xi = check_features(spec, xi)
+        self.y = jnp.asarray(as_labels("y", y, self.xi.shape[0]))
+        self.options = tuple(sorted(nuts_options.items()))
+        self.kernel = None  # the NumPyro kernel, made by `init` (its sample function depends on the chain count)
 
-    f_test, U = record(weights)
-    return PosteriorDraws(np.asarray(f_test), np.asarray(U), 1, seconds)
+    from_features = classmethod(lambda cls, spec, xi, y, **options: cls(spec, xi, y, **options))
+
+    def tree_flatten(self):
+        return (self.xi, self.y), (self.spec, self.options, self.kernel)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        self = cls.__new__(cls)
+        self.xi, self.y = children
+        self.spec, self.options, self.kernel = aux
+        return self
+
+    @property
+    def settings(self) -> dict:
+        return {"nuts": {k: repr(v) if not isinstance(v, (int, float, bool, str)) else v for k, v in self.options}}
+
+    def init(self, key, n_chains: int = 1, n_warmup: int = 0, weights: Weights | None = None):
+        """NumPyro's `HMCState` of n_chains chains (a fresh kernel: its adaptation plans n_warmup steps).
+        weights: a start (with a chain axis); default NumPyro's init strategy (uniform in [-2, 2])."""
+        n_chains = check_count("n_chains", n_chains)
+        n_warmup = check_count("n_warmup", n_warmup, 0)
+        self.kernel = NUTS(partial(network_model, self.spec), **dict(self.options))
+        init_params = None
+        if weights is not None:
+            if np.ndim(weights.V0) == 2:
+                weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
+            init_params = _site_dict(self.spec, weights)
+        keys = jax.random.split(key, n_chains)
+        return self.kernel.init(keys, n_warmup, init_params, model_args=(self.xi, self.y), model_kwargs={})
+
+    def step(self, state):
+        """One NUTS transition of every chain (warm-up adaptation while state.i < n_warmup)."""
+        if self.kernel is None:
+            raise ValueError("NUTSSampler.step needs a state from NUTSSampler.init")
+        return self.kernel.sample(state, (self.xi, self.y), {})
+
+    def weights(self, state) -> Weights:
+        z = state.z
+        return Weights(z["V0"], tuple(z[f"V{l + 1}"] for l in range(self.spec.n_layers)), z["a"])
 
 
-def run_nuts(spec: NetworkSpec, attention_train, x_train, y_train, attention_test, x_test, *,
-             n_warmup: int = 100, n_draws: int = 100, n_chains: int = 1, seed: int = 1, progress: bool = True,
-             **nuts_kwargs) -> PosteriorDraws:
-    """NumPyro NUTS posterior draws of f(x_test) and w_hat w_hat^T / N_1, the same result type as `run_gibbs`.
+def __getattr__(name):  # the deprecated entry points, still importable from here (see legacy.py)
+    if name in ("nuts_draws", "run_nuts"):
+        from attnpaths._src.sampling import legacy
 
-    Defaults are the authors' experiment-1 settings (spec C.2): 100 warm-up, 100 draws, 1 chain, seed 1.
-    seconds in the result includes NumPyro's compilation.
-    """
-    xi_train = path_features(spec, attention_train, x_train)
-    xi_test = path_features(spec, attention_test, x_test)
-    return nuts_draws(spec, xi_train, y_train, xi_test, n_warmup=n_warmup, n_draws=n_draws, n_chains=n_chains,
-                      seed=seed, progress=progress, **nuts_kwargs)
+        return getattr(legacy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
