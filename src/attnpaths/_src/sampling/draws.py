@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -39,7 +40,9 @@ class PosteriorDraws(NamedTuple):
         (``pip install 'attnpaths[arviz]'``); ``arviz.summary(draws.to_arviz())`` then gives ESS and R-hat.
         """
         try:
-            import arviz as az
+            with warnings.catch_warnings():  # ArviZ 0.2x announces its 1.0 refactor on import
+                warnings.simplefilter("ignore", FutureWarning)
+                import arviz as az
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError("PosteriorDraws.to_arviz needs ArviZ: pip install 'attnpaths[arviz]'") from None
         H = self.U.shape[-1]

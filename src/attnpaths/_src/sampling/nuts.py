@@ -27,6 +27,7 @@ from attnpaths._src.network import Weights, int_widths, path_forward, weight_sha
 from attnpaths._src.sampling.driver import check_count
 from attnpaths._src.sampling.gibbs import check_features, check_temperature
 from attnpaths._src.spec import NetworkSpec
+from attnpaths._src.store import data_hash
 
 
 def network_model(spec: NetworkSpec, xi: jnp.ndarray, y: jnp.ndarray | None = None) -> None:
@@ -77,7 +78,9 @@ class NUTSSampler:
         self.xi = check_features(spec, xi)
         self.y = jnp.asarray(as_labels("y", y, self.xi.shape[0]))
         self.options = tuple(sorted(nuts_options.items()))
-        self.kernel = None  # the NumPyro kernel, made by `init` (its sample function depends on the chain count)
+        self.kernel = None  # the NumPyro kernel of the last `init` (its sample function depends on the chain count)
+        self._inits = {}  # (key, n_chains, n_warmup, start) -> (kernel, state): init is pure, so repeated runs
+        # of this sampler reuse its kernel and hence its compiled steps
 
     from_features = classmethod(lambda cls, spec, xi, y, **options: cls(spec, xi, y, **options))
 
@@ -89,6 +92,7 @@ class NUTSSampler:
         self = cls.__new__(cls)
         self.xi, self.y = children
         self.spec, self.options, self.kernel = aux
+        self._inits = {}
         return self
 
     @property
@@ -100,14 +104,20 @@ class NUTSSampler:
         weights: a start (with a chain axis); default NumPyro's init strategy (uniform in [-2, 2])."""
         n_chains = check_count("n_chains", n_chains)
         n_warmup = check_count("n_warmup", n_warmup, 0)
-        self.kernel = NUTS(partial(network_model, self.spec), **dict(self.options))
-        init_params = None
-        if weights is not None:
-            if np.ndim(weights.V0) == 2:
-                weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
-            init_params = _site_dict(self.spec, weights)
-        keys = jax.random.split(key, n_chains)
-        return self.kernel.init(keys, n_warmup, init_params, model_args=(self.xi, self.y), model_kwargs={})
+        start = None if weights is None else data_hash(*jax.tree_util.tree_leaves(weights))
+        memo = (np.asarray(key).tobytes(), n_chains, n_warmup, start)
+        if memo not in self._inits:
+            kernel = NUTS(partial(network_model, self.spec), **dict(self.options))
+            init_params = None
+            if weights is not None:
+                if np.ndim(weights.V0) == 2:
+                    weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
+                init_params = _site_dict(self.spec, weights)
+            keys = jax.random.split(key, n_chains)
+            state = kernel.init(keys, n_warmup, init_params, model_args=(self.xi, self.y), model_kwargs={})
+            self._inits[memo] = (kernel, state)
+        self.kernel, state = self._inits[memo]
+        return state
 
     def step(self, state):
         """One NUTS transition of every chain (warm-up adaptation while state.i < n_warmup)."""
