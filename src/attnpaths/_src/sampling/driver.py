@@ -174,7 +174,9 @@ class _Run:
         return np.concatenate(self.fs, axis=1), np.concatenate(self.Us, axis=1)
 
     def save(self) -> None:
-        if self.writer is None or not self.dirty:
+        if self.writer is None:  # nothing to write to
+            self.new, self.unsaved, self.dirty = [], 0, False
+        if not self.dirty:
             return
         new_f = np.concatenate([f for f, _ in self.new], axis=1) if self.new else None
         new_U = np.concatenate([U for _, U in self.new], axis=1) if self.new else None
