@@ -29,6 +29,7 @@ from attnpaths._src.sampling.gibbs import (
     block_matvec,
     block_rmatvec,
     matheron_update,
+    reduced_update,
 )
 
 ARCHS = [((1,), "mean"), ((3,), "last"), ((2, 3), "first"), ((2, 2), "last"), ((2, 1, 2), "mean")]
@@ -118,6 +119,23 @@ def test_blocks_match_brute_force(heads, readout):
         ref_cov = np.linalg.inv(Phi.T @ Phi / T + np.eye(Phi.shape[1]) / spec.variances[k])
         np.testing.assert_allclose(mean, ref_cov @ Phi.T @ y / T, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("heads, readout", ARCHS)
+def test_reduced_update_equals_matheron_update(heads, readout):
+    """The r x r route (`reduced_update`) gives the same draw as the P x P route for the same noise, for every
+    block, whether r is below or above P."""
+    spec, x, att, y, w, *_ = _problem(heads, readout, temperature=0.2)
+    xi = path_features(spec, att, x)
+    rng = np.random.default_rng(2)
+    for k, b in enumerate(linear_blocks(spec, w, xi)):
+        W0 = jnp.asarray(rng.normal(size=_blocks(w)[k].shape))
+        eps = jnp.asarray(0.3 * rng.normal(size=x.shape[0]))
+        s = spec.variances[k]
+        got = reduced_update(b, W0, eps, jnp.asarray(y), s, spec.temperature)
+        want = matheron_update(b, W0, eps, jnp.asarray(y), s, spec.temperature)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+        assert not np.allclose(got, W0)  # the data moved it
 
 
 @pytest.mark.parametrize("use_path_gram", [False, True])

@@ -129,6 +129,39 @@ def matheron_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jn
     return w0 + s * block_rmatvec(block, alpha)
 
 
+def reduced_rank(block: LinearBlock) -> int:
+    """r = H_b min(S, N_out) N_in: the dimension of the block's weights that the data sees (see
+    `reduced_update`); static (from shapes)."""
+    S, n_out = block.u.shape
+    _, H_b, _, n_in = block.Z.shape
+    return H_b * min(S, n_out) * n_in
+
+
+def reduced_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jnp.ndarray, s, T) -> jnp.ndarray:
+    """The same draw as `matheron_update` (same w0, eps, up to rounding) through r x r instead of P x P algebra.
+
+    f = c sum_{h,s} u_s . W_h Z_{hs} sees each W_h only through Q^T W_h, with Q (N_out, S') an orthonormal basis
+    of span{u_s} (S' = min(S, N_out)). In the coordinates omega = Q^T W (r = H_b S' N_in numbers) the block is
+    f = F omega, F^mu = c sum_s (Q^T u_s) (x) Z^mu_{hs} (P, r), and Matheron's rule in precision form,
+
+        omega = omega0 + (F^T F / T + I / s)^-1 F^T (y - F omega0 - eps) / T,    omega0 = Q^T w0,
+
+    equals s F^T (s F F^T + T I)^-1 (...) (push-through identity); the rest of the block keeps the prior draw:
+    W = w0 + Q (omega - omega0). Cost O(P r^2 + r^3 + #W S') instead of O(P^2 H_b S N_in + P^3): the choice
+    when r < P (e.g. V1, V2, a at N = 10, P = 100: r = 40, 20, 10).
+    """
+    S, n_out = block.u.shape
+    P, H_b, _, n_in = block.Z.shape
+    Q, _ = jnp.linalg.qr(block.u.T)  # (N_out, S')
+    ut = block.u @ Q  # (S, S'): u_s in the basis Q
+    F = block.c * jnp.einsum("st,phsi->phti", ut, block.Z).reshape(P, -1)
+    omega0 = jnp.einsum("ot,hoi->hti", Q, w0).reshape(-1)
+    r = F.shape[1]
+    chol = jnp.linalg.cholesky(F.T @ F / T + jnp.eye(r, dtype=F.dtype) / s)
+    delta = jax.scipy.linalg.cho_solve((chol, True), F.T @ (y - F @ omega0 - eps)) / T
+    return w0 + jnp.einsum("ot,hti->hoi", Q, delta.reshape(H_b, -1, n_in))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the blocks of a network
 # ---------------------------------------------------------------------------------------------------------------
@@ -209,6 +242,16 @@ def path_gram(xi: jnp.ndarray) -> jnp.ndarray | None:
     return jnp.einsum("mip,niq->pqmn", xi, xi)
 
 
+def _block_update(block: LinearBlock, w0, eps, y, s, T, C0=None) -> jnp.ndarray:
+    """The block's conditional draw by the cheaper exact route: the path Gram (V0 with C0), r x r algebra when
+    the data sees fewer than P of the block's weights (`reduced_update`), else P x P (`matheron_update`)."""
+    if C0 is not None:  # V0: c = 1, Phi Phi^T = sum_{pi pi'} (u_pi . u_pi') C0[pi, pi']: O(H^2 P^2)
+        return matheron_update(block, w0, eps, y, s, T, jnp.einsum("st,stpq->pq", block.u @ block.u.T, C0))
+    if reduced_rank(block) < y.shape[0]:
+        return reduced_update(block, w0, eps, y, s, T)
+    return matheron_update(block, w0, eps, y, s, T)
+
+
 def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate=True,
            C0: jnp.ndarray | None = None) -> Weights:
     """One systematic sweep V0, V1, ..., VL, a of one chain. gate: a traced True (see `_normal`).
@@ -233,10 +276,7 @@ def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Wei
             w0 = math.sqrt(var[k]) * noise[start:start + W.size].reshape(W.shape)
             eps = math.sqrt(T) * noise[start + W.size:start + W.size + P]
             start += W.size + P
-            gram = None
-            if k == 0 and C0 is not None:
-                gram = jnp.einsum("st,stpq->pq", us[0] @ us[0].T, C0)  # c = 1 for V0
-            W = matheron_update(block, w0, eps, y, var[k], T, gram)
+            W = _block_update(block, w0, eps, y, var[k], T, C0 if k == 0 else None)
         new.append(W)
         if k <= spec.n_layers:
             Z = _next_Z(spec, k, block_output(block, W))
