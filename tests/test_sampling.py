@@ -236,6 +236,17 @@ def test_same_seed_same_numbers():
     np.testing.assert_allclose(s3.weights.V0, s2.weights.V0, rtol=1e-10, atol=1e-12)
 
 
+def test_reduced_route_gives_the_same_chain():
+    """Gibbs with r x r algebra where r < P (here V2 and a) and with P x P everywhere: the same draws."""
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=12)
+    xi_test = path_features(spec, att_test, x_test)
+    kw = dict(n_chains=2, n_warmup=5, seed=2, progress=False)
+    fast = run_sampler(BlockedGibbs(spec, att, x, y), xi_test, 10, **kw)
+    slow = run_sampler(BlockedGibbs(spec, att, x, y, reduce=False), xi_test, 10, **kw)
+    np.testing.assert_allclose(fast.f_test, slow.f_test, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fast.U, slow.U, rtol=1e-7, atol=1e-9)
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     gibbs, xi_test = _small_gibbs()
     kw = dict(n_chains=2, n_warmup=4, thin=3, seed=7, progress=False)

@@ -98,7 +98,7 @@ def test_unknown_method_and_options_are_named():
     with pytest.raises(ValueError, match=r"method must be one of \('gibbs', 'nuts'.*\); got 'hmc'"):
         sample_from_features(spec, xi, y, xi, method="hmc")
     with pytest.raises(ValueError, match=r"options \['blocks'\] are not options of method 'gibbs'; it takes "
-                                         r"\['sample_blocks'\]"):
+                                         r"\['sample_blocks', 'reduce'\]"):
         sample_from_features(spec, xi, y, xi, options={"blocks": ("a",)})
     with pytest.raises(ValueError, match=r"options \['step'\] are not options of numpyro.infer.NUTS"):
         sample_from_features(spec, xi, y, xi, method="nuts", options={"step": 0.1})

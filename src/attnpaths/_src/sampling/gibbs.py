@@ -242,18 +242,18 @@ def path_gram(xi: jnp.ndarray) -> jnp.ndarray | None:
     return jnp.einsum("mip,niq->pqmn", xi, xi)
 
 
-def _block_update(block: LinearBlock, w0, eps, y, s, T, C0=None) -> jnp.ndarray:
+def _block_update(block: LinearBlock, w0, eps, y, s, T, C0=None, reduce: bool = True) -> jnp.ndarray:
     """The block's conditional draw by the cheaper exact route: the path Gram (V0 with C0), r x r algebra when
     the data sees fewer than P of the block's weights (`reduced_update`), else P x P (`matheron_update`)."""
     if C0 is not None:  # V0: c = 1, Phi Phi^T = sum_{pi pi'} (u_pi . u_pi') C0[pi, pi']: O(H^2 P^2)
         return matheron_update(block, w0, eps, y, s, T, jnp.einsum("st,stpq->pq", block.u @ block.u.T, C0))
-    if reduced_rank(block) < y.shape[0]:
+    if reduce and reduced_rank(block) < y.shape[0]:
         return reduced_update(block, w0, eps, y, s, T)
     return matheron_update(block, w0, eps, y, s, T)
 
 
 def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate=True,
-           C0: jnp.ndarray | None = None) -> Weights:
+           C0: jnp.ndarray | None = None, reduce: bool = True) -> Weights:
     """One systematic sweep V0, V1, ..., VL, a of one chain. gate: a traced True (see `_normal`).
     C0: `path_gram(xi)` or None.
 
@@ -276,7 +276,7 @@ def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Wei
             w0 = math.sqrt(var[k]) * noise[start:start + W.size].reshape(W.shape)
             eps = math.sqrt(T) * noise[start + W.size:start + W.size + P]
             start += W.size + P
-            W = _block_update(block, w0, eps, y, var[k], T, C0 if k == 0 else None)
+            W = _block_update(block, w0, eps, y, var[k], T, C0 if k == 0 else None, reduce)
         new.append(W)
         if k <= spec.n_layers:
             Z = _next_Z(spec, k, block_output(block, W))
@@ -321,20 +321,33 @@ class BlockedGibbs:
       y: (P,) training targets.
       sample_blocks: names of the blocks to redraw ('V0', 'V1', ..., 'VL', 'a'); the others stay at their
         initial value (e.g. ('a',) gives Bayesian linear regression on fixed features). Default: all.
+      reduce: draw a block with r x r algebra when the data sees r < P of its weights (`reduced_update`);
+        False: always P x P (the reference route; the same draws up to rounding, slower at small width).
+
+    Cost of one sweep of one chain (flops; S_k = H_k+1 ... H_L paths above block k, D_k its weights,
+    r_k = H_k min(S_k, N_k+1) N_k): noise sum_k (D_k + P); V0: H^2 P^2 (path Gram) + P^3/3; block k >= 1:
+    P r_k^2 + r_k^3/3 if r_k < P, else P^2 H_k S_k N_k + P^3/3; propagation through the blocks
+    sum_k P S_k D_k; suffix weights sum_k S_k D_k. Memory: the weights, P H N per layer, P^2 (and the path
+    Gram H^2 P^2 when it fits in 128 MB).
     """
 
-    def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None):
+    def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None,
+                 reduce: bool = True):
         xi = path_features(spec, attention, x)
-        self._setup(spec, xi, y, sample_blocks)
+        self._setup(spec, xi, y, sample_blocks, reduce)
 
     @classmethod
-    def from_features(cls, spec: NetworkSpec, xi, y, sample_blocks: Sequence[str] | None = None) -> "BlockedGibbs":
+    def from_features(cls, spec: NetworkSpec, xi, y, sample_blocks: Sequence[str] | None = None,
+                      reduce: bool = True) -> "BlockedGibbs":
         """The sampler from path features xi (P, N0, H) (`path_features`) instead of attention and x."""
         self = cls.__new__(cls)
-        self._setup(spec, check_features(spec, xi), y, sample_blocks)
+        self._setup(spec, check_features(spec, xi), y, sample_blocks, reduce)
         return self
 
-    def _setup(self, spec, xi, y, sample_blocks):
+    def _setup(self, spec, xi, y, sample_blocks, reduce):
+        if not isinstance(reduce, bool):
+            raise ValueError(f"reduce must be True or False; got {reduce!r}")
+        self.reduce = reduce
         check_temperature(spec)
         int_widths(spec)
         self.spec = spec
@@ -352,13 +365,13 @@ class BlockedGibbs:
 
     # a pytree: the arrays are arguments of the compiled sweeps, the settings their static part
     def tree_flatten(self):
-        return (self.xi, self.y, self.C0), (self.spec, self.sample_blocks, self.update)
+        return (self.xi, self.y, self.C0), (self.spec, self.sample_blocks, self.update, self.reduce)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         self = cls.__new__(cls)
         self.xi, self.y, self.C0 = children
-        self.spec, self.sample_blocks, self.update = aux
+        self.spec, self.sample_blocks, self.update, self.reduce = aux
         return self
 
     @property
@@ -367,7 +380,7 @@ class BlockedGibbs:
 
     @property
     def settings(self) -> dict:
-        return {"sample_blocks": list(self.sample_blocks)}
+        return {"sample_blocks": list(self.sample_blocks), "reduce": self.reduce}
 
     def init(self, key, n_chains: int = 1, n_warmup: int = 0, weights: Weights | None = None) -> GibbsState:
         """Start n_chains chains from the prior, or from `weights` (unbatched: the same for every chain, or with
@@ -389,7 +402,8 @@ class BlockedGibbs:
     def step(self, state: GibbsState) -> GibbsState:
         """One sweep of every chain (pure; jit it, or use `advance` for many)."""
         gate = state.sweeps >= 0  # always True, but traced (see `_normal`)
-        sweep = jax.vmap(lambda k, w: _sweep(self.spec, self.update, self.xi, self.y, k, w, gate, self.C0))
+        sweep = jax.vmap(lambda k, w: _sweep(self.spec, self.update, self.xi, self.y, k, w, gate, self.C0,
+                                                    self.reduce))
         split = jax.vmap(jax.random.split)(state.key)
         return GibbsState(sweep(split[:, 1], state.weights), split[:, 0], state.sweeps + 1)
 
