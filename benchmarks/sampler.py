@@ -2,7 +2,8 @@
 P = 1000. One table, every ratio measured in the same run.
 
 Part 1: P = 100 training and 1000 test sequences, T = 0.01, variances 1, readout 'last', N = 10 and 100.
-  Gibbs        the sampler as shipped (r x r algebra for blocks the data sees fewer than P weights of), 4 chains
+  Gibbs        the sampler as shipped (r x r algebra for blocks the data sees fewer than P weights of), 16
+               chains vectorised in one program
   Gibbs P x P  the same chain with every block by P x P algebra (`reduce=False`: the previous algorithm)
   NUTS         the authors' settings (100 warm-up, 100 draws, 1 chain, default NUTS, seed 1)
 Part 2: P = 1000 training sequences (same task), N = 300 and 1000: Gibbs only, 2 chains, few draws.
@@ -10,7 +11,8 @@ Part 2: P = 1000 training sequences (same task), N = 300 and 1000: Gibbs only, 2
 Columns:
   ms/sweep   wall ms per step of one chain (Gibbs sweep, NUTS transition), warm-up included
   ESS        median over the test points of the effective sample size of f(x_test) (numpyro, all chains)
-  ESS/s      ESS / sampling seconds (warm-up included, compilation excluded for every sampler)
+  ESS/s      ESS / sampling seconds (warm-up included, compilation excluded for every sampler); at N = 10 the
+             seconds are the least of --rounds identical runs (same seed, same draws), against the load
   x NUTS     ESS/s over NUTS's ESS/s at the same N (same run)
   IAT        median integrated autocorrelation time of f(x_test), in sweeps or NUTS transitions
   R-hat      worst split R-hat over the test points
@@ -63,24 +65,34 @@ def _theory(spec, xi, y, xit):
     return np.asarray(ap.predict(spec, xi, y, xit, U1).mean)
 
 
-def part1(quick: bool) -> list[dict]:
+def _best_of(rounds: int, run):
+    """The draws of the first run and the least sampling seconds over `rounds` identical runs (same seed, same
+    numbers): other processes on a shared machine only ever add time."""
+    draws = run()
+    seconds = min([draws.seconds] + [run().seconds for _ in range(rounds - 1)])
+    return draws._replace(seconds=seconds)
+
+
+def part1(quick: bool, rounds: int) -> list[dict]:
     pre, train, xi, xit = _setup(100)
     rows = []
-    for N, n_gibbs in ((10.0, 1000 if quick else 2500), (100.0, 300 if quick else 1000)):
+    for N, n_gibbs in ((10.0, 300 if quick else 700), (100.0, 100 if quick else 250)):
         spec = pre.spec.with_width(N)
         theory = _theory(spec, xi, train.y, xit)
-        warm = max(n_gibbs // 10, 20)
-        by = {}
-        for name, reduce in (("Gibbs", True), ("Gibbs P x P", False)):
-            g = BlockedGibbs.from_features(spec, xi, train.y, reduce=reduce)
-            d = run_sampler(g, xit, n_gibbs, n_chains=4, n_warmup=warm, seed=0, progress=False)
-            by[name] = _row(name, N, 100, d, theory, warm + n_gibbs)
-            print(f"  N = {N:g}: {name} {d.seconds:.1f} s", flush=True)
+        warm = 50
         n_nuts = 30 if quick and N >= 100 else 100
-        nuts = NUTSSampler(spec, xi, train.y)
-        d = run_sampler(nuts, xit, n_nuts, n_chains=1, n_warmup=n_nuts, seed=1, progress=False)
-        by["NUTS"] = _row("NUTS", N, 100, d, theory, 2 * n_nuts)
-        print(f"  N = {N:g}: NUTS {d.seconds:.1f} s", flush=True)
+        runs = {
+            "Gibbs": (BlockedGibbs.from_features(spec, xi, train.y), n_gibbs, 16, warm, 0),
+            "Gibbs P x P": (BlockedGibbs.from_features(spec, xi, train.y, reduce=False), n_gibbs, 16, warm, 0),
+            "NUTS": (NUTSSampler(spec, xi, train.y), n_nuts, 1, n_nuts, 1),
+        }
+        by = {}
+        for name, (sampler, n, chains, n_warm, seed) in runs.items():
+            d = _best_of(rounds if N == 10 else 1, lambda: run_sampler(sampler, xit, n, n_chains=chains,
+                                                                        n_warmup=n_warm, seed=seed,
+                                                                        progress=False))
+            by[name] = _row(name, N, 100, d, theory, n_warm + n)
+            print(f"  N = {N:g}: {name} {d.seconds:.1f} s", flush=True)
         for r in by.values():
             r["x_nuts"] = r["ess_per_s"] / by["NUTS"]["ess_per_s"]
             rows.append(r)
@@ -101,10 +113,10 @@ def part2(quick: bool) -> list[dict]:
     return rows
 
 
-def main(quick: bool = False) -> list[dict]:
+def main(quick: bool = False, rounds: int = 3) -> list[dict]:
     warnings.filterwarnings("ignore", message=".*There are not enough devices.*")
     load0 = os.getloadavg()[0]
-    rows = part1(quick) + part2(quick)
+    rows = part1(quick, rounds) + part2(quick)
     load1 = os.getloadavg()[0]
     print()
     head = (f"{'sampler':12s} {'N':>5s} {'P':>5s} {'chains x draws':>14s} {'ms/sweep':>9s} {'ESS':>7s} "
@@ -122,4 +134,7 @@ def main(quick: bool = False) -> list[dict]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer draws; P = 1000 at N = 300 only")
-    main(parser.parse_args().quick)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="identical runs per sampler at N = 10; the least time counts (default: 3)")
+    args = parser.parse_args()
+    main(args.quick, args.rounds)

@@ -168,15 +168,16 @@ def test_sweep_redraws_blocks_bottom_up_from_their_conditionals(use_path_gram):
         np.testing.assert_allclose(_blocks(swept)[k], _blocks(cur)[k], rtol=1e-8, atol=1e-10)
 
 
-def test_readout_only_posterior_is_bayesian_linear_regression():
-    """V0, V_l fixed, a sampled: f(x*) is Gaussian with the closed-form GP mean and variance."""
-    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=8, widths=[4, 4, 5], temperature=0.1,
-                                                   n_test=5)
-    gibbs = BlockedGibbs(spec, att, x, y, sample_blocks=("a",))
-    xi_test = path_features(spec, att_test, x_test)
-    draws = run_sampler(gibbs, xi_test, 1500, n_chains=4, init=w, seed=3, progress=False)
-    feats = [(lambda b: b.c * b.Z[:, 0, 0, :])(linear_blocks(spec, w, xi)[-1]) for xi in (gibbs.xi, xi_test)]
-    F, Fs = (np.asarray(f) for f in feats)
+def readout_features(spec, weights, xi):
+    """F (P, N_a) with f = F a when everything but the readout is fixed at `weights`."""
+    block = linear_blocks(spec, weights, jnp.asarray(xi))[-1]
+    return block.c * block.Z[:, 0, 0, :]
+
+
+def assert_exact_readout_posterior(draws, spec, weights, xi, xi_test, y):
+    """f(x*) of readout-only draws against the closed-form Gaussian: mean and variance within 4.5 standard
+    errors (Bayesian linear regression on the fixed features)."""
+    F, Fs = (np.asarray(readout_features(spec, weights, v)) for v in (xi, xi_test))
     s, T = spec.variances[-1], spec.temperature
     K = s * F @ F.T + T * np.eye(len(y))
     mean = s * Fs @ F.T @ np.linalg.solve(K, y)
@@ -184,6 +185,17 @@ def test_readout_only_posterior_is_bayesian_linear_regression():
     summ = summarize(draws)
     assert np.all(np.abs(summ.mean - mean) < 4.5 * summ.mean_se)
     assert np.all(np.abs(summ.var - var) < 4.5 * summ.var_se)
+    return summ
+
+
+def test_readout_only_posterior_is_bayesian_linear_regression():
+    """V0, V_l fixed, a sampled: f(x*) is Gaussian with the closed-form GP mean and variance."""
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=8, widths=[4, 4, 5], temperature=0.1,
+                                                   n_test=5)
+    gibbs = BlockedGibbs(spec, att, x, y, sample_blocks=("a",))
+    xi_test = path_features(spec, att_test, x_test)
+    draws = run_sampler(gibbs, xi_test, 1500, n_chains=4, init=w, seed=3, progress=False)
+    summ = assert_exact_readout_posterior(draws, spec, w, gibbs.xi, xi_test, y)
     assert np.all(summ.rhat_mean < 1.01)
     assert np.all(summ.ess_mean > 0.5 * 4 * 1500)  # exact independent draws
 

@@ -1,7 +1,5 @@
 """The one sampling interface: registry of methods, shared driver (time box, storage), ArviZ, old names."""
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,11 +7,9 @@ import pytest
 
 import attnpaths  # noqa: F401  (float64)
 from attnpaths import path_features
-from attnpaths._src.network import Weights
 from attnpaths._src.sampling import (
     BlockedGibbs,
     gibbs_draws,
-    linear_blocks,
     load_draws,
     nuts_draws,
     register_sampler,
@@ -23,16 +19,9 @@ from attnpaths._src.sampling import (
     sample,
     sample_from_features,
     sampler_names,
-    summarize,
 )
 from attnpaths._src.sampling import NUTSSampler, legacy, protocol
-from test_sampling import _problem
-
-
-def _readout_features(spec, weights, xi):
-    """F (P, N_a) with f = F a when everything but the readout is fixed at `weights`."""
-    block = linear_blocks(spec, weights, jnp.asarray(xi))[-1]
-    return block.c * block.Z[:, 0, 0, :]
+from test_sampling import _problem, assert_exact_readout_posterior, readout_features
 
 
 class ExactReadout:
@@ -42,7 +31,7 @@ class ExactReadout:
 
     def __init__(self, spec, xi, y, weights=None):
         self.spec, self.xi, self.y, self.fixed = spec, jnp.asarray(xi), jnp.asarray(y), weights
-        self.F = _readout_features(spec, weights, self.xi)
+        self.F = readout_features(spec, weights, self.xi)
         s, T = spec.variances[-1], spec.temperature
         prec = self.F.T @ self.F / T + jnp.eye(self.F.shape[1]) / s
         self.chol = jnp.linalg.cholesky(prec)
@@ -74,22 +63,15 @@ def test_a_third_method_is_one_registered_class(tmp_path):
     try:
         assert "exact-readout" in sampler_names()
         kw = dict(method="exact-readout", options={"weights": w}, n_chains=2, n_warmup=0, seed=2, progress=False)
-        full = sample(spec, att, x, y, x_test, heads_test=att_test, n_draws=2000, **kw)
+        full = sample(spec, att, x, y, x_test, heads_test=att_test, n_draws=1500, **kw)
         path = tmp_path / "mine.npz"
-        sample(spec, att, x, y, x_test, heads_test=att_test, n_draws=700, path=path, **kw)
-        resumed = sample(spec, att, x, y, x_test, heads_test=att_test, n_draws=2000, path=path, resume=True, **kw)
+        sample(spec, att, x, y, x_test, heads_test=att_test, n_draws=500, path=path, **kw)
+        resumed = sample(spec, att, x, y, x_test, heads_test=att_test, n_draws=1500, path=path, resume=True, **kw)
         np.testing.assert_array_equal(resumed.f_test, full.f_test)
     finally:
         protocol._REGISTRY.pop("exact-readout")
     xi, xit = path_features(spec, att, x), path_features(spec, att_test, x_test)
-    F, Fs = (np.asarray(_readout_features(spec, w, v)) for v in (xi, xit))
-    s, T = spec.variances[-1], spec.temperature
-    K = s * F @ F.T + T * np.eye(len(y))
-    mean = s * Fs @ F.T @ np.linalg.solve(K, y)
-    var = np.diag(s * Fs @ Fs.T - s ** 2 * Fs @ F.T @ np.linalg.solve(K, F @ Fs.T))
-    summ = summarize(full)
-    assert np.all(np.abs(summ.mean - mean) < 4.5 * summ.mean_se)
-    assert np.all(np.abs(summ.var - var) < 4.5 * summ.var_se)
+    assert_exact_readout_posterior(full, spec, w, xi, xit, y)
 
 
 def test_unknown_method_and_options_are_named():

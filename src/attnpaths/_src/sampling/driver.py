@@ -10,7 +10,6 @@ with the same seed, because a chunk of n draws is the same compiled loop whateve
 from __future__ import annotations
 
 import time
-from functools import partial
 
 import jax
 import jax.numpy as jnp

@@ -27,14 +27,17 @@ where X~^(k) = c_k sum_h W_h Z_{h sigma} (P, S_k, N_{k+1}) is block k's output a
 So Phi w, Phi^T beta and the Gram Phi Phi^T = c^2 sum_h sum_{sigma sigma'} (u_sigma.u_sigma')(Z_{h sigma}.Z_{h sigma'})
 cost O(P H_b S N_in + H_b S N_out N_in) and O(P^2 H_b S N_in). A sweep updates V0, V1, ..., VL, a in turn; the
 suffix weights of the upper blocks are computed once at the start (those blocks are not yet updated), the Z of each
-block is propagated upwards as the lower blocks are redrawn. Cost per sweep and chain:
-O(sum_k P S_k #W_k + P^2 sum_k H_k S_k N_k + (L+2) P^3), with S_k = H_{k+1}...H_L; memory O(#weights + P H N).
+block is propagated upwards as the lower blocks are redrawn.
+
+When the data sees fewer than P of a block's weights (r = H_b min(S, N_out) N_in < P, as for the upper blocks at
+small width) the same draw is made with r x r algebra (`reduced_update`). The V0 block's Gram comes from the
+fixed path Gram xi.xi (`path_gram`). The cost of a sweep, block by block, is in `BlockedGibbs`'s docstring and
+measured in benchmarks/sampler.py.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple, Sequence
 
 import jax
@@ -47,8 +50,6 @@ from attnpaths._src.network import (
     block_names,
     check_weights,
     int_widths,
-    overlap,
-    path_input_weights,
     sample_prior,
     suffix_weights,
 )
