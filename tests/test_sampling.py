@@ -21,8 +21,10 @@ from attnpaths._src.sampling import (
     sample_from_features,
     summarize,
 )
+from attnpaths._src.sampling import NUTSSampler
 from attnpaths._src.sampling import driver as driver_module
 from attnpaths._src.sampling import store as store_module
+from attnpaths._src.sampling.nuts import _flat_model
 from attnpaths._src.sampling.gibbs import (
     _sweep,
     block_gram,
@@ -221,6 +223,9 @@ def test_nuts_model_density_is_prior_plus_likelihood():
     params = {"V0": w.V0, "V1": w.V[0], "V2": w.V[1], "a": w.a}
     ld, _ = log_density(network_model, (spec, xi, jnp.asarray(y)), {}, params)
     ref = log_prior(spec, w) + log_likelihood(spec, w, jnp.asarray(x), att, jnp.asarray(y))
+    np.testing.assert_allclose(float(ld), float(ref), rtol=1e-12)
+    flat = NUTSSampler(spec, xi, y)  # the model NUTS runs: features laid out (P, H N0)
+    ld, _ = log_density(_flat_model, (spec, xi.shape[1], flat.xi_flat, flat.y), {}, params)
     np.testing.assert_allclose(float(ld), float(ref), rtol=1e-12)
 
 

@@ -5,7 +5,7 @@ enters as constants (through the path features xi, spec B.1; `network.path_forwa
 `network.forward`), and y ~ Normal(f, sqrt(T)). Default NUTS settings (target_accept_prob 0.8).
 
 `NUTSSampler` drives NumPyro's own kernel through its public init/sample contract (`numpyro.infer.NUTS.init`,
-`.sample`), vectorised over chains as `chain_method="vectorized"` does, so that NUTS gets the shared driver:
+`.sample`), the chains one after another in one compiled program, so that NUTS gets the shared driver:
 chunks, storage, exact resume (the whole `HMCState`, adaptation included, is the stored chain state), time box.
 """
 
@@ -23,7 +23,7 @@ import numpyro.distributions as dist
 from numpyro.infer import NUTS
 
 from attnpaths._src.checks import as_labels
-from attnpaths._src.network import Weights, int_widths, path_forward, weight_shapes
+from attnpaths._src.network import Weights, int_widths, path_forward, path_input_weights, weight_shapes
 from attnpaths._src.sampling.driver import check_count
 from attnpaths._src.sampling.gibbs import check_features, check_temperature
 from attnpaths._src.spec import NetworkSpec
@@ -48,6 +48,23 @@ def network_model(spec: NetworkSpec, xi: jnp.ndarray, y: jnp.ndarray | None = No
     numpyro.sample("y", dist.Normal(f, math.sqrt(spec.temperature)), obs=y)
 
 
+def _flat_model(spec: NetworkSpec, n0: int, xi_flat: jnp.ndarray, y: jnp.ndarray | None = None) -> None:
+    """`network_model` on path features laid out as xi_flat (P, H N0) (path outermost), so that f is one
+    matrix-vector product per gradient: with xi (P, N0, H) as the argument, XLA transposed it in every one of
+    NUTS's ~1000 gradient evaluations per transition (5x slower)."""
+    shapes = weight_shapes(spec, n0)
+    var = spec.variances
+
+    def block(name, shape, s):
+        return numpyro.sample(name, dist.Normal(0.0, math.sqrt(s)).expand(shape).to_event(len(shape)))
+
+    V0 = block("V0", shapes.V0, var[0])
+    V = tuple(block(f"V{l + 1}", shapes.V[l], var[l + 1]) for l in range(spec.n_layers))
+    a = block("a", shapes.a, var[-1])
+    f = xi_flat @ path_input_weights(spec, Weights(V0, V, a)).reshape(-1)
+    numpyro.sample("y", dist.Normal(f, math.sqrt(spec.temperature)), obs=y)
+
+
 def _site_dict(spec: NetworkSpec, weights: Weights) -> dict:
     out = {"V0": weights.V0, "a": weights.a}
     out.update({f"V{l + 1}": V for l, V in enumerate(weights.V)})
@@ -59,7 +76,7 @@ _NUTS_OPTIONS = tuple(p for p in inspect.signature(NUTS).parameters if p not in 
 
 @jax.tree_util.register_pytree_node_class
 class NUTSSampler:
-    """NumPyro NUTS on the weight posterior as a `Sampler` (several chains vectorised in one program).
+    """NumPyro NUTS on the weight posterior as a `Sampler` (several chains in one compiled program).
 
     Args:
       spec: the network; needs integer widths and T > 0.
@@ -77,6 +94,7 @@ class NUTSSampler:
         self.spec = spec
         self.xi = check_features(spec, xi)
         self.y = jnp.asarray(as_labels("y", y, self.xi.shape[0]))
+        self.xi_flat = jnp.transpose(self.xi, (0, 2, 1)).reshape(self.xi.shape[0], -1)
         self.options = tuple(sorted(nuts_options.items()))
         self.kernel = None  # the NumPyro kernel of the last `init` (its sample function depends on the chain count)
         self._inits = {}  # (key, n_chains, n_warmup, start) -> (kernel, state): init is pure, so repeated runs
@@ -85,12 +103,12 @@ class NUTSSampler:
     from_features = classmethod(lambda cls, spec, xi, y, **options: cls(spec, xi, y, **options))
 
     def tree_flatten(self):
-        return (self.xi, self.y), (self.spec, self.options, self.kernel)
+        return (self.xi, self.y, self.xi_flat), (self.spec, self.options, self.kernel)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         self = cls.__new__(cls)
-        self.xi, self.y = children
+        self.xi, self.y, self.xi_flat = children
         self.spec, self.options, self.kernel = aux
         self._inits = {}
         return self
@@ -107,23 +125,28 @@ class NUTSSampler:
         start = None if weights is None else data_hash(*jax.tree_util.tree_leaves(weights))
         memo = (np.asarray(key).tobytes(), n_chains, n_warmup, start)
         if memo not in self._inits:
-            kernel = NUTS(partial(network_model, self.spec), **dict(self.options))
-            init_params = None
-            if weights is not None:
-                if np.ndim(weights.V0) == 2:
-                    weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
-                init_params = _site_dict(self.spec, weights)
-            keys = jax.random.split(key, n_chains)
-            state = kernel.init(keys, n_warmup, init_params, model_args=(self.xi, self.y), model_kwargs={})
-            self._inits[memo] = (kernel, state)
+            kernel = NUTS(partial(_flat_model, self.spec, int(self.xi.shape[1])), **dict(self.options))
+            if weights is not None and np.ndim(weights.V0) == 2:
+                weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
+            states = []
+            for c, k in enumerate(jax.random.split(key, n_chains)):  # one chain at a time: see `step`
+                start_c = None if weights is None else _site_dict(self.spec, jax.tree_util.tree_map(
+                    lambda w: w[c], weights))
+                states.append(kernel.init(k, n_warmup, start_c, model_args=(self.xi_flat, self.y), model_kwargs={}))
+            self._inits[memo] = (kernel, jax.tree_util.tree_map(lambda *x: jnp.stack(x), *states))
         self.kernel, state = self._inits[memo]
         return state
 
     def step(self, state):
-        """One NUTS transition of every chain (warm-up adaptation while state.i < n_warmup)."""
+        """One NUTS transition of every chain (warm-up adaptation while state.i < n_warmup).
+
+        The chains run one after another inside the compiled program (`lax.map`), not vmapped: under vmap the
+        `lax.cond`s of NUTS's tree building become selects that evaluate both branches, which made a transition
+        ~20x slower on CPU.
+        """
         if self.kernel is None:
             raise ValueError("NUTSSampler.step needs a state from NUTSSampler.init")
-        return self.kernel.sample(state, (self.xi, self.y), {})
+        return jax.lax.map(lambda s: self.kernel.sample(s, (self.xi_flat, self.y), {}), state)
 
     def weights(self, state) -> Weights:
         z = state.z
