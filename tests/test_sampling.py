@@ -274,6 +274,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     resumed = run_sampler(gibbs, xi_test, 8, path=part, resume=True, **kw)
     np.testing.assert_array_equal(resumed.f_test, full.f_test)
     np.testing.assert_array_equal(resumed.U, full.U)
+    # summaries too, to the last bit: returned and stored draws have one memory layout
+    assert np.array_equal(summarize(full).U, summarize(store_module.load_draws(part)).U)
     # resuming a finished run returns its draws without sampling
     again = run_sampler(gibbs, xi_test, 8, path=part, resume=True, **kw)
     np.testing.assert_array_equal(again.f_test, full.f_test)

@@ -72,7 +72,8 @@ def _header(sampler: Sampler, xi_test, n_chains, n_warmup, thin, seed, init) -> 
     arrays = [sampler.xi, sampler.y, xi_test] + (jax.tree_util.tree_leaves(init) if init is not None else [])
     return dict(method=type(sampler).__name__, spec=store.spec_record(sampler.spec), data=store.data_hash(*arrays),
                 settings=dict(n_chains=n_chains, n_warmup=n_warmup, thin=thin, seed=seed,
-                              init="given" if init is not None else "prior", **sampler.settings))
+                              init="given" if init is not None else "prior"),
+                options=sampler.settings)
 
 
 def _check_init(sampler: Sampler, init, n_chains: int):
@@ -149,7 +150,8 @@ def run_sampler(sampler: Sampler, xi_test, n_draws: int, *, n_chains: int = 4, n
     run = _Run(sampler, chunk, xi_test, writer, n_draws, thin, warm_done, seconds, fs, Us, state)
     run.go(n_warmup, save_every, save_interval, time_budget, t_call, progress)
     f_test, U = run.draws()
-    return PosteriorDraws(f_test[:, :n_draws], U[:, :n_draws], thin, run.seconds, run.done >= n_draws)
+    f_test, U = np.ascontiguousarray(f_test[:, :n_draws]), np.ascontiguousarray(U[:, :n_draws])
+    return PosteriorDraws(f_test, U, thin, run.seconds, run.done >= n_draws)
 
 
 class _Run:
@@ -170,7 +172,10 @@ class _Run:
         if not self.fs:
             H = spec.n_paths
             return np.zeros((self.n_chains, 0, self.xi_test.shape[0])), np.zeros((self.n_chains, 0, H, H))
-        return np.concatenate(self.fs, axis=1), np.concatenate(self.Us, axis=1)
+        # C order whatever the chunks' layout: summaries (sums over axes) of the returned draws and of the same
+        # draws read back from disk must agree to the last bit
+        return (np.ascontiguousarray(np.concatenate(self.fs, axis=1)),
+                np.ascontiguousarray(np.concatenate(self.Us, axis=1)))
 
     def save(self) -> None:
         if self.writer is None:  # nothing to write to

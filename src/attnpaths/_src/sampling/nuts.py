@@ -100,7 +100,10 @@ class NUTSSampler:
         self._inits = {}  # (key, n_chains, n_warmup, start) -> (kernel, state): init is pure, so repeated runs
         # of this sampler reuse its kernel and hence its compiled steps
 
-    from_features = classmethod(lambda cls, spec, xi, y, **options: cls(spec, xi, y, **options))
+    @classmethod
+    def from_features(cls, spec: NetworkSpec, xi, y, **nuts_options) -> "NUTSSampler":
+        """The same as the constructor (which already takes path features); for symmetry with BlockedGibbs."""
+        return cls(spec, xi, y, **nuts_options)
 
     def tree_flatten(self):
         return (self.xi, self.y, self.xi_flat), (self.spec, self.options, self.kernel)
@@ -115,7 +118,7 @@ class NUTSSampler:
 
     @property
     def settings(self) -> dict:
-        return {"nuts": {k: repr(v) if not isinstance(v, (int, float, bool, str)) else v for k, v in self.options}}
+        return {k: v if isinstance(v, (int, float, bool, str)) else repr(v) for k, v in self.options}
 
     def init(self, key, n_chains: int = 1, n_warmup: int = 0, weights: Weights | None = None):
         """NumPyro's `HMCState` of n_chains chains (a fresh kernel: its adaptation plans n_warmup steps).
