@@ -30,21 +30,25 @@ from attnpaths._src.spec import NetworkSpec
 from attnpaths._src.store import data_hash
 
 
-def network_model(spec: NetworkSpec, xi: jnp.ndarray, y: jnp.ndarray | None = None) -> None:
-    """NumPyro model of the Bayesian network: sites 'V0', 'V1', ..., 'VL', 'a' and the observed 'y'.
-
-    xi: (P, N0, H) path features of the training inputs (the precomputed attention); y: (P,) or None.
-    """
-    shapes = weight_shapes(spec, xi.shape[1])
+def _weight_sites(spec: NetworkSpec, n0: int) -> Weights:
+    """The sample sites 'V0', 'V1', ..., 'VL', 'a' with their Gaussian priors (spec A.7)."""
+    shapes = weight_shapes(spec, n0)
     var = spec.variances
 
     def block(name, shape, s):
         return numpyro.sample(name, dist.Normal(0.0, math.sqrt(s)).expand(shape).to_event(len(shape)))
 
-    V0 = block("V0", shapes.V0, var[0])
+    V0 = block("V0", shapes.V0, var[0])  # in the order of the network (NumPyro's init draws follow it)
     V = tuple(block(f"V{l + 1}", shapes.V[l], var[l + 1]) for l in range(spec.n_layers))
-    a = block("a", shapes.a, var[-1])
-    f = path_forward(spec, Weights(V0, V, a), xi)
+    return Weights(V0, V, block("a", shapes.a, var[-1]))
+
+
+def network_model(spec: NetworkSpec, xi: jnp.ndarray, y: jnp.ndarray | None = None) -> None:
+    """NumPyro model of the Bayesian network: sites 'V0', 'V1', ..., 'VL', 'a' and the observed 'y'.
+
+    xi: (P, N0, H) path features of the training inputs (the precomputed attention); y: (P,) or None.
+    """
+    f = path_forward(spec, _weight_sites(spec, xi.shape[1]), xi)
     numpyro.sample("y", dist.Normal(f, math.sqrt(spec.temperature)), obs=y)
 
 
@@ -52,16 +56,7 @@ def _flat_model(spec: NetworkSpec, n0: int, xi_flat: jnp.ndarray, y: jnp.ndarray
     """`network_model` on path features laid out as xi_flat (P, H N0) (path outermost), so that f is one
     matrix-vector product per gradient: with xi (P, N0, H) as the argument, XLA transposed it in every one of
     NUTS's ~1000 gradient evaluations per transition (5x slower)."""
-    shapes = weight_shapes(spec, n0)
-    var = spec.variances
-
-    def block(name, shape, s):
-        return numpyro.sample(name, dist.Normal(0.0, math.sqrt(s)).expand(shape).to_event(len(shape)))
-
-    V0 = block("V0", shapes.V0, var[0])
-    V = tuple(block(f"V{l + 1}", shapes.V[l], var[l + 1]) for l in range(spec.n_layers))
-    a = block("a", shapes.a, var[-1])
-    f = xi_flat @ path_input_weights(spec, Weights(V0, V, a)).reshape(-1)
+    f = xi_flat @ path_input_weights(spec, _weight_sites(spec, n0)).reshape(-1)
     numpyro.sample("y", dist.Normal(f, math.sqrt(spec.temperature)), obs=y)
 
 
