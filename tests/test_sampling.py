@@ -15,19 +15,23 @@ from attnpaths._src.network import Weights, forward, log_likelihood, log_prior, 
 from attnpaths._src.sampling import (
     BlockedGibbs,
     PosteriorDraws,
-    gibbs_draws,
     linear_blocks,
     network_model,
-    nuts_draws,
+    run_sampler,
+    sample_from_features,
     summarize,
 )
-from attnpaths._src.sampling import gibbs as gibbs_module
+from attnpaths._src.sampling import NUTSSampler
+from attnpaths._src.sampling import driver as driver_module
+from attnpaths._src.sampling import store as store_module
+from attnpaths._src.sampling.nuts import _flat_model
 from attnpaths._src.sampling.gibbs import (
     _sweep,
     block_gram,
     block_matvec,
     block_rmatvec,
     matheron_update,
+    reduced_update,
 )
 
 ARCHS = [((1,), "mean"), ((3,), "last"), ((2, 3), "first"), ((2, 2), "last"), ((2, 1, 2), "mean")]
@@ -119,6 +123,23 @@ def test_blocks_match_brute_force(heads, readout):
         np.testing.assert_allclose(cov, ref_cov, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("heads, readout", ARCHS)
+def test_reduced_update_equals_matheron_update(heads, readout):
+    """The r x r route (`reduced_update`) gives the same draw as the P x P route for the same noise, for every
+    block, whether r is below or above P."""
+    spec, x, att, y, w, *_ = _problem(heads, readout, temperature=0.2)
+    xi = path_features(spec, att, x)
+    rng = np.random.default_rng(2)
+    for k, b in enumerate(linear_blocks(spec, w, xi)):
+        W0 = jnp.asarray(rng.normal(size=_blocks(w)[k].shape))
+        eps = jnp.asarray(0.3 * rng.normal(size=x.shape[0]))
+        s = spec.variances[k]
+        got = reduced_update(b, W0, eps, jnp.asarray(y), s, spec.temperature)
+        want = matheron_update(b, W0, eps, jnp.asarray(y), s, spec.temperature)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+        assert not np.allclose(got, W0)  # the data moved it
+
+
 @pytest.mark.parametrize("use_path_gram", [False, True])
 def test_sweep_redraws_blocks_bottom_up_from_their_conditionals(use_path_gram):
     """A sweep = V0, V1, ..., a, each drawn from its conditional given the blocks updated before it (with the
@@ -149,15 +170,16 @@ def test_sweep_redraws_blocks_bottom_up_from_their_conditionals(use_path_gram):
         np.testing.assert_allclose(_blocks(swept)[k], _blocks(cur)[k], rtol=1e-8, atol=1e-10)
 
 
-def test_readout_only_posterior_is_bayesian_linear_regression():
-    """V0, V_l fixed, a sampled: f(x*) is Gaussian with the closed-form GP mean and variance."""
-    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=8, widths=[4, 4, 5], temperature=0.1,
-                                                   n_test=5)
-    gibbs = BlockedGibbs(spec, att, x, y, sample_blocks=("a",))
-    xi_test = path_features(spec, att_test, x_test)
-    draws = gibbs_draws(gibbs, xi_test, 1500, n_chains=4, init=w, seed=3, progress=False)
-    feats = [(lambda b: b.c * b.Z[:, 0, 0, :])(linear_blocks(spec, w, xi)[-1]) for xi in (gibbs.xi, xi_test)]
-    F, Fs = (np.asarray(f) for f in feats)
+def readout_features(spec, weights, xi):
+    """F (P, N_a) with f = F a when everything but the readout is fixed at `weights`."""
+    block = linear_blocks(spec, weights, jnp.asarray(xi))[-1]
+    return block.c * block.Z[:, 0, 0, :]
+
+
+def assert_exact_readout_posterior(draws, spec, weights, xi, xi_test, y):
+    """f(x*) of readout-only draws against the closed-form Gaussian: mean and variance within 4.5 standard
+    errors (Bayesian linear regression on the fixed features)."""
+    F, Fs = (np.asarray(readout_features(spec, weights, v)) for v in (xi, xi_test))
     s, T = spec.variances[-1], spec.temperature
     K = s * F @ F.T + T * np.eye(len(y))
     mean = s * Fs @ F.T @ np.linalg.solve(K, y)
@@ -165,6 +187,17 @@ def test_readout_only_posterior_is_bayesian_linear_regression():
     summ = summarize(draws)
     assert np.all(np.abs(summ.mean - mean) < 4.5 * summ.mean_se)
     assert np.all(np.abs(summ.var - var) < 4.5 * summ.var_se)
+    return summ
+
+
+def test_readout_only_posterior_is_bayesian_linear_regression():
+    """V0, V_l fixed, a sampled: f(x*) is Gaussian with the closed-form GP mean and variance."""
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=8, widths=[4, 4, 5], temperature=0.1,
+                                                   n_test=5)
+    gibbs = BlockedGibbs(spec, att, x, y, sample_blocks=("a",))
+    xi_test = path_features(spec, att_test, x_test)
+    draws = run_sampler(gibbs, xi_test, 1500, n_chains=4, init=w, seed=3, progress=False)
+    summ = assert_exact_readout_posterior(draws, spec, w, gibbs.xi, xi_test, y)
     assert np.all(summ.rhat_mean < 1.01)
     assert np.all(summ.ess_mean > 0.5 * 4 * 1500)  # exact independent draws
 
@@ -175,10 +208,10 @@ def test_gibbs_agrees_with_nuts_on_a_tiny_network():
                                                    n_test=3)
     spec = spec.replace(variances=1.0)
     xi, xi_test = path_features(spec, att, x), path_features(spec, att_test, x_test)
-    g = summarize(gibbs_draws(BlockedGibbs.from_features(spec, xi, y), xi_test, 2000, n_chains=4, n_warmup=100,
+    g = summarize(run_sampler(BlockedGibbs.from_features(spec, xi, y), xi_test, 2000, n_chains=4, n_warmup=100,
                               seed=0, progress=False))
-    n = summarize(nuts_draws(spec, xi, y, xi_test, n_warmup=200, n_draws=600, n_chains=2, seed=1,
-                             progress=False))
+    n = summarize(sample_from_features(spec, xi, y, xi_test, method="nuts", n_warmup=200, n_draws=600,
+                                       n_chains=2, seed=1, progress=False))
     for a, b, sa, sb in [(g.mean, n.mean, g.mean_se, n.mean_se), (g.var, n.var, g.var_se, n.var_se),
                          (g.U, n.U, g.U_se, n.U_se)]:
         assert np.all(np.abs(a - b) < 5 * np.sqrt(sa ** 2 + sb ** 2) + 1e-12), (a, b, sa, sb)
@@ -191,6 +224,9 @@ def test_nuts_model_density_is_prior_plus_likelihood():
     ld, _ = log_density(network_model, (spec, xi, jnp.asarray(y)), {}, params)
     ref = log_prior(spec, w) + log_likelihood(spec, w, jnp.asarray(x), att, jnp.asarray(y))
     np.testing.assert_allclose(float(ld), float(ref), rtol=1e-12)
+    flat = NUTSSampler(spec, xi, y)  # the model NUTS runs: features laid out (P, H N0)
+    ld, _ = log_density(_flat_model, (spec, xi.shape[1], flat.xi_flat, flat.y), {}, params)
+    np.testing.assert_allclose(float(ld), float(ref), rtol=1e-12)
 
 
 def _small_gibbs(seed=0, **kwargs):
@@ -200,61 +236,76 @@ def _small_gibbs(seed=0, **kwargs):
 
 def test_same_seed_same_numbers():
     gibbs, xi_test = _small_gibbs()
-    a = gibbs_draws(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=4, progress=False)
-    b = gibbs_draws(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=4, progress=False)
-    c = gibbs_draws(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=5, progress=False)
+    a = run_sampler(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=4, progress=False)
+    b = run_sampler(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=4, progress=False)
+    c = run_sampler(gibbs, xi_test, 5, n_chains=2, n_warmup=3, thin=2, seed=5, progress=False)
     assert np.array_equal(a.f_test, b.f_test) and np.array_equal(a.U, b.U)
     assert not np.allclose(a.f_test, c.f_test)
     assert a.f_test.shape == (2, 5, 4) and a.U.shape == (2, 5, 4, 4)
     assert not np.allclose(a.f_test[0], a.f_test[1])  # chains differ
-    # step/advance compose: 3 single steps == advance by 3
+    # advance composes bit for bit (one compiled loop, n traced); step is the same sweep, un-jitted
     s0 = gibbs.init(jax.random.PRNGKey(1), 2)
-    s1 = gibbs.step(gibbs.step(gibbs.step(s0)))
+    s1 = gibbs.advance(gibbs.advance(gibbs.advance(s0, 1), 1), 1)
     s2 = gibbs.advance(s0, 3)
     assert int(s1.sweeps) == int(s2.sweeps) == 3
     np.testing.assert_array_equal(s1.weights.V0, s2.weights.V0)
+    s3 = gibbs.step(gibbs.step(gibbs.step(s0)))
+    np.testing.assert_allclose(s3.weights.V0, s2.weights.V0, rtol=1e-10, atol=1e-12)
+
+
+def test_reduced_route_gives_the_same_chain():
+    """Gibbs with r x r algebra where r < P (here V2 and a) and with P x P everywhere: the same draws."""
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=12)
+    xi_test = path_features(spec, att_test, x_test)
+    kw = dict(n_chains=2, n_warmup=5, seed=2, progress=False)
+    fast = run_sampler(BlockedGibbs(spec, att, x, y), xi_test, 10, **kw)
+    slow = run_sampler(BlockedGibbs(spec, att, x, y, reduce=False), xi_test, 10, **kw)
+    np.testing.assert_allclose(fast.f_test, slow.f_test, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fast.U, slow.U, rtol=1e-7, atol=1e-9)
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     gibbs, xi_test = _small_gibbs()
     kw = dict(n_chains=2, n_warmup=4, thin=3, seed=7, progress=False)
-    full = gibbs_draws(gibbs, xi_test, 8, path=tmp_path / "full.npz", **kw)
+    full = run_sampler(gibbs, xi_test, 8, path=tmp_path / "full.npz", **kw)
     part = tmp_path / "part.npz"
-    first = gibbs_draws(gibbs, xi_test, 3, path=part, **kw)
+    first = run_sampler(gibbs, xi_test, 3, path=part, **kw)
     np.testing.assert_array_equal(first.f_test, full.f_test[:, :3])
-    resumed = gibbs_draws(gibbs, xi_test, 8, path=part, resume=True, **kw)
+    resumed = run_sampler(gibbs, xi_test, 8, path=part, resume=True, **kw)
     np.testing.assert_array_equal(resumed.f_test, full.f_test)
     np.testing.assert_array_equal(resumed.U, full.U)
+    # summaries too, to the last bit: returned and stored draws have one memory layout
+    assert np.array_equal(summarize(full).U, summarize(store_module.load_draws(part)).U)
     # resuming a finished run returns its draws without sampling
-    again = gibbs_draws(gibbs, xi_test, 8, path=part, resume=True, **kw)
+    again = run_sampler(gibbs, xi_test, 8, path=part, resume=True, **kw)
     np.testing.assert_array_equal(again.f_test, full.f_test)
 
 
 def test_interrupted_run_keeps_finished_draws_and_resumes(tmp_path, monkeypatch):
     gibbs, xi_test = _small_gibbs()
-    kw = dict(n_chains=2, n_warmup=2, thin=2, seed=1, progress=False)
-    full = gibbs_draws(gibbs, xi_test, 6, **kw)
-    draw_chunk = gibbs_module._draw_chunk
+    kw = dict(n_chains=2, n_warmup=0, thin=2, seed=1, progress=False)  # first chunk: 1 draw (no timing yet)
+    full = run_sampler(gibbs, xi_test, 6, **kw)
+    chunk = driver_module._chunk_pytree
     calls = []
 
-    def interrupting(*args):  # (..., thin, n): stop before the second batch of draws
-        if int(args[-2]) == 2 and int(args[-1]) > 0:
+    def interrupting(sampler, state, xi_test, thin, n):  # stop before the second chunk of draws
+        if int(thin) == 2 and int(n) > 0:
             if calls:
                 raise KeyboardInterrupt
             calls.append(1)
-        return draw_chunk(*args)
+        return chunk(sampler, state, xi_test, thin, n)
 
     path = tmp_path / "run.npz"
-    monkeypatch.setattr(gibbs_module, "_draw_chunk", interrupting)
+    monkeypatch.setattr(driver_module, "_chunk_pytree", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        gibbs_draws(gibbs, xi_test, 6, path=path, save_interval=1e9, **kw)
+        run_sampler(gibbs, xi_test, 6, path=path, save_interval=1e9, **kw)
     monkeypatch.undo()
-    with np.load(path) as data:
-        done = data["f_test"].shape[1]
-        assert 1 <= done < 6
-        np.testing.assert_array_equal(data["f_test"], full.f_test[:, :done])
-    resumed = gibbs_draws(gibbs, xi_test, 6, path=path, resume=True, **kw)
+    stored = store_module.load_draws(path)
+    assert 1 <= stored.n_draws < 6 and not stored.complete
+    np.testing.assert_array_equal(stored.f_test, full.f_test[:, :stored.n_draws])
+    resumed = run_sampler(gibbs, xi_test, 6, path=path, resume=True, **kw)
     np.testing.assert_array_equal(resumed.f_test, full.f_test)
+    assert resumed.complete
 
 
 def test_results_file_is_protected(tmp_path):
@@ -265,10 +316,10 @@ def test_results_file_is_protected(tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("my notes")
     corrupt = tmp_path / "corrupt.npz"
-    gibbs_draws(gibbs, xi_test, 2, path=corrupt, seed=0, **kw)
+    run_sampler(gibbs, xi_test, 2, path=corrupt, seed=0, **kw)
     corrupt.write_bytes(corrupt.read_bytes()[:200])
     mine = tmp_path / "mine.npz"
-    gibbs_draws(gibbs, xi_test, 2, path=mine, seed=0, **kw)
+    run_sampler(gibbs, xi_test, 2, path=mine, seed=0, **kw)
     cases = [
         (foreign, dict(seed=0), "foreign.npz is not an attnpaths record"),
         (text, dict(seed=0), "notes.npz is corrupt or truncated"),
@@ -279,12 +330,34 @@ def test_results_file_is_protected(tmp_path):
     for path, extra, match in cases:
         before = path.read_bytes()
         with pytest.raises(ValueError, match=match):
-            gibbs_draws(gibbs, xi_test, 3, path=path, **kw, **extra)
+            run_sampler(gibbs, xi_test, 3, path=path, **kw, **extra)
         assert path.read_bytes() == before
     other, other_test = _small_gibbs(seed=1)
     with pytest.raises(ValueError, match="holds another run .*data"):
-        gibbs_draws(other, other_test, 3, path=mine, seed=0, resume=True, **kw)
-    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+        run_sampler(other, other_test, 3, path=mine, seed=0, resume=True, **kw)
+    assert not _temporaries(tmp_path)
+
+
+def _temporaries(folder):
+    """Files the atomic writer leaves when killed mid-write: `.{name}.XXXX.tmp` (see atomic.write_atomic)."""
+    return sorted(f for f in os.listdir(folder) if f.startswith(".") and f.endswith(".tmp"))
+
+
+def test_temporaries_pattern_matches_the_writer(tmp_path, monkeypatch):
+    """The leftover check above must see what a writer killed between write and rename leaves behind."""
+    from attnpaths._src import atomic
+
+    def killed(src, dst):
+        raise SystemExit  # a kill after the data is on disk, before the rename: write_atomic's cleanup runs...
+
+    monkeypatch.setattr(atomic.os, "unlink", lambda p: None)  # ...so disable it, as a SIGKILL would
+    monkeypatch.setattr(atomic.os, "replace", killed)
+    with pytest.raises(SystemExit):
+        atomic.write_atomic(tmp_path / "r.npz", lambda f: f.write(b"x"))
+    monkeypatch.undo()
+    assert len(_temporaries(tmp_path)) == 1
+    store_module.DrawStore.open(tmp_path / "r.npz", {"a": 1}, resume=False)  # opening a run clears them
+    assert not _temporaries(tmp_path)
 
 
 def test_bad_inputs():
@@ -301,15 +374,16 @@ def test_bad_inputs():
     bad = w._replace(V=(w.V[0][:, :2], w.V[1]))
     with pytest.raises(ValueError, match=r"weight block V1 must have shape \(H_1, N_2, N_1\) = \(2, 4, 3\); "
                                          r"got \(2, 2, 3\)"):
-        gibbs.init(0, 2, bad)
+        gibbs.init(0, 2, weights=bad)
     with pytest.raises(ValueError, match=r"weight block a must have shape \(2,\) \+ \(N_a,\) = \(2, 2\)"):
-        gibbs.init(0, 2, Weights(jnp.stack([w.V0] * 2), tuple(jnp.stack([v] * 2) for v in w.V), w.a[None]))
+        gibbs.init(0, 2, weights=Weights(jnp.stack([w.V0] * 2), tuple(jnp.stack([v] * 2) for v in w.V), w.a[None]))
     with pytest.raises(ValueError, match=r"xi_test must have shape"):
-        gibbs_draws(gibbs, np.zeros((3, 5, 4)), 2, progress=False)
+        run_sampler(gibbs, np.zeros((3, 5, 4)), 2, progress=False)
     with pytest.raises(ValueError, match=r"n_draws must be an int >= 1"):
-        gibbs_draws(gibbs, np.zeros((3, 4, 4)), 0, progress=False)
+        run_sampler(gibbs, np.zeros((3, 4, 4)), 0, progress=False)
     with pytest.raises(ValueError, match="sampling needs T > 0"):
-        nuts_draws(spec.replace(temperature=0.0), np.zeros((6, 4, 4)), y, np.zeros((3, 4, 4)))
+        sample_from_features(spec.replace(temperature=0.0), np.zeros((6, 4, 4)), y, np.zeros((3, 4, 4)),
+                             method="nuts")
     with pytest.raises(ValueError, match="at least 4 draws"):
         summarize(PosteriorDraws(np.zeros((1, 3, 2)), np.zeros((1, 3, 4, 4)), 1, 0.0))
 
@@ -317,25 +391,29 @@ def test_bad_inputs():
 def test_init_from_given_weights():
     spec, x, att, y, w, *_ = _problem((2, 2), "last")
     gibbs = BlockedGibbs(spec, att, x, y)
-    state = gibbs.init(0, 3, w)
+    state = gibbs.init(0, 3, weights=w)
     assert state.weights.V0.shape == (3,) + w.V0.shape
     np.testing.assert_array_equal(state.weights.V[1][2], w.V[1])
     assert state.key.shape == (3, 2)
 
 
 def test_save_every_writes_after_that_many_draws(tmp_path, monkeypatch):
+    """Every save appends only the draws made since the previous one (one part each)."""
     gibbs, xi_test = _small_gibbs()
     written = []
-    save_run = gibbs_module.store.save_run
+    save = store_module.DrawStore.save
 
-    def spy(path, header, arrays):
-        written.append(header["draws_done"])
-        save_run(path, header, arrays)
+    def spy(self, leaves, warmup_done, seconds, n_draws, new_f=None, new_U=None):
+        written.append(0 if new_f is None else new_f.shape[1])
+        save(self, leaves, warmup_done, seconds, n_draws, new_f, new_U)
 
-    monkeypatch.setattr(gibbs_module.store, "save_run", spy)
-    gibbs_draws(gibbs, xi_test, 5, n_chains=1, path=tmp_path / "r.npz", save_every=2, save_interval=1e9,
-                progress=False)
-    assert written == [2, 4, 5]
+    monkeypatch.setattr(store_module.DrawStore, "save", spy)
+    path = tmp_path / "r.npz"
+    draws = run_sampler(gibbs, xi_test, 5, n_chains=1, path=path, save_every=2, save_interval=1e9,
+                        progress=False)
+    assert written == [2, 2, 1]
+    assert sorted(os.listdir(store_module.parts_folder(path))) == ["000000.npz", "000001.npz", "000002.npz"]
+    np.testing.assert_array_equal(store_module.load_draws(path).f_test, draws.f_test)
 
 
 def test_summary_standard_errors_on_independent_draws():
@@ -351,7 +429,6 @@ def test_summary_standard_errors_on_independent_draws():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(attnpaths, "solve_saddle"), reason="needs the theory solver")
 def test_gibbs_matches_theory_on_markov_task():
     """4-path Markov task, P = 100, T = 0.01: sampled predictor mean vs theory within 5% at N = 10 and 100, and
     the sampled U_1 approaching the theory's as N grows (finite-size corrections shrink)."""
@@ -365,7 +442,7 @@ def test_gibbs_matches_theory_on_markov_task():
         spec = pre.spec.with_width(N)
         U1 = np.asarray(attnpaths.solve_saddle(spec, xi, train.y).U[0])
         theory = np.asarray(attnpaths.predict(spec, xi, train.y, xit, U1).mean)
-        draws = gibbs_draws(BlockedGibbs.from_features(spec, xi, train.y), xit, 2000, n_chains=4, n_warmup=500,
+        draws = run_sampler(BlockedGibbs.from_features(spec, xi, train.y), xit, 2000, n_chains=4, n_warmup=500,
                             seed=0, progress=False)
         s = summarize(draws)
         assert np.nanmax(s.rhat_mean) < 1.05

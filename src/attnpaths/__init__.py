@@ -35,9 +35,11 @@ from attnpaths._src.analysis import (Alignment, HeadScores, format_order_paramet
                                      pc_alignment)
 from attnpaths._src.estimator import AttentionPathsRegressor  # noqa: E402
 from attnpaths._src.network import Weights, forward, sampled_order_parameter  # noqa: E402
-from attnpaths._src.sampling.diagnostics import SampleSummary, summarize  # noqa: E402
-from attnpaths._src.sampling.gibbs import BlockedGibbs, PosteriorDraws, gibbs_draws, run_gibbs  # noqa: E402
-from attnpaths._src.sampling.nuts import nuts_draws, run_nuts  # noqa: E402
+from attnpaths._src.sampling import (BlockedGibbs, NUTSSampler, PosteriorDraws, SampleSummary,  # noqa: E402
+                                     Sampler, load_draws, register_sampler, run_sampler, sample,
+                                     sample_from_features, sampler_names, summarize)
+# deprecated aliases of `sample` (they warn when called); importable, not advertised in __all__
+from attnpaths._src.sampling.legacy import gibbs_draws, nuts_draws, run_gibbs, run_nuts  # noqa: E402,F401
 from attnpaths._src.compile_cache import default_cache_dir, set_compile_cache  # noqa: E402
 
 __all__ = [
@@ -95,15 +97,19 @@ __all__ = [
     "AttentionPathsRegressor",
     # the network and posterior sampling (A, C.2)
     "BlockedGibbs",
+    "NUTSSampler",
     "PosteriorDraws",
     "SampleSummary",
+    "Sampler",
     "Weights",
     "forward",
-    "gibbs_draws",
-    "nuts_draws",
-    "run_gibbs",
-    "run_nuts",
+    "load_draws",
+    "register_sampler",
+    "run_sampler",
+    "sample",
+    "sample_from_features",
     "sampled_order_parameter",
+    "sampler_names",
     "summarize",
     # compilation cache
     "default_cache_dir",

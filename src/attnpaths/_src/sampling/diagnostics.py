@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-from attnpaths._src.sampling.gibbs import PosteriorDraws
+from attnpaths._src.sampling.draws import PosteriorDraws
 
 
 class SampleSummary(NamedTuple):

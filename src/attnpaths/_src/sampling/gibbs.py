@@ -27,51 +27,36 @@ where X~^(k) = c_k sum_h W_h Z_{h sigma} (P, S_k, N_{k+1}) is block k's output a
 So Phi w, Phi^T beta and the Gram Phi Phi^T = c^2 sum_h sum_{sigma sigma'} (u_sigma.u_sigma')(Z_{h sigma}.Z_{h sigma'})
 cost O(P H_b S N_in + H_b S N_out N_in) and O(P^2 H_b S N_in). A sweep updates V0, V1, ..., VL, a in turn; the
 suffix weights of the upper blocks are computed once at the start (those blocks are not yet updated), the Z of each
-block is propagated upwards as the lower blocks are redrawn. Cost per sweep and chain:
-O(sum_k P S_k #W_k + P^2 sum_k H_k S_k N_k + (L+2) P^3), with S_k = H_{k+1}...H_L; memory O(#weights + P H N).
+block is propagated upwards as the lower blocks are redrawn.
+
+When the data sees fewer than P of a block's weights (r = H_b min(S, N_out) N_in < P, as for the upper blocks at
+small width) the same draw is made with r x r algebra (`reduced_update`). The V0 block's Gram comes from the
+fixed path Gram xi.xi (`path_gram`). The cost of a sweep, block by block, is in `BlockedGibbs`'s docstring and
+measured in benchmarks/sampler.py.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from functools import partial
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from attnpaths._src.checks import as_labels
+from attnpaths._src.checks import as_float_array, as_labels
 from attnpaths._src.network import (
     Weights,
     block_names,
     check_weights,
     int_widths,
-    overlap,
-    path_input_weights,
     sample_prior,
     suffix_weights,
 )
 from attnpaths._src.paths import path_features
-from attnpaths._src.sampling import store
+from attnpaths._src.sampling.draws import PosteriorDraws  # noqa: F401 (its old home)
+from attnpaths._src.sampling.driver import check_count
 from attnpaths._src.spec import NetworkSpec
-
-
-class PosteriorDraws(NamedTuple):
-    """Posterior draws of the quantities the theory predicts; axis order chain x draw x ...
-
-    f_test: (C, S, P_test) network output on the test inputs for every draw.
-    U: (C, S, H, H) w_hat w_hat^T / N_1 for every draw; its mean over draws is the sampled U_1 (spec C.2).
-    sweeps_per_draw: sweeps (Gibbs) or transitions (NUTS) between consecutive draws (the thinning).
-    seconds: wall time of the sampling, warm-up included, compilation excluded where it can be.
-    """
-
-    f_test: np.ndarray
-    U: np.ndarray
-    sweeps_per_draw: int
-    seconds: float
 
 
 class GibbsState(NamedTuple):
@@ -143,6 +128,39 @@ def matheron_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jn
     r = y - block_matvec(block, w0) - eps
     alpha = jax.scipy.linalg.cho_solve((chol, True), r)
     return w0 + s * block_rmatvec(block, alpha)
+
+
+def reduced_rank(block: LinearBlock) -> int:
+    """r = H_b min(S, N_out) N_in: the dimension of the block's weights that the data sees (see
+    `reduced_update`); static (from shapes)."""
+    S, n_out = block.u.shape
+    _, H_b, _, n_in = block.Z.shape
+    return H_b * min(S, n_out) * n_in
+
+
+def reduced_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jnp.ndarray, s, T) -> jnp.ndarray:
+    """The same draw as `matheron_update` (same w0, eps, up to rounding) through r x r instead of P x P algebra.
+
+    f = c sum_{h,s} u_s . W_h Z_{hs} sees each W_h only through Q^T W_h, with Q (N_out, S') an orthonormal basis
+    of span{u_s} (S' = min(S, N_out)). In the coordinates omega = Q^T W (r = H_b S' N_in numbers) the block is
+    f = F omega, F^mu = c sum_s (Q^T u_s) (x) Z^mu_{hs} (P, r), and Matheron's rule in precision form,
+
+        omega = omega0 + (F^T F / T + I / s)^-1 F^T (y - F omega0 - eps) / T,    omega0 = Q^T w0,
+
+    equals s F^T (s F F^T + T I)^-1 (...) (push-through identity); the rest of the block keeps the prior draw:
+    W = w0 + Q (omega - omega0). Cost O(P r^2 + r^3 + #W S') instead of O(P^2 H_b S N_in + P^3): the choice
+    when r < P (e.g. V1, V2, a at N = 10, P = 100: r = 40, 20, 10).
+    """
+    S, n_out = block.u.shape
+    P, H_b, _, n_in = block.Z.shape
+    Q, _ = jnp.linalg.qr(block.u.T)  # (N_out, S')
+    ut = block.u @ Q  # (S, S'): u_s in the basis Q
+    F = block.c * jnp.einsum("st,phsi->phti", ut, block.Z).reshape(P, -1)
+    omega0 = jnp.einsum("ot,hoi->hti", Q, w0).reshape(-1)
+    r = F.shape[1]
+    chol = jnp.linalg.cholesky(F.T @ F / T + jnp.eye(r, dtype=F.dtype) / s)
+    delta = jax.scipy.linalg.cho_solve((chol, True), F.T @ (y - F @ omega0 - eps)) / T
+    return w0 + jnp.einsum("ot,hti->hoi", Q, delta.reshape(H_b, -1, n_in))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -225,8 +243,18 @@ def path_gram(xi: jnp.ndarray) -> jnp.ndarray | None:
     return jnp.einsum("mip,niq->pqmn", xi, xi)
 
 
+def _block_update(block: LinearBlock, w0, eps, y, s, T, C0=None, reduce: bool = True) -> jnp.ndarray:
+    """The block's conditional draw by the cheaper exact route: the path Gram (V0 with C0), r x r algebra when
+    the data sees fewer than P of the block's weights (`reduced_update`), else P x P (`matheron_update`)."""
+    if C0 is not None:  # V0: c = 1, Phi Phi^T = sum_{pi pi'} (u_pi . u_pi') C0[pi, pi']: O(H^2 P^2)
+        return matheron_update(block, w0, eps, y, s, T, jnp.einsum("st,stpq->pq", block.u @ block.u.T, C0))
+    if reduce and reduced_rank(block) < y.shape[0]:
+        return reduced_update(block, w0, eps, y, s, T)
+    return matheron_update(block, w0, eps, y, s, T)
+
+
 def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate=True,
-           C0: jnp.ndarray | None = None) -> Weights:
+           C0: jnp.ndarray | None = None, reduce: bool = True) -> Weights:
     """One systematic sweep V0, V1, ..., VL, a of one chain. gate: a traced True (see `_normal`).
     C0: `path_gram(xi)` or None.
 
@@ -249,10 +277,7 @@ def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Wei
             w0 = math.sqrt(var[k]) * noise[start:start + W.size].reshape(W.shape)
             eps = math.sqrt(T) * noise[start + W.size:start + W.size + P]
             start += W.size + P
-            gram = None
-            if k == 0 and C0 is not None:
-                gram = jnp.einsum("st,stpq->pq", us[0] @ us[0].T, C0)  # c = 1 for V0
-            W = matheron_update(block, w0, eps, y, var[k], T, gram)
+            W = _block_update(block, w0, eps, y, var[k], T, C0 if k == 0 else None, reduce)
         new.append(W)
         if k <= spec.n_layers:
             Z = _next_Z(spec, k, block_output(block, W))
@@ -264,40 +289,31 @@ def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Wei
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _check_temperature(spec: NetworkSpec) -> None:
+def check_temperature(spec: NetworkSpec) -> None:
     if not spec.temperature > 0:
         raise ValueError(f"sampling needs T > 0; got spec.temperature = {spec.temperature}")
 
 
-def _advance_impl(spec: NetworkSpec, update: tuple[bool, ...], xi, y, state: GibbsState, n,
-                  C0: jnp.ndarray | None = None) -> GibbsState:
-    """n sweeps of every chain: one loop (n traced), chains vmapped. C0: `path_gram(xi)` (or None)."""
-    gate = n >= 0  # always True, but traced (see `_normal`)
-    sweep = jax.vmap(lambda k, w: _sweep(spec, update, xi, y, k, w, gate, C0))
-
-    def body(_, carry):
-        weights, key = carry
-        split = jax.vmap(jax.random.split)(key)
-        return sweep(split[:, 1], weights), split[:, 0]
-
-    weights, key = jax.lax.fori_loop(0, n, body, (state.weights, state.key))
-    return GibbsState(weights, key, state.sweeps + n)
+def check_features(spec: NetworkSpec, xi, name: str = "xi") -> jnp.ndarray:
+    """Path features as a float64 (P, N0, H) array with H = spec.n_paths, else ValueError naming `name`."""
+    xi = jnp.asarray(as_float_array(name, xi))
+    if xi.ndim != 3 or xi.shape[2] != spec.n_paths:
+        raise ValueError(f"{name} must have shape (P, N0, H) with H = {spec.n_paths}; got {xi.shape}")
+    return xi
 
 
-@partial(jax.jit, static_argnums=(0, 1))  # compiled once per spec and shapes
-def _advance(spec: NetworkSpec, update: tuple[bool, ...], xi, y, state: GibbsState, n) -> GibbsState:
-    return _advance_impl(spec, update, xi, y, state, n, path_gram(xi))
-
-
+@jax.tree_util.register_pytree_node_class
 class BlockedGibbs:
     """Exact blocked Gibbs sampler of the weight posterior, several chains at once (vmapped, jitted).
 
-    Usage (like an optax/numpyro kernel: pure init/step on an explicit state)::
+    Usage (a `Sampler`: pure init/step on an explicit state, like an optax/numpyro kernel)::
 
         g = BlockedGibbs(spec, attention_train, x_train, y_train)
         state = g.init(jax.random.PRNGKey(0), n_chains=4)
         state = g.step(state)            # one sweep of every chain
         state = g.advance(state, 10)     # ten sweeps
+
+    `attnpaths.sample(..., method="gibbs")` runs it with the shared driver (storage, resume, time box).
 
     Args:
       spec: the network; needs integer widths and T > 0.
@@ -306,29 +322,38 @@ class BlockedGibbs:
       y: (P,) training targets.
       sample_blocks: names of the blocks to redraw ('V0', 'V1', ..., 'VL', 'a'); the others stay at their
         initial value (e.g. ('a',) gives Bayesian linear regression on fixed features). Default: all.
+      reduce: draw a block with r x r algebra when the data sees r < P of its weights (`reduced_update`);
+        False: always P x P (the reference route; the same draws up to rounding, slower at small width).
+
+    Cost of one sweep of one chain (flops; S_k = H_k+1 ... H_L paths above block k, D_k its weights,
+    r_k = H_k min(S_k, N_k+1) N_k): noise sum_k (D_k + P); V0: H^2 P^2 (path Gram) + P^3/3; block k >= 1:
+    P r_k^2 + r_k^3/3 if r_k < P, else P^2 H_k S_k N_k + P^3/3; propagation through the blocks
+    sum_k P S_k D_k; suffix weights sum_k S_k D_k. Memory: the weights, P H N per layer, P^2 (and the path
+    Gram H^2 P^2 when it fits in 128 MB).
     """
 
-    def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None):
+    def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None,
+                 reduce: bool = True):
         xi = path_features(spec, attention, x)
-        self._setup(spec, xi, y, sample_blocks)
+        self._setup(spec, xi, y, sample_blocks, reduce)
 
     @classmethod
-    def from_features(cls, spec: NetworkSpec, xi, y, sample_blocks: Sequence[str] | None = None) -> "BlockedGibbs":
+    def from_features(cls, spec: NetworkSpec, xi, y, sample_blocks: Sequence[str] | None = None,
+                      reduce: bool = True) -> "BlockedGibbs":
         """The sampler from path features xi (P, N0, H) (`path_features`) instead of attention and x."""
         self = cls.__new__(cls)
-        xi = jnp.asarray(np.asarray(xi, dtype=np.float64))
-        if xi.ndim != 3 or xi.shape[2] != spec.n_paths:
-            raise ValueError(f"xi must have shape (P, N0, H) with H = {spec.n_paths}; got {xi.shape}")
-        self._setup(spec, xi, y, sample_blocks)
+        self._setup(spec, check_features(spec, xi), y, sample_blocks, reduce)
         return self
 
-    def _setup(self, spec, xi, y, sample_blocks):
-        _check_temperature(spec)
+    def _setup(self, spec, xi, y, sample_blocks, reduce):
+        if not isinstance(reduce, bool):
+            raise ValueError(f"reduce must be True or False; got {reduce!r}")
+        self.reduce = reduce
+        check_temperature(spec)
+        int_widths(spec)
         self.spec = spec
         self.xi = xi
-        self.n0 = int(xi.shape[1])
         self.y = jnp.asarray(as_labels("y", y, xi.shape[0]))
-        int_widths(spec)
         names = block_names(spec)
         if sample_blocks is None:
             sample_blocks = names
@@ -337,201 +362,68 @@ class BlockedGibbs:
             raise ValueError(f"sample_blocks must be a non-empty subset of {names}; got {tuple(sample_blocks)}")
         self.sample_blocks = tuple(b for b in names if b in sample_blocks)
         self.update = tuple(b in sample_blocks for b in names)
+        self.C0 = path_gram(xi)
+
+    # a pytree: the arrays are arguments of the compiled sweeps, the settings their static part
+    def tree_flatten(self):
+        return (self.xi, self.y, self.C0), (self.spec, self.sample_blocks, self.update, self.reduce)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        self = cls.__new__(cls)
+        self.xi, self.y, self.C0 = children
+        self.spec, self.sample_blocks, self.update, self.reduce = aux
+        return self
 
     @property
     def n_examples(self) -> int:
         return int(self.xi.shape[0])
 
-    def init(self, key, n_chains: int = 1, weights: Weights | None = None) -> GibbsState:
+    @property
+    def settings(self) -> dict:
+        return {"sample_blocks": list(self.sample_blocks), "reduce": self.reduce}
+
+    def init(self, key, n_chains: int = 1, n_warmup: int = 0, weights: Weights | None = None) -> GibbsState:
         """Start n_chains chains from the prior, or from `weights` (unbatched: the same for every chain, or with
-        a leading chain axis of length n_chains). key: a PRNG key or an int seed."""
-        n_chains = _check_count("n_chains", n_chains)
+        a leading chain axis of length n_chains). key: a PRNG key or an int seed. n_warmup is not needed."""
+        n_chains = check_count("n_chains", n_chains)
         if isinstance(key, (int, np.integer)):
             key = jax.random.PRNGKey(int(key))
+        n0 = int(self.xi.shape[1])
         k_init, k_chains = jax.random.split(key)
         if weights is None:
-            weights = sample_prior(self.spec, self.n0, k_init, (n_chains,))
+            weights = sample_prior(self.spec, n0, k_init, (n_chains,))
         elif np.ndim(weights.V0) == 2:
-            weights = check_weights(self.spec, weights, self.n0)
+            weights = check_weights(self.spec, weights, n0)
             weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
         else:
-            weights = check_weights(self.spec, weights, self.n0, (n_chains,))
+            weights = check_weights(self.spec, weights, n0, (n_chains,))
         return GibbsState(weights, jax.random.split(k_chains, n_chains), jnp.asarray(0, dtype=jnp.int64))
+
+    def step(self, state: GibbsState) -> GibbsState:
+        """One sweep of every chain (pure; jit it, or use `advance` for many)."""
+        gate = state.sweeps >= 0  # always True, but traced (see `_normal`)
+        sweep = jax.vmap(lambda k, w: _sweep(self.spec, self.update, self.xi, self.y, k, w, gate, self.C0,
+                                                    self.reduce))
+        split = jax.vmap(jax.random.split)(state.key)
+        return GibbsState(sweep(split[:, 1], state.weights), split[:, 0], state.sweeps + 1)
+
+    def weights(self, state: GibbsState) -> Weights:
+        return state.weights
 
     def advance(self, state: GibbsState, n_sweeps: int) -> GibbsState:
         """n_sweeps sweeps of every chain (one compiled loop; n_sweeps is traced, so it does not recompile)."""
-        return _advance(self.spec, self.update, self.xi, self.y, state, _i64(n_sweeps))
-
-    def step(self, state: GibbsState) -> GibbsState:
-        """One sweep of every chain."""
-        return self.advance(state, 1)
+        return _advance(self, state, jnp.asarray(n_sweeps, dtype=jnp.int64))
 
 
-def _i64(n) -> jnp.ndarray:
-    """A traced loop count (one dtype everywhere, so calls share one compilation)."""
-    return jnp.asarray(n, dtype=jnp.int64)
+@jax.jit
+def _advance(gibbs: BlockedGibbs, state: GibbsState, n) -> GibbsState:
+    return jax.lax.fori_loop(0, n, lambda _, s: gibbs.step(s), state)
 
 
-def _check_count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
+def __getattr__(name):  # the deprecated entry points, still importable from here (see legacy.py)
+    if name in ("gibbs_draws", "run_gibbs"):
+        from attnpaths._src.sampling import legacy
 
-
-_CHUNK = 64  # most draws made by one compiled call
-
-
-@partial(jax.jit, static_argnums=(0, 1))
-def _draw_chunk(spec: NetworkSpec, update: tuple[bool, ...], xi, y, xi_test, state: GibbsState, thin, n):
-    """n <= _CHUNK draws `thin` sweeps apart, in one loop (thin, n traced).
-
-    The loop keeps each draw's path input weights (C, H, N0) and U; f(x_test) of the whole chunk is then one
-    matrix product (_CHUNK C, N0 H) x (N0 H, P_test) instead of a matrix-vector product per draw.
-
-    Returns (state, f (_CHUNK, C, P_test), U (_CHUNK, C, H, H)); rows >= n are zero.
-    """
-    C, H = state.key.shape[0], spec.n_paths
-    C0 = path_gram(xi)
-    buffers = (jnp.zeros((_CHUNK, C, H, xi_test.shape[1])), jnp.zeros((_CHUNK, C, H, H)))
-
-    def body(i, carry):
-        st, (Wb, Ub) = carry
-        st = _advance_impl(spec, update, xi, y, st, thin, C0)
-        W = jax.vmap(lambda w: path_input_weights(spec, w))(st.weights)
-        U = jax.vmap(lambda w: overlap(spec, w))(st.weights)
-        return st, (Wb.at[i].set(W), Ub.at[i].set(U))
-
-    state, (Wb, Ub) = jax.lax.fori_loop(0, n, body, (state, buffers))
-    fb = jnp.einsum("kcpj,mjp->kcm", Wb, xi_test)
-    return state, fb, Ub
-
-
-def _header(gibbs: BlockedGibbs, xi_test, n_chains, n_warmup, thin, seed, init) -> dict:
-    arrays = [gibbs.xi, gibbs.y, xi_test] + (jax.tree_util.tree_leaves(init) if init is not None else [])
-    return store.make_header(
-        method="gibbs", spec=store.spec_record(gibbs.spec), data=store.data_hash(*arrays),
-        settings=dict(n_chains=n_chains, n_warmup=n_warmup, thin=thin, seed=seed,
-                      sample_blocks=list(gibbs.sample_blocks), init="given" if init is not None else "prior"))
-
-
-def gibbs_draws(gibbs: BlockedGibbs, xi_test, n_draws: int, *, n_chains: int = 4, n_warmup: int = 0,
-                thin: int = 1, seed: int = 0, init: Weights | None = None, path=None, resume: bool = False,
-                save_every: int | None = None, save_interval: float = 30.0,
-                progress: bool = True) -> PosteriorDraws:
-    """Run the chains of `gibbs` and record f(x_test) and w_hat w_hat^T / N_1 after every `thin` sweeps.
-
-    Args:
-      gibbs: the sampler (training data inside).
-      xi_test: (P_test, N0, H) path features of the test inputs.
-      n_draws: draws to record per chain.
-      n_chains, seed, init: see `BlockedGibbs.init` (seed is an int).
-      n_warmup: sweeps discarded before the first draw.
-      thin: sweeps between recorded draws.
-      path: results file (.npz). The draws so far and the chain state are written atomically after every
-        `save_every` draws (if given) or `save_interval` seconds, whichever comes first (0: after every batch
-        of draws), at the end, and when the run stops on an exception (KeyboardInterrupt included), so an
-        interrupted run keeps every finished draw. Draws are made in compiled batches of up to 64, about a
-        second each.
-      resume: continue the run stored in `path` (it must have been made with the same spec, data, seed and
-        settings; n_draws may grow). The result equals an uninterrupted run with the same seed.
-      progress: show a tqdm bar over sweeps.
-
-    Returns:
-      PosteriorDraws with f_test (C, n_draws, P_test) and U (C, n_draws, H, H); seconds excludes compilation.
-    """
-    n_draws = _check_count("n_draws", n_draws)
-    n_chains = _check_count("n_chains", n_chains)
-    n_warmup = _check_count("n_warmup", n_warmup, 0)
-    thin = _check_count("thin", thin)
-    seed = _check_count("seed", seed, 0)
-    if save_every is not None:
-        save_every = _check_count("save_every", save_every)
-    if not save_interval >= 0:
-        raise ValueError(f"save_interval must be >= 0 seconds; got {save_interval!r}")
-    spec = gibbs.spec
-    xi_test = jnp.asarray(np.asarray(xi_test, dtype=np.float64))
-    if xi_test.ndim != 3 or xi_test.shape[1:] != gibbs.xi.shape[1:]:
-        raise ValueError(f"xi_test must have shape (P_test, N0, H) = (?, {gibbs.xi.shape[1]}, {spec.n_paths}); "
-                         f"got {xi_test.shape}")
-    header = _header(gibbs, xi_test, n_chains, n_warmup, thin, seed, init) if path is not None else None
-    stored = store.open_run(path, header, resume) if path is not None else None
-
-    draws: list[tuple[np.ndarray, np.ndarray]] = []  # (f_test (C, P_test), U (C, H, H)) per draw
-    seconds = 0.0
-    if stored is not None:
-        weights, key, sweeps = store.chain_state_from_arrays(spec.n_layers, stored)
-        state = GibbsState(weights, key, sweeps)
-        draws = list(zip(np.moveaxis(stored["f_test"], 1, 0), np.moveaxis(stored["U"], 1, 0)))
-        seconds = float(stored["seconds"])
-        warm = True
-    else:
-        state = gibbs.init(jax.random.PRNGKey(seed), n_chains, init)
-        warm = n_warmup == 0
-    args = (spec, gibbs.update, gibbs.xi, gibbs.y)
-    thin_j = _i64(thin)
-    jax.block_until_ready(_draw_chunk(*args, xi_test, state, thin_j, _i64(0)))  # compile, untimed
-
-    def save():
-        arrays = store.chain_state_arrays(*state)
-        arrays.update(store.draw_arrays(draws, n_chains, xi_test.shape[0], spec.n_paths))
-        arrays["seconds"] = np.asarray(seconds)
-        store.save_run(path, dict(header, n_draws=n_draws, draws_done=len(draws)), arrays)
-
-    total = (0 if warm else n_warmup) + max(n_draws - len(draws), 0) * thin
-    bar = tqdm(total=total, desc="gibbs", unit="sweep", disable=not progress)
-    start = last_save = time.perf_counter()
-    unsaved = False
-    n_unsaved = 0  # draws made since the last write
-    try:
-        if not warm:
-            done = 0
-            while done < n_warmup:  # one "draw" n sweeps long (the same compiled loop as the draws)
-                n = min(max(1, n_warmup // 20), n_warmup - done)
-                state, _, _ = jax.block_until_ready(_draw_chunk(*args, xi_test, state, _i64(n), _i64(1)))
-                done += n
-                bar.update(n)
-            unsaved = True
-        chunk = 1
-        while len(draws) < n_draws:
-            n = min(chunk, n_draws - len(draws), save_every - n_unsaved if save_every else _CHUNK)
-            t0 = time.perf_counter()
-            new_state, fb, Ub = _draw_chunk(*args, xi_test, state, thin_j, _i64(n))
-            fb, Ub = np.asarray(fb[:n]), np.asarray(Ub[:n])
-            if not (np.all(np.isfinite(fb)) and np.all(np.isfinite(Ub))):
-                raise RuntimeError("Gibbs draws became NaN/inf: a block's s Phi Phi^T + T I was not positive "
-                                   f"definite in float64 (T = {spec.temperature}); raise T. The draws before "
-                                   "this batch are kept.")
-            state = new_state
-            draws.extend(zip(fb, Ub))
-            unsaved = True
-            n_unsaved += n
-            bar.update(n * thin)
-            per_draw = (time.perf_counter() - t0) / n
-            chunk = int(np.clip(1.0 / max(per_draw, 1e-9), 1, _CHUNK))  # about a second per call
-            due = (save_every is not None and n_unsaved >= save_every
-                   or time.perf_counter() - last_save >= save_interval)
-            if path is not None and due:
-                seconds += time.perf_counter() - start
-                start = last_save = time.perf_counter()
-                save()
-                unsaved, n_unsaved = False, 0
-    finally:
-        bar.close()
-        seconds += time.perf_counter() - start
-        if unsaved and path is not None:
-            save()
-    arrays = store.draw_arrays(draws[:n_draws], n_chains, xi_test.shape[0], spec.n_paths)
-    return PosteriorDraws(arrays["f_test"], arrays["U"], thin, seconds)
-
-
-def run_gibbs(spec: NetworkSpec, attention_train, x_train, y_train, attention_test, x_test, n_draws: int,
-              **kwargs) -> PosteriorDraws:
-    """Blocked Gibbs posterior draws of f(x_test) and w_hat w_hat^T/N_1 (spec C.2).
-
-    attention_*: one entry per layer for the matching inputs (see `path_features`); x_*: (P, N0, T);
-    y_train: (P,). Keyword arguments: `sample_blocks` (see `BlockedGibbs`) and those of `gibbs_draws`.
-    """
-    sample_blocks = kwargs.pop("sample_blocks", None)
-    gibbs = BlockedGibbs(spec, attention_train, x_train, y_train, sample_blocks=sample_blocks)
-    xi_test = path_features(spec, attention_test, x_test)
-    return gibbs_draws(gibbs, xi_test, n_draws, **kwargs)
+        return getattr(legacy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

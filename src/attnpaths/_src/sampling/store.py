@@ -1,70 +1,60 @@
-"""Results files of sampling runs: every finished draw on disk, atomic writes, safe resume.
+"""Results files of sampling runs: draws streamed to disk in parts, atomic writes, exact resume.
 
-A sampling run is one record of the package's persistence format (`attnpaths._src.store`, kind
-"posterior-draws"): the draws made so far, the last chain state (weights and PRNG keys) and a header (spec, data
-hash, seed, sampler settings). It is rewritten whole after new draws, atomically, so a crash leaves either the old
-or the new file. A file is only continued or overwritten when its header says that this library made it for the
-same run.
+A run stored at `path` is records of the package's one persistence format (`attnpaths._src.store`):
+
+  path                      kind "posterior-draws": header (spec, data hash, seed, sampler settings), the last
+                            chain state (every leaf of the sampler's state), the size of every part, warm-up
+                            steps done, seconds spent;
+  {stem}.parts/000000.npz   kind "posterior-draws-part": the draws (f_test, U) made between two saves.
+
+A save appends one part (only the new draws: the history is never rewritten) and then replaces the main
+record; both writes are atomic. The main record is the commit point: a part it does not count (a kill between
+the two writes) is ignored and rewritten by the resumed run, so a killed run keeps exactly the draws of its last
+save and resumes to the same numbers. A file is only continued or overwritten when its header says that this
+library made it for the same run.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
+from pathlib import Path
+from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
-from attnpaths._src.network import Weights
-from attnpaths._src.store import data_hash, jsonable, load_record, save_record  # noqa: F401 (data_hash re-exported)
+from attnpaths._src.store import (  # noqa: F401 (data_hash re-exported)
+    data_hash,
+    jsonable,
+    load_record,
+    remove_stale_temporaries,
+    save_record,
+)
 
 KIND = "posterior-draws"
-_VOLATILE = ("n_draws", "draws_done", "version")  # header fields that may differ between a run and its continuation
-_RECORD_FIELDS = ("format", "kind")
+PART_KIND = "posterior-draws-part"
+LAYOUT = "parts/1"
+_VOLATILE = ("n_draws", "draws_done", "version", "format", "kind")  # may differ between a run and its resume
 
 
-def make_header(**fields) -> dict:
-    """A JSON-able header (plain Python values only)."""
-    return jsonable(fields)
+class StoredRun(NamedTuple):
+    """What a results file holds: the chain state's leaves, warm-up steps done, seconds, draws so far.
 
-
-def save_run(path, header: dict, arrays: dict) -> None:
-    """Write header + arrays to `path` atomically as a "posterior-draws" record."""
-    save_record(path, KIND, {k: v for k, v in header.items() if k not in _RECORD_FIELDS}, arrays)
-
-
-def load_run(path) -> tuple[dict, dict]:
-    """(header, arrays) of a sampling results file. ValueError naming the file if it is corrupt or foreign."""
-    try:
-        header, arrays = load_record(path, kind=KIND)
-    except ValueError as err:
-        raise ValueError(f"{err}; refusing to use or overwrite it: choose another path or delete it") from None
-    return {k: v for k, v in header.items() if k not in _RECORD_FIELDS}, arrays
-
-
-def open_run(path, header: dict, resume: bool) -> dict | None:
-    """Arrays of the run stored at `path` to resume from, or None to start a new run there.
-
-    Raises ValueError if the file exists and is corrupt, foreign, or from another run (its header differs from
-    `header` outside n_draws), or if it is this run's file but resume is False.
+    state: list of arrays (the sampler state's leaves in `jax.tree_util` order).
+    f_test: (C, S, P_test); U: (C, S, H, H).
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        return None
-    stored, arrays = load_run(path)
-    want = {k: v for k, v in header.items() if k not in _VOLATILE}
-    got = {k: v for k, v in stored.items() if k not in _VOLATILE}
-    if want != got:
-        diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
-        details = "; ".join(f"{k}: file {got.get(k)!r}, now {want.get(k)!r}" for k in diff)
-        raise ValueError(f"{path} holds another run ({details}); refusing to overwrite it: choose another path "
-                         "or delete it")
-    if not resume:
-        raise ValueError(f"{path} already holds {stored.get('draws_done', '?')} draws of this run; pass "
-                         "resume=True to continue it, or delete the file to start over")
-    missing = [k for k in ("f_test", "U", "seconds") if k not in arrays]
-    if missing:
-        raise ValueError(f"results file {path} is corrupt: arrays {missing} are missing")
-    return arrays
+
+    state: list
+    warmup_done: int
+    seconds: float
+    f_test: np.ndarray
+    U: np.ndarray
+
+
+def parts_folder(path) -> Path:
+    """The folder of a run's parts: `{stem}.parts` beside `path`."""
+    path = Path(path)
+    return path.with_name(path.stem + ".parts")
 
 
 def spec_record(spec) -> dict:
@@ -73,25 +63,133 @@ def spec_record(spec) -> dict:
                 temperature=spec.temperature, readout=spec.readout)
 
 
-def chain_state_arrays(weights: Weights, key, sweeps) -> dict:
-    """Arrays of a chain state (weights with a chain axis, (C, 2) keys, sweep count) for `save_run`."""
-    out = {"state.V0": weights.V0, "state.a": weights.a, "state.key": key, "state.sweeps": sweeps}
-    out.update({f"state.V{l + 1}": V for l, V in enumerate(weights.V)})
-    return {k: np.asarray(v) for k, v in out.items()}
+def _run_id(header: dict) -> str:
+    fixed = {k: v for k, v in jsonable(header).items() if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def chain_state_from_arrays(n_layers: int, arrays: dict) -> tuple[Weights, jnp.ndarray, jnp.ndarray]:
-    """(weights, key, sweeps) back from `chain_state_arrays`."""
+def _part_path(folder: Path, index: int) -> Path:
+    return folder / f"{index:06d}.npz"
+
+
+class DrawStore:
+    """Writer of one run's results file (see the module docstring)."""
+
+    def __init__(self, path, header: dict):
+        self.path = Path(path)
+        self.folder = parts_folder(self.path)
+        self.header = dict(jsonable(header), layout=LAYOUT)
+        self.run = _run_id(self.header)
+        self.part_sizes: list[int] = []
+
+    @classmethod
+    def open(cls, path, header: dict, resume: bool) -> tuple["DrawStore", StoredRun | None]:
+        """The store at `path` and the run to continue (None: a new run starts there).
+
+        Raises ValueError if a file exists at `path` and is corrupt, foreign, from another run (its header
+        differs outside n_draws), or is this run's file but resume is False.
+        """
+        self = cls(path, header)
+        remove_stale_temporaries(self.path.parent)
+        remove_stale_temporaries(self.folder)
+        if not self.path.exists():
+            if self.folder.is_dir():  # parts a deleted main record no longer counts
+                for f in self.folder.glob("[0-9]*.npz"):
+                    f.unlink()
+            return self, None
+        stored, arrays = _load_main(self.path)
+        diff = sorted(k for k in set(stored) | set(self.header)
+                      if k not in _VOLATILE and stored.get(k) != self.header.get(k))
+        if diff:
+            details = "; ".join(f"{k}: file {stored.get(k)!r}, now {self.header.get(k)!r}" for k in diff)
+            raise ValueError(f"{self.path} holds another run ({details}); refusing to overwrite it: choose "
+                             "another path or delete it")
+        if not resume:
+            raise ValueError(f"{self.path} already holds {stored.get('draws_done', '?')} draws of this run; pass "
+                             "resume=True to continue it, or delete the file to start over")
+        self.part_sizes = [int(n) for n in arrays["part_sizes"]]
+        f_test, U = self._read_parts()
+        n_state = len([k for k in arrays if k.startswith("state.")])
+        state = [arrays[f"state.{i}"] for i in range(n_state)]
+        return self, StoredRun(state, int(arrays["warmup_done"]), float(arrays["seconds"]), f_test, U)
+
+    def _read_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        fs, Us, first = [], [], 0
+        for index, size in enumerate(self.part_sizes):
+            part = _part_path(self.folder, index)
+            try:
+                header, arrays = load_record(part, kind=PART_KIND)
+            except FileNotFoundError:
+                raise ValueError(f"results of {self.path} are incomplete: part {part} is missing; delete "
+                                 f"{self.path} and {self.folder} to start over") from None
+            if header.get("run") != self.run or header.get("first") != first or arrays["f_test"].shape[1] != size:
+                raise ValueError(f"{part} does not belong to the run in {self.path} (run/first/size differ); "
+                                 f"delete {self.path} and {self.folder} to start over")
+            fs.append(arrays["f_test"])
+            Us.append(arrays["U"])
+            first += size
+        if not fs:
+            return np.zeros((0, 0, 0)), np.zeros((0, 0, 0, 0))
+        return np.concatenate(fs, axis=1), np.concatenate(Us, axis=1)
+
+    def save(self, state_leaves: list, warmup_done: int, seconds: float, n_draws: int,
+             new_f: np.ndarray | None = None, new_U: np.ndarray | None = None) -> None:
+        """Append the draws made since the last save (f (C, n, P_test), U (C, n, H, H)) as one part, then
+        commit the chain state and counters in the main record."""
+        if new_f is not None and new_f.shape[1] > 0:
+            first = sum(self.part_sizes)
+            save_record(_part_path(self.folder, len(self.part_sizes)), PART_KIND,
+                        {"run": self.run, "first": first}, {"f_test": new_f, "U": new_U})
+            self.part_sizes.append(int(new_f.shape[1]))
+        arrays = {f"state.{i}": np.asarray(leaf) for i, leaf in enumerate(state_leaves)}
+        arrays.update(part_sizes=np.asarray(self.part_sizes, dtype=np.int64),
+                      warmup_done=np.asarray(warmup_done, dtype=np.int64), seconds=np.asarray(seconds))
+        header = dict(self.header, n_draws=n_draws, draws_done=sum(self.part_sizes))
+        save_record(self.path, KIND, header, arrays)
+
+
+def _load_main(path: Path) -> tuple[dict, dict]:
     try:
-        V = tuple(jnp.asarray(arrays[f"state.V{l + 1}"]) for l in range(n_layers))
-        weights = Weights(jnp.asarray(arrays["state.V0"]), V, jnp.asarray(arrays["state.a"]))
-        return weights, jnp.asarray(arrays["state.key"]), jnp.asarray(arrays["state.sweeps"])
-    except KeyError as err:
-        raise ValueError(f"results file is corrupt: chain state {err} is missing") from None
+        header, arrays = load_record(path, kind=KIND)
+    except ValueError as err:
+        raise ValueError(f"{err}; refusing to use or overwrite it: choose another path or delete it") from None
+    missing = [k for k in ("part_sizes", "warmup_done", "seconds") if k not in arrays]
+    if header.get("layout") != LAYOUT:
+        raise ValueError(f"{path} was written by an older attnpaths (layout {header.get('layout')!r}, now "
+                         f"{LAYOUT!r}); it cannot be resumed: choose another path or delete it")
+    if missing:
+        raise ValueError(f"results file {path} is corrupt: arrays {missing} are missing")
+    return {k: v for k, v in header.items() if k not in ("format", "kind", "version")}, arrays
 
 
-def draw_arrays(draws: list, n_chains: int, n_test: int, n_paths: int) -> dict:
-    """Per-draw (f (C, P_test), U (C, H, H)) pairs -> f_test (C, S, P_test), U (C, S, H, H)."""
-    if not draws:
-        return {"f_test": np.zeros((n_chains, 0, n_test)), "U": np.zeros((n_chains, 0, n_paths, n_paths))}
-    return {"f_test": np.stack([d[0] for d in draws], axis=1), "U": np.stack([d[1] for d in draws], axis=1)}
+def load_draws(path):
+    """The draws stored at `path` by a sampling run (finished or not) as `PosteriorDraws`, without sampling."""
+    from attnpaths._src.sampling.draws import PosteriorDraws
+
+    header, arrays = _load_main(Path(path))
+    store = DrawStore(path, {k: v for k, v in header.items() if k != "layout"})
+    store.part_sizes = [int(n) for n in arrays["part_sizes"]]
+    f_test, U = store._read_parts()
+    settings = header.get("settings", {})
+    return PosteriorDraws(f_test, U, int(settings.get("thin", 1)), float(arrays["seconds"]),
+                          header.get("draws_done", 0) >= header.get("n_draws", 0))
+
+
+def state_leaves(state) -> list:
+    """A sampler state's leaves as NumPy arrays (for `DrawStore.save`)."""
+    import jax
+
+    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state)]
+
+
+def state_from_leaves(template, leaves: list, path=None):
+    """The state with `template`'s structure and the stored leaves; ValueError if they do not fit."""
+    import jax
+
+    t_leaves, treedef = jax.tree_util.tree_flatten(template)
+    where = f" in {path}" if path is not None else ""
+    if len(t_leaves) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(t_leaves, leaves)):
+        raise ValueError(f"the chain state{where} does not fit this sampler (stored {len(leaves)} arrays, "
+                         f"sampler has {len(t_leaves)}); delete the file to start over")
+    return jax.tree_util.tree_unflatten(treedef, [np.asarray(x, dtype=np.asarray(t).dtype)
+                                                   for x, t in zip(leaves, t_leaves)])
