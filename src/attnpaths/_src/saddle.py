@@ -61,13 +61,14 @@ class Saddle:
     grad_max: max |dS/dU| at the returned point.
     relative_grad_max: max |L^T (dS/dU) L| with U = L L^T, the gradient with respect to relative changes of U.
     iterations: trust-region iterations taken (accepted and rejected steps).
-    min_hessian_eigenvalue: smallest eigenvalue of d2S/dp2 in packed upper-triangle coordinates; > 0
-      certifies a strict local minimum.
+    min_hessian_eigenvalue: smallest eigenvalue of the Hessian of S, in packed upper-triangle coordinates
+      (method 'dense', spec C.1) or in the whitened coordinates (method 'krylov', by Lanczos); > 0 certifies a
+      strict local minimum either way (the two Hessians are congruent at a stationary point).
     converged: min(grad_max, relative_grad_max) <= tol and min_hessian_eigenvalue > 0.
     spec: the network (widths, variances, temperature) it was solved for.
     route: 'example' or 'gram', how the energy was evaluated.
     method: 'dense' or 'krylov', how the Newton steps were computed.
-    hessian_products: Hessian-vector products used (krylov; 0 for dense).
+    hessian_products: Hessian-vector products used, certificate included (krylov; 0 for dense).
     """
 
     U: tuple
@@ -328,14 +329,30 @@ def _choose_method(method: str, n_paths: int) -> str:
     return "dense" if n_paths <= DENSE_MAX_PATHS else "krylov"
 
 
-def _smallest_eigenvalue(Us, f, hyper, heads, dense: bool) -> float:
+def _smallest_eigenvalue(Us, Ls, f, hyper, heads, dense: bool) -> tuple[float, int]:
+    """The certificate: (smallest Hessian eigenvalue, Hessian-vector products used).
+
+    Dense: the packed upper-triangle Hessian of spec C.1, fully. Krylov: Lanczos (ARPACK) on Hessian-vector
+    products in the whitened coordinates, where the spectrum is compressed (the entropy's curvature is ~N I)
+    and a few dozen products suffice; at a stationary point the two Hessians are congruent, so by Sylvester's
+    law of inertia they have the same number of negative eigenvalues, and one certifies what the other does.
+    """
     if dense:
-        return float(np.linalg.eigvalsh(np.asarray(_packed_hessian_from(Us, f, hyper, heads)))[0])
+        return float(np.linalg.eigvalsh(np.asarray(_packed_hessian_from(Us, f, hyper, heads)))[0]), 0
     n = sum(_n_tri(U.shape[0]) for U in Us)
-    op = spla.LinearOperator((n, n), dtype=np.float64,
-                             matvec=lambda w: np.asarray(_hvp(Us, f, hyper, heads, jnp.asarray(w.ravel()),
-                                                              whitened=False)))
-    return float(spla.eigsh(op, k=1, which="SA", tol=1e-6, return_eigenvectors=False)[0])
+    products = []
+
+    def matvec(w):
+        products.append(1)
+        return np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(np.ravel(w)), whitened=True))
+
+    op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
+    try:
+        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-8, ncv=min(n, 40), maxiter=50 * n,
+                            return_eigenvectors=False)[0]
+    except spla.ArpackNoConvergence as err:
+        lowest = err.eigenvalues[0] if len(err.eigenvalues) else np.nan
+    return float(lowest), len(products)
 
 
 def _check_init(init, spec: NetworkSpec) -> list[jnp.ndarray]:
@@ -419,13 +436,14 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
-    min_eig = _smallest_eigenvalue(Us, f, hyper, heads, dense)
+    min_eig, certificate_products = _smallest_eigenvalue(Us, Ls, f, hyper, heads, dense)
     converged = bool(min(grad_max, relative_max) <= tol and min_eig > 0)
     result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(U_a),
                     action=S, grad_max=float(grad_max), relative_grad_max=float(relative_max),
                     iterations=iterations, min_hessian_eigenvalue=min_eig,
                     converged=converged, spec=spec, route="gram" if isinstance(data, GramStatistics) else
-                    "example", method="dense" if dense else "krylov", hessian_products=products)
+                    "example", method="dense" if dense else "krylov",
+                    hessian_products=products + certificate_products)
     if raise_on_failure and not converged:
         raise RuntimeError(_failure_message(result, tol, stalled))
     return result

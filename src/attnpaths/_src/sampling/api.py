@@ -37,8 +37,20 @@ def sample_from_features(spec: NetworkSpec, xi, y, xi_test, *, method: str = "gi
         `register_sampler`.
       options: the method's own options, e.g. {"sample_blocks": ("a",)} for Gibbs or
         {"target_accept_prob": 0.9} for NUTS; unknown names raise ValueError.
-      n_draws, n_chains, n_warmup, thin, seed, init, path, resume, save_every, save_interval, time_budget,
-      progress: see `run_sampler` (the driver).
+      n_draws: draws recorded per chain.
+      n_chains: independent chains, run together.
+      n_warmup: sweeps (transitions) discarded before the first draw.
+      thin: sweeps between recorded draws.
+      seed: an int; the same seed gives the same draws, across processes and across a resume.
+      init: starting weights (default: the prior).
+      path: results file (.npz) the draws are streamed to, atomically; None keeps them in memory.
+      resume: continue the run stored at `path`.
+      save_every: write after this many new draws (default: by `save_interval`).
+      save_interval: seconds between writes.
+      time_budget: seconds after which the run stops cleanly, keeping its draws (`complete=False`).
+      progress: show a progress bar.
+
+    See `run_sampler` for the details of storage and resume.
 
     Returns:
       PosteriorDraws: f_test (C, S, P_test), U (C, S, H, H); `.to_arviz()` gives an ArviZ InferenceData.
