@@ -348,7 +348,7 @@ def _smallest_eigenvalue(Us, Ls, f, hyper, heads, dense: bool) -> tuple[float, i
 
     op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
     try:
-        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-8, ncv=min(n, 40), maxiter=50 * n,
+        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-5, ncv=min(n, 40), maxiter=50 * n,
                             return_eigenvectors=False)[0]
     except spla.ArpackNoConvergence as err:
         lowest = err.eigenvalues[0] if len(err.eigenvalues) else np.nan
