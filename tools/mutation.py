@@ -326,20 +326,21 @@ def _run_one(mutant: Mutant, tests: list[str], timeout: float, workdir: Path) ->
     return dict(asdict(mutant), status=status, seconds=round(time.time() - start, 1), killed_by=failed)
 
 
-def _workdir() -> Path:
+def _workdir(snapshot: Path) -> Path:
     d = Path(tempfile.mkdtemp(prefix="attnpaths-mut-"))
-    # the source and the tests as they are when the campaign starts: tests added meanwhile do not count
+    # the source now, and the tests of `snapshot` (default: the working tree when the run starts), so that
+    # tests written while a campaign runs do not count in it
     shutil.copytree(SRC, d / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(ROOT / "tests", d / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", d)
+    shutil.copytree(snapshot / "tests", d / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(snapshot / "pyproject.toml", d)
     return d
 
 
-def _campaign(todo: list[Mutant], tests_of, out: Path, timeout: float, jobs: int) -> None:
+def _campaign(todo: list[Mutant], tests_of, out: Path, timeout: float, jobs: int, snapshot: Path = ROOT) -> None:
     done = {(r["module"], r["index"]) for r in _read(out)} if out.exists() else set()
     todo = [m for m in todo if (m.module, m.index) not in done]
     print(f"{len(todo)} mutants to run ({len(done)} already in {out})", flush=True)
-    dirs = [_workdir() for _ in range(jobs)]
+    dirs = [_workdir(snapshot) for _ in range(jobs)]
     free = list(dirs)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -412,12 +413,15 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (default 300)")
     p.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    p.add_argument("--snapshot", type=Path, default=ROOT,
+                   help="folder whose tests/ and pyproject.toml are run (default: the repository)")
     p = sub.add_parser("rerun", help="run the survivors of a results file again (after new tests)")
     p.add_argument("results", type=Path)
     p.add_argument("--out", type=Path, required=True, help="JSON-lines results file (appended; resumes)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (default 300)")
     p.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
     p.add_argument("--tests", nargs="*", default=None, help="tests to run instead of the module's list")
+    p.add_argument("--module", choices=sorted(MODULES), default=None, help="only this module's survivors")
     p = sub.add_parser("report", help="score table and survivors of results files (later files override)")
     p.add_argument("results", type=Path, nargs="+")
     args = parser.parse_args(argv)
@@ -433,9 +437,10 @@ def main(argv=None) -> None:
         print("\n".join(difflib.unified_diff(old, new, path, path + " (mutant)", lineterm="", n=2)))
     elif args.command == "run":
         _campaign(_select(args.module, args.sample, args.seed), lambda m: _tests(m.module), args.out,
-                  args.timeout, args.jobs)
+                  args.timeout, args.jobs, args.snapshot)
     elif args.command == "rerun":
-        survivors = [r for r in _read(args.results) if r["status"] == "survived"]
+        survivors = [r for r in _read(args.results) if r["status"] == "survived"
+                     and (args.module is None or r["module"] == args.module)]
         todo = []
         for r in survivors:
             ms = mutants(r["module"])
