@@ -250,3 +250,75 @@ def test_stopping_rule_is_scale_free(problem):
     L2 = np.linalg.cholesky(saddle.U[1])
     assert np.max(np.abs(L2.T @ r2 @ L2)) < 1e-6
     assert np.abs(U1).max() < 1e-9  # U absorbed (part of) the scale: the case is really badly scaled
+
+
+def brute_trust_region(g, B, radius, seed=0):
+    """min g.p + p.B p / 2 over ||p|| <= radius by SLSQP from many starts (independent of the solver's
+    eigen-decomposition and secular equation)."""
+    rng = np.random.default_rng(seed)
+    model = lambda p: g @ p + 0.5 * p @ B @ p  # noqa: E731
+    cons = [{"type": "ineq", "fun": lambda p: radius ** 2 - p @ p, "jac": lambda p: -2 * p}]
+    best = None
+    for _ in range(12):
+        p0 = rng.normal(size=g.size)
+        p0 *= 0.9 * radius * rng.uniform() / np.linalg.norm(p0)
+        res = minimize(model, p0, jac=lambda p: g + B @ p, constraints=cons, method="SLSQP",
+                       options={"ftol": 1e-15, "maxiter": 500})
+        if np.linalg.norm(res.x) <= radius * (1 + 1e-8) and (best is None or res.fun < best):
+            best = res.fun
+    return best
+
+
+def _subproblems():
+    rng = np.random.default_rng(11)
+    n = 6
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    spd = Q @ np.diag([0.5, 1.0, 2.0, 3.0, 5.0, 8.0]) @ Q.T
+    indefinite = Q @ np.diag([-2.0, -0.5, 1.0, 2.0, 3.0, 4.0]) @ Q.T
+    g = rng.normal(size=n)
+    hard_g = Q @ np.array([0.0, 0.3, -0.2, 0.5, 0.1, 0.4])  # no component along the lowest eigenvector
+    return [("interior", g, spd, 10.0, False), ("boundary", g, spd, 0.05, True),
+            ("indefinite", g, indefinite, 0.7, True), ("hard case", hard_g, indefinite, 1.5, True)]
+
+
+@pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
+def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, boundary):
+    from attnpaths._src.saddle import _dense_step
+
+    p, predicted, on_boundary = _dense_step(g, B, radius)
+    model = g @ p + 0.5 * p @ B @ p
+    assert np.linalg.norm(p) <= radius * (1 + 1e-9)
+    assert on_boundary == boundary
+    if boundary:
+        assert np.linalg.norm(p) == pytest.approx(radius, rel=1e-9)
+    assert predicted == pytest.approx(-model, rel=1e-9)
+    assert model == pytest.approx(brute_trust_region(g, B, radius), rel=1e-6, abs=1e-10)
+
+
+@pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
+def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius, boundary):
+    """Truncated CG: the Newton step to the documented forcing ||B p + g|| <= min(0.5, sqrt ||g||) ||g|| when it
+    fits (a small g makes that tight), else a boundary point whose model value is at most the Cauchy point's;
+    the predicted reduction is -model(p)."""
+    from attnpaths._src.saddle import _steihaug_step
+
+    scale = 1e-10 if name == "interior" else 1.0
+    g = scale * g
+    p, predicted, on_boundary, products = _steihaug_step(g, lambda d: B @ d, radius, 50)
+    model = g @ p + 0.5 * p @ B @ p
+    assert predicted == pytest.approx(-model, rel=1e-12)
+    assert 1 <= products <= 50
+    if name == "interior":
+        assert not on_boundary
+        gnorm = np.linalg.norm(g)
+        assert np.linalg.norm(B @ p + g) <= min(0.5, np.sqrt(gnorm)) * gnorm
+        np.testing.assert_allclose(p, -np.linalg.solve(B, g), rtol=1e-3)
+        return
+    assert on_boundary and np.linalg.norm(p) == pytest.approx(radius, rel=1e-9)
+    # Cauchy point: the model's minimum along -g within the region
+    gBg = g @ B @ g
+    t = radius / np.linalg.norm(g)
+    if gBg > 0:
+        t = min(t, (g @ g) / gBg)
+    cauchy = -t * (g @ g) + 0.5 * t * t * gBg
+    assert model <= cauchy + 1e-12

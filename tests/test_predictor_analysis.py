@@ -5,6 +5,7 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 import attnpaths as ap
 
@@ -26,6 +27,11 @@ def test_accuracy_metrics():
     pred = ap.Prediction(np.array([1.0, -1.0]), np.array([1e-12, 1e-12]))
     assert ap.gaussian_accuracy(pred, np.array([1.0, 1.0])) == pytest.approx(0.5)
     assert ap.bias_error(np.array([1.0, 0.0]), np.array([1.0, 1.0])) == 0.5
+    assert ap.bias_error(np.array([0.5, -2.0]), np.array([1.0, 1.0])) == pytest.approx((0.25 + 9.0) / 2)
+    # Phi(y mean / std) against SciPy's normal CDF, with a wrong-signed and a right-signed point
+    pred = ap.Prediction(np.array([0.3, -1.2, 2.0]), np.array([0.25, 4.0, 1.0]))
+    expected = np.mean(norm.cdf(np.array([1.0, 1.0, -1.0]) * pred.mean / np.sqrt(pred.var)))
+    assert ap.gaussian_accuracy(pred, np.array([1.0, 1.0, -1.0])) == pytest.approx(expected, rel=1e-12)
 
 
 def test_pc_alignment_finds_the_label_direction():
