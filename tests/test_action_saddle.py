@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.optimize import minimize, minimize_scalar
 
 import attnpaths as ap
-from attnpaths._src.action import energy_derivatives
+from attnpaths._src.action import action_of, energy_derivatives
 from attnpaths._src.order import pack_order, unpack_order
 from conftest import random_problem
 
@@ -86,6 +86,25 @@ def test_action_gradient_matches_finite_differences(problem):
     h = 1e-5
     fd = np.array([(S(p0.at[i].add(h)) - S(p0.at[i].add(-h))) / (2 * h) for i in range(p0.size)])
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_action_is_energy_plus_entropy_over_the_largest_width(problem):
+    """S = (ln det(K + T I) + y^T (K + T I)^-1 y + S_ent) / N_max with K = s_0 sum U_pq xi_p . xi_q, written out
+    in NumPy with unequal widths and variances; `action` and `action_of` on both routes agree with it."""
+    from attnpaths._src.routes import example_data, gram_from_features
+
+    spec, *_, y, xt, yt, xi, xit = problem
+    spec = spec.replace(widths=[6.0, 9.0, 4.0], variances=[1.7, 0.8, 1.3, 0.6], temperature=0.3)
+    rng = np.random.default_rng(12)
+    Us = [random_spd(n, rng) for n in spec.level_sizes]
+    a = np.asarray(xi)
+    K = spec.variances[0] * np.einsum("mip,pq,niq->mn", a, Us[0], a) + spec.temperature * np.eye(len(y))
+    energy = np.linalg.slogdet(K)[1] + y @ np.linalg.solve(K, y)
+    expected = (energy + brute_entropy(Us, spec)[0]) / max(spec.widths)
+    hyper, jUs = spec.hyper(), [jnp.asarray(U) for U in Us]
+    np.testing.assert_allclose(ap.action(jUs, xi, jnp.asarray(y), hyper, spec.heads), expected, rtol=1e-9)
+    for data in (example_data(xi, y), gram_from_features(xi, jnp.asarray(y))):
+        np.testing.assert_allclose(action_of(jUs, data, hyper, spec.heads), expected, rtol=1e-9)
 
 
 def saddle_point_residuals(saddle, xi, y):
