@@ -341,3 +341,17 @@ def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius,
         t = min(t, (g @ g) / gBg)
     cauchy = -t * (g @ g) + 0.5 * t * t * gBg
     assert model <= cauchy + 1e-12
+
+
+def test_warm_start_uses_the_symmetric_part_of_init(problem):
+    """U only enters the action through its symmetric part: a warm start at the minimum plus an antisymmetric
+    matrix is the minimum itself (no iteration), and gives the same saddle."""
+    spec, *_, y, xt, yt, xi, xit = problem
+    spec = spec.with_width(3.0)
+    a = ap.solve_saddle(spec, xi, y)
+    rng = np.random.default_rng(13)
+    skew = [0.1 * (lambda A: A - A.T)(rng.normal(size=U.shape)) for U in a.U]
+    b = ap.solve_saddle(spec, xi, y, init=[U + S for U, S in zip(a.U, skew)])
+    assert b.iterations == 0
+    for Ua, Ub in zip(a.U, b.U):
+        np.testing.assert_allclose(Ub, Ua, rtol=1e-12, atol=1e-14)
