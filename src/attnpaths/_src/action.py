@@ -125,6 +125,7 @@ def energy_hessian(f: EnergyFactors, s0) -> jnp.ndarray:
         vMv_swapped = jnp.einsum("ci,diab->cdab", v, Mv)
     else:
         W = f.W
+        # callers use it on symmetric dU only, so swapping (c, d) or (a, b) in one factor below changes nothing
         R = jnp.einsum("pai,qbi->abpq", W, W)
         trace_MM = jnp.einsum("abpq,cdpq->cdab", R, R)
         q = jnp.einsum("pai,bi->abp", W, v)  # q[a, b] = W_a v_b
