@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.optimize import minimize, minimize_scalar
 
 import attnpaths as ap
-from attnpaths._src.action import energy_derivatives
+from attnpaths._src.action import action_of, energy_derivatives
 from attnpaths._src.order import pack_order, unpack_order
 from conftest import random_problem
 
@@ -86,6 +86,25 @@ def test_action_gradient_matches_finite_differences(problem):
     h = 1e-5
     fd = np.array([(S(p0.at[i].add(h)) - S(p0.at[i].add(-h))) / (2 * h) for i in range(p0.size)])
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_action_is_energy_plus_entropy_over_the_largest_width(problem):
+    """S = (ln det(K + T I) + y^T (K + T I)^-1 y + S_ent) / N_max with K = s_0 sum U_pq xi_p . xi_q, written out
+    in NumPy with unequal widths and variances; `action` and `action_of` on both routes agree with it."""
+    from attnpaths._src.routes import example_data, gram_from_features
+
+    spec, *_, y, xt, yt, xi, xit = problem
+    spec = spec.replace(widths=[6.0, 9.0, 4.0], variances=[1.7, 0.8, 1.3, 0.6], temperature=0.3)
+    rng = np.random.default_rng(12)
+    Us = [random_spd(n, rng) for n in spec.level_sizes]
+    a = np.asarray(xi)
+    K = spec.variances[0] * np.einsum("mip,pq,niq->mn", a, Us[0], a) + spec.temperature * np.eye(len(y))
+    energy = np.linalg.slogdet(K)[1] + y @ np.linalg.solve(K, y)
+    expected = (energy + brute_entropy(Us, spec)[0]) / max(spec.widths)
+    hyper, jUs = spec.hyper(), [jnp.asarray(U) for U in Us]
+    np.testing.assert_allclose(ap.action(jUs, xi, jnp.asarray(y), hyper, spec.heads), expected, rtol=1e-9)
+    for data in (example_data(xi, y), gram_from_features(xi, jnp.asarray(y))):
+        np.testing.assert_allclose(action_of(jUs, data, hyper, spec.heads), expected, rtol=1e-9)
 
 
 def saddle_point_residuals(saddle, xi, y):
@@ -250,3 +269,89 @@ def test_stopping_rule_is_scale_free(problem):
     L2 = np.linalg.cholesky(saddle.U[1])
     assert np.max(np.abs(L2.T @ r2 @ L2)) < 1e-6
     assert np.abs(U1).max() < 1e-9  # U absorbed (part of) the scale: the case is really badly scaled
+
+
+def brute_trust_region(g, B, radius, seed=0):
+    """min g.p + p.B p / 2 over ||p|| <= radius by SLSQP from many starts (independent of the solver's
+    eigen-decomposition and secular equation)."""
+    rng = np.random.default_rng(seed)
+    model = lambda p: g @ p + 0.5 * p @ B @ p  # noqa: E731
+    cons = [{"type": "ineq", "fun": lambda p: radius ** 2 - p @ p, "jac": lambda p: -2 * p}]
+    best = None
+    for _ in range(12):
+        p0 = rng.normal(size=g.size)
+        p0 *= 0.9 * radius * rng.uniform() / np.linalg.norm(p0)
+        res = minimize(model, p0, jac=lambda p: g + B @ p, constraints=cons, method="SLSQP",
+                       options={"ftol": 1e-15, "maxiter": 500})
+        if np.linalg.norm(res.x) <= radius * (1 + 1e-8) and (best is None or res.fun < best):
+            best = res.fun
+    return best
+
+
+def _subproblems():
+    rng = np.random.default_rng(11)
+    n = 6
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    spd = Q @ np.diag([0.5, 1.0, 2.0, 3.0, 5.0, 8.0]) @ Q.T
+    indefinite = Q @ np.diag([-2.0, -0.5, 1.0, 2.0, 3.0, 4.0]) @ Q.T
+    g = rng.normal(size=n)
+    hard_g = Q @ np.array([0.0, 0.3, -0.2, 0.5, 0.1, 0.4])  # no component along the lowest eigenvector
+    return [("interior", g, spd, 10.0, False), ("boundary", g, spd, 0.05, True),
+            ("indefinite", g, indefinite, 0.7, True), ("hard case", hard_g, indefinite, 1.5, True)]
+
+
+@pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
+def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, boundary):
+    from attnpaths._src.saddle import _dense_step
+
+    p, predicted, on_boundary = _dense_step(g, B, radius)
+    model = g @ p + 0.5 * p @ B @ p
+    assert np.linalg.norm(p) <= radius * (1 + 1e-9)
+    assert on_boundary == boundary
+    if boundary:
+        assert np.linalg.norm(p) == pytest.approx(radius, rel=1e-9)
+    assert predicted == pytest.approx(-model, rel=1e-9)
+    assert model == pytest.approx(brute_trust_region(g, B, radius), rel=1e-6, abs=1e-10)
+
+
+@pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
+def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius, boundary):
+    """Truncated CG: the Newton step to the documented forcing ||B p + g|| <= min(0.5, sqrt ||g||) ||g|| when it
+    fits (a small g makes that tight), else a boundary point whose model value is at most the Cauchy point's;
+    the predicted reduction is -model(p)."""
+    from attnpaths._src.saddle import _steihaug_step
+
+    scale = 1e-10 if name == "interior" else 1.0
+    g = scale * g
+    p, predicted, on_boundary, products = _steihaug_step(g, lambda d: B @ d, radius, 50)
+    model = g @ p + 0.5 * p @ B @ p
+    assert predicted == pytest.approx(-model, rel=1e-12)
+    assert 1 <= products <= 50
+    if name == "interior":
+        assert not on_boundary
+        gnorm = np.linalg.norm(g)
+        assert np.linalg.norm(B @ p + g) <= min(0.5, np.sqrt(gnorm)) * gnorm
+        np.testing.assert_allclose(p, -np.linalg.solve(B, g), rtol=1e-3)
+        return
+    assert on_boundary and np.linalg.norm(p) == pytest.approx(radius, rel=1e-9)
+    # Cauchy point: the model's minimum along -g within the region
+    gBg = g @ B @ g
+    t = radius / np.linalg.norm(g)
+    if gBg > 0:
+        t = min(t, (g @ g) / gBg)
+    cauchy = -t * (g @ g) + 0.5 * t * t * gBg
+    assert model <= cauchy + 1e-12
+
+
+def test_warm_start_uses_the_symmetric_part_of_init(problem):
+    """U only enters the action through its symmetric part: a warm start at the minimum plus an antisymmetric
+    matrix is the minimum itself (no iteration), and gives the same saddle."""
+    spec, *_, y, xt, yt, xi, xit = problem
+    spec = spec.with_width(3.0)
+    a = ap.solve_saddle(spec, xi, y)
+    rng = np.random.default_rng(13)
+    skew = [0.1 * (lambda A: A - A.T)(rng.normal(size=U.shape)) for U in a.U]
+    b = ap.solve_saddle(spec, xi, y, init=[U + S for U, S in zip(a.U, skew)])
+    assert b.iterations == 0
+    for Ua, Ub in zip(a.U, b.U):
+        np.testing.assert_allclose(Ub, Ua, rtol=1e-12, atol=1e-14)

@@ -2,6 +2,7 @@
 
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -87,3 +88,35 @@ def test_renormalized_kernel_is_symmetric_psd(problem):
 
 def test_path_labels_order_lower_layer_outermost():
     assert ap.path_labels((2, 3)) == ["1,1", "1,2", "1,3", "2,1", "2,2", "2,3"]
+
+
+def test_kernels_with_defaults_and_a_non_symmetric_U_match_loop(problem):
+    """K_U = s_0 sum U_pq xi_p . xi'_q holds for any U (the transpose matters when U is not symmetric), and
+    s_0 defaults to 1 in every kernel function."""
+    spec, *_, xi, xit = problem
+    U = np.random.default_rng(7).normal(size=(spec.n_paths, spec.n_paths))  # not symmetric
+    a, b = np.asarray(xi), np.asarray(xit)
+    H = spec.n_paths
+    K = sum(U[p, q] * a[:, :, p] @ b[:, :, q].T for p in range(H) for q in range(H))
+    np.testing.assert_allclose(ap.renormalized_kernel(U, xi, xit), K, rtol=1e-10)
+    C = np.einsum("mip,niq->pqmn", a, b) * H  # (s0/N0) x_p . x'_q with s0 = 1
+    np.testing.assert_allclose(ap.path_kernels(xi, xit), C, rtol=1e-12)
+    Kd = sum(U[p, q] * np.sum(b[:, :, p] * b[:, :, q], axis=1) for p in range(H) for q in range(H))
+    np.testing.assert_allclose(ap.kernel_diagonal(U, xit), Kd, rtol=1e-10)
+
+
+def test_kernels_inside_jit_check_shapes_and_agree(problem):
+    """Called on tracers (inside the user's jit), the kernels check shapes by name and give the eager values."""
+    spec, *_, xi, xit = problem
+    H = spec.n_paths
+    U = jnp.asarray(np.random.default_rng(8).normal(size=(H, H)))
+    jitted = jax.jit(lambda U, a, b: (ap.renormalized_kernel(U, a, b, 0.7), ap.kernel_diagonal(U, b, 0.7)))
+    K, Kd = jitted(U, xi, xit)
+    np.testing.assert_allclose(K, ap.renormalized_kernel(U, xi, xit, 0.7), rtol=1e-12)
+    np.testing.assert_allclose(Kd, ap.kernel_diagonal(U, xit, 0.7), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"xi_a must have shape \(P, N0, H\)"):
+        jitted(U, xi[0], xit)
+    with pytest.raises(ValueError, match=rf"xi_b must have shape \(P, N0, H\) with H = {H}; got \(5, 5, {H - 1}\)"):
+        jitted(U, xi, xit[..., 1:])
+    with pytest.raises(ValueError, match=rf"U1 must have shape \({H}, {H}\)"):
+        jitted(U[1:], xi, xit)

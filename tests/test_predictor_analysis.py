@@ -5,6 +5,7 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 import attnpaths as ap
 
@@ -26,6 +27,11 @@ def test_accuracy_metrics():
     pred = ap.Prediction(np.array([1.0, -1.0]), np.array([1e-12, 1e-12]))
     assert ap.gaussian_accuracy(pred, np.array([1.0, 1.0])) == pytest.approx(0.5)
     assert ap.bias_error(np.array([1.0, 0.0]), np.array([1.0, 1.0])) == 0.5
+    assert ap.bias_error(np.array([0.5, -2.0]), np.array([1.0, 1.0])) == pytest.approx((0.25 + 9.0) / 2)
+    # Phi(y mean / std) against SciPy's normal CDF, with a wrong-signed and a right-signed point
+    pred = ap.Prediction(np.array([0.3, -1.2, 2.0]), np.array([0.25, 4.0, 1.0]))
+    expected = np.mean(norm.cdf(np.array([1.0, 1.0, -1.0]) * pred.mean / np.sqrt(pred.var)))
+    assert ap.gaussian_accuracy(pred, np.array([1.0, 1.0, -1.0])) == pytest.approx(expected, rel=1e-12)
 
 
 def test_pc_alignment_finds_the_label_direction():
@@ -100,3 +106,21 @@ def test_format_order_parameter_uses_display_order():
     assert lines[0].split() == ["d", "g"] and lines[1].split() == ["d", "5.00", "2.00"]
     with pytest.raises(ValueError, match="one label per path"):
         ap.format_order_parameter(U, ["g"])
+
+
+@pytest.mark.parametrize("route", ["example", "gram"])
+def test_predict_in_chunks_is_textbook_gp_regression(problem, route):
+    """mean = k^T K^-1 y and var = K** - k^T K^-1 k (spec B.6), in NumPy, against predict with a chunk size
+    that leaves a padded last chunk (5 test points in chunks of 2), on both routes."""
+    spec, *_, y, xt, yt, xi, xit = problem
+    spec = spec.replace(variances=[1.6, 1.0, 1.0, 1.0], temperature=0.2)
+    A = np.random.default_rng(4).normal(size=(spec.n_paths, spec.n_paths))
+    U = A @ A.T / spec.n_paths + 0.1 * np.eye(spec.n_paths)
+    a, b = np.asarray(xi), np.asarray(xit)
+    K = 1.6 * np.einsum("mip,pq,niq->mn", a, U, a) + 0.2 * np.eye(len(y))
+    k = 1.6 * np.einsum("mip,pq,niq->mn", a, U, b)
+    Kss = 1.6 * np.einsum("mip,pq,miq->m", b, U, b)
+    got = ap.predict(spec, xi, y, xit, U, chunk_size=2, route=route)
+    np.testing.assert_allclose(got.mean, k.T @ np.linalg.solve(K, y), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.var, Kss - np.einsum("mn,mn->n", k, np.linalg.solve(K, k)), rtol=1e-8,
+                               atol=1e-12)

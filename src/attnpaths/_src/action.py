@@ -59,6 +59,7 @@ def entropy(Us: Sequence[jnp.ndarray], hyper: Hyper, heads: tuple[int, ...]) -> 
 
 def energy(K: jnp.ndarray, y: jnp.ndarray, temperature) -> jnp.ndarray:
     """E = ln det(K + T I) + y^T (K + T I)^-1 y (spec B.4). K (P, P), y (P,). NaN if K + T I is not PD."""
+    # K is square: K.shape[0] or K.shape[1], the same eye
     chol = jnp.linalg.cholesky(K + temperature * jnp.eye(K.shape[0], dtype=K.dtype))
     r = solve_triangular(chol, y, lower=True)
     return 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + r @ r
@@ -100,8 +101,8 @@ def energy_hvp(f: EnergyFactors, direction: jnp.ndarray, s0) -> jnp.ndarray:
     """
     Dv = direction @ f.v  # (D~ v)[a, i] = sum_b D_ab v[b, i]
     if f.M is not None:
-        MD = jnp.einsum("ciaj,ab->cibj", f.M, direction)
-        traces = jnp.einsum("cibj,bjdi->cd", MD, f.M)
+        MD = jnp.einsum("ciaj,ab->cibj", f.M, direction)  # "ab" or "ba": the direction is symmetric
+        traces = jnp.einsum("cibj,bjdi->cd", MD, f.M)  # symmetric in (c, d) (M and D are): "cd" = "dc"
         q = jnp.einsum("ciaj,aj->ci", f.M, Dv)
     else:
         W = f.W
@@ -124,6 +125,7 @@ def energy_hessian(f: EnergyFactors, s0) -> jnp.ndarray:
         vMv_swapped = jnp.einsum("ci,diab->cdab", v, Mv)
     else:
         W = f.W
+        # callers use it on symmetric dU only, so swapping (c, d) or (a, b) in one factor below changes nothing
         R = jnp.einsum("pai,qbi->abpq", W, W)
         trace_MM = jnp.einsum("abpq,cdpq->cdab", R, R)
         q = jnp.einsum("pai,bi->abp", W, v)  # q[a, b] = W_a v_b

@@ -62,7 +62,7 @@ def _renormalized_kernel(U1, xi_a, xi_b, s0):
 
 @jax.jit
 def _kernel_diagonal(U1, xi, s0):
-    return s0 * jnp.einsum("mip,pq,miq->m", xi, U1, xi)
+    return s0 * jnp.einsum("mip,pq,miq->m", xi, U1, xi)  # "pq" or "qp": one value (x.U x = x.U^T x)
 
 
 def path_kernels(xi_a, xi_b, s0=1.0) -> jnp.ndarray:

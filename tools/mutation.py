@@ -1,0 +1,459 @@
+"""A small AST mutation-testing runner for attnpaths' numerical core (issue 11, section 4).
+
+Why not mutmut or cosmic-ray: mutmut 3 skips every decorated function (its trampolines cannot copy a decorated
+body), which here means every `@jax.jit` kernel, the heart of each module; cosmic-ray rewrites files on disk and
+would run, but its operators (every binary operator to every other, +-1 on numbers) miss the mutations that
+matter in einsum-heavy array code (swapped subscripts, a dropped transpose, a removed term) and multiply the
+count of trivially killed mutants, each of which costs a JAX compilation. This runner mutates one site at a
+time in a copy of `src/`, puts the copy first on PYTHONPATH and runs the module's focused tests (from a copy of `tests/` taken when the
+campaign starts) with `pytest -x` and a timeout, in a subprocess (so every mutant is traced and compiled afresh; the unmutated executables come
+from JAX's persistent cache).
+
+Operators: arithmetic swaps (+ -, * /, ** -> *), comparison swaps (< <=, > >=, == !=, is / is not, in / not in),
+augmented assignments (+= -=, *= /=), constants (0 -> 1, 1 -> 2, 2 -> 1, 0.5 -> 1, other c -> 2c; ints
+n -> n + 1), removed terms in sums (a + b -> a, a + b -> b, a - b -> a), sign flips (-x -> x), boolean flips
+(True <-> False, not x -> x), dropped transposes (x.T -> x) and swapped einsum subscripts (the first two
+distinct letters of one operand or of the output swapped). Docstrings, strings and the messages of `raise`
+statements are not mutated.
+
+Usage (from the repository root, with the test venv):
+
+    .venv/bin/python tools/mutation.py list kernels                     # the mutants of one module
+    .venv/bin/python tools/mutation.py run kernels --out mut/kernels.jsonl [--sample 0.5 --seed 0] [--jobs 2]
+    .venv/bin/python tools/mutation.py rerun mut/kernels.jsonl --out mut/kernels-after.jsonl   # survivors only
+    .venv/bin/python tools/mutation.py report mut/*.jsonl
+
+A run appends one JSON line per mutant to --out and skips mutants already there, so a killed campaign resumes.
+Status: killed (a test failed or errored), survived (all selected tests passed), timeout (the tests ran past
+--timeout seconds), error (the mutant does not import). Score = (killed + timeout + error) / all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+# module -> (path under src/, functions to mutate (None: all), focused fast tests, first test run first)
+_GIBBS_FUNCS = ("block_matvec", "block_rmatvec", "block_gram", "block_output", "matheron_update",
+                "reduced_rank", "reduced_update", "_block_update", "_sweep", "path_gram", "linear_blocks",
+                "_next_Z", "_first_Z", "_norms")
+MODULES = {
+    "action": ("attnpaths/_src/action.py", None, [
+        "tests/test_action_saddle.py::test_entropy_and_closed_form_U_a",
+        "tests/test_action_saddle.py::test_energy_derivatives_match_autodiff",
+        "tests/test_routes.py::test_energy_and_derivatives_match_autodiff",
+        "tests/test_action_saddle.py::test_action_gradient_matches_finite_differences",
+        "tests/test_action_saddle.py::test_minimum_solves_saddle_point_equations",
+        "tests/test_routes.py::test_certificate_is_the_hessian_of_the_action_in_packed_coordinates",
+        "tests/test_action_saddle.py::test_one_head_per_layer_is_a_deep_linear_network",
+        "tests/test_mutation_kills.py",
+    ]),
+    "kernels": ("attnpaths/_src/kernels.py", None, [
+        "tests/test_paths_kernels.py::test_kernels_match_loop_over_path_pairs",
+        "tests/test_paths_kernels.py::test_renormalized_kernel_is_symmetric_psd",
+        "tests/test_routes.py::test_predictor_routes_agree",
+        "tests/test_action_saddle.py::test_energy_derivatives_match_autodiff",
+        "tests/test_action_saddle.py::test_large_width_tends_to_gp_limit",
+        "tests/test_bad_input.py",
+        "tests/test_mutation_kills.py",
+    ]),
+    "predictor": ("attnpaths/_src/predictor.py", None, [
+        "tests/test_predictor_analysis.py",
+        "tests/test_routes.py::test_predictor_routes_agree",
+        "tests/test_action_saddle.py::test_large_width_tends_to_gp_limit",
+        "tests/test_action_saddle.py::test_one_head_per_layer_is_a_deep_linear_network",
+        "tests/test_bad_input.py",
+        "tests/test_mutation_kills.py",
+    ]),
+    "routes": ("attnpaths/_src/routes.py", None, [
+        "tests/test_routes.py::test_energy_and_derivatives_match_autodiff",
+        "tests/test_routes.py::test_example_route_padding_changes_nothing",
+        "tests/test_routes.py::test_predictor_routes_agree",
+        "tests/test_routes.py::test_bad_route_inputs",
+        "tests/test_action_saddle.py::test_minimum_solves_saddle_point_equations",
+        "tests/test_routes.py::test_solver_routes_and_methods_agree",
+        "tests/test_action_saddle.py::test_width_sweep_does_not_recompile",
+        "tests/test_bad_input.py",
+        "tests/test_mutation_kills.py",
+    ]),
+    "saddle": ("attnpaths/_src/saddle.py", None, [
+        "tests/test_action_saddle.py::test_minimum_solves_saddle_point_equations",
+        "tests/test_action_saddle.py::test_one_head_per_layer_is_a_deep_linear_network",
+        "tests/test_routes.py::test_certificate_is_the_hessian_of_the_action_in_packed_coordinates",
+        "tests/test_routes.py::test_solver_routes_and_methods_agree",
+        "tests/test_action_saddle.py::test_stopping_rule_is_scale_free",
+        "tests/test_action_saddle.py::test_certificate_equals_a_fresh_packed_hessian",
+        "tests/test_action_saddle.py::test_width_sweep_does_not_recompile",
+        "tests/test_action_saddle.py::test_large_width_tends_to_gp_limit",
+        "tests/test_predictor_analysis.py::test_non_convergence_raises_not_returns",
+        "tests/test_bad_input.py",
+        "tests/test_mutation_kills.py",
+    ]),
+    "gibbs": ("attnpaths/_src/sampling/gibbs.py", _GIBBS_FUNCS, [
+        "tests/test_sampling.py::test_blocks_match_brute_force",
+        "tests/test_sampling.py::test_reduced_update_equals_matheron_update",
+        "tests/test_sampling.py::test_sweep_redraws_blocks_bottom_up_from_their_conditionals",
+        "tests/test_sampling.py::test_reduced_route_gives_the_same_chain",
+        "tests/test_sampling.py::test_readout_only_posterior_is_bayesian_linear_regression",
+        "tests/test_mutation_kills.py",
+    ]),
+}
+# the lead's known-broken test on main at 04a5076 (krylov eigenvalue in other coordinates): not a mutant's doing
+DESELECT = ["tests/test_routes.py::test_solver_routes_and_methods_agree[krylov]"]
+
+
+@dataclass
+class Mutant:
+    module: str
+    index: int  # position in the module's deterministic list
+    line: int
+    col: int
+    operator: str
+    before: str
+    after: str
+
+
+# ---- operators ------------------------------------------------------------------------------------------------
+_BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Pow: ast.Mult,
+          ast.FloorDiv: ast.Mult}
+_CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+        ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
+
+
+def _new_number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        return value + 1
+    return {0.0: 1.0, 1.0: 2.0, 2.0: 1.0, 0.5: 1.0}.get(value, 2.0 * value)
+
+
+def _swap_einsum(spec: str) -> list[str]:
+    """Subscript strings with the first two distinct letters of one term swapped (one per term)."""
+    if "->" not in spec:
+        return []
+    lhs, rhs = spec.split("->")
+    terms = lhs.split(",") + [rhs]
+    out = []
+    for k, term in enumerate(terms):
+        letters = list(dict.fromkeys(c for c in term if c.isalpha()))
+        if len(letters) < 2:
+            continue
+        a, b = letters[0], letters[1]
+        new = term.translate(str.maketrans({a: b, b: a}))
+        mutated = terms[:k] + [new] + terms[k + 1:]
+        out.append(",".join(mutated[:-1]) + "->" + mutated[-1])
+    return out
+
+
+def _candidates(node: ast.AST) -> list[tuple[str, callable]]:
+    """(operator name, function node -> replacement node) for every mutation of this node."""
+    out = []
+    if isinstance(node, ast.BinOp):
+        if type(node.op) in _BINOP:
+            new = _BINOP[type(node.op)]
+            out.append((f"binop {type(node.op).__name__}->{new.__name__}",
+                        lambda n, new=new: ast.BinOp(n.left, new(), n.right)))
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            out.append(("drop right term", lambda n: n.left))
+        if isinstance(node.op, ast.Add):
+            out.append(("drop left term", lambda n: n.right))
+    elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub, ast.Mult, ast.Div):
+        new = _BINOP[type(node.op)]
+        out.append((f"augassign {type(node.op).__name__}->{new.__name__}",
+                    lambda n, new=new: ast.AugAssign(n.target, new(), n.value)))
+    elif isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
+        new = _CMP[type(node.ops[0])]
+        out.append((f"compare {type(node.ops[0]).__name__}->{new.__name__}",
+                    lambda n, new=new: ast.Compare(n.left, [new()], n.comparators)))
+    elif isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.USub) and not (isinstance(node.operand, ast.Constant)):
+            out.append(("sign flip", lambda n: n.operand))
+        elif isinstance(node.op, ast.USub):
+            value = node.operand.value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.append(("sign flip", lambda n: n.operand))
+        elif isinstance(node.op, ast.Not):
+            out.append(("drop not", lambda n: n.operand))
+    elif isinstance(node, ast.Constant):
+        if isinstance(node.value, bool):
+            out.append(("bool flip", lambda n: ast.Constant(not n.value)))
+        else:
+            new = _new_number(node.value)
+            if new is not None:
+                out.append((f"constant {node.value!r}->{new!r}", lambda n, new=new: ast.Constant(new)))
+    elif isinstance(node, ast.Attribute) and node.attr == "T" and isinstance(node.ctx, ast.Load):
+        out.append(("drop transpose", lambda n: n.value))
+    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "einsum"
+          and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        for spec in _swap_einsum(node.args[0].value):
+            out.append((f"einsum {node.args[0].value!r}->{spec!r}",
+                        lambda n, spec=spec: ast.Call(n.func, [ast.Constant(spec)] + n.args[1:], n.keywords)))
+    return out
+
+
+def _skipped(tree: ast.Module) -> set[int]:
+    """ids of nodes never mutated: docstrings, strings, raise statements, annotations, decorators."""
+    skip = set()
+
+    def mark(n):
+        for sub in ast.walk(n):
+            skip.add(id(sub))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Raise, ast.JoinedStr)):
+            mark(node)
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module, ast.AsyncFunctionDef)):
+            if node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+                mark(node.body[0])
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in node.decorator_list:
+                mark(d)
+            if node.returns is not None:
+                mark(node.returns)
+            for a in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
+                if a.annotation is not None:
+                    mark(a.annotation)
+        if isinstance(node, ast.AnnAssign):
+            mark(node.annotation)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand,
+                                                                                         ast.Constant):
+            skip.add(id(node.operand))  # -c: the sign flip covers it
+        if isinstance(node, ast.ClassDef):  # NamedTuple fields and class-level constants
+            for stmt in node.body:
+                if isinstance(stmt, ast.AnnAssign):
+                    mark(stmt)
+        if isinstance(node, ast.ImportFrom) or isinstance(node, ast.Import):
+            mark(node)
+    return skip
+
+
+def _scopes(tree: ast.Module, functions) -> list[ast.AST]:
+    if functions is None:
+        return [tree]
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name in functions]
+    missing = set(functions) - {n.name for n in found}
+    if missing:
+        raise SystemExit(f"functions not found: {sorted(missing)}")
+    return found
+
+
+def _sites(tree: ast.Module, functions) -> list[tuple[ast.AST, str, callable]]:
+    skip = _skipped(tree)
+    seen, out = set(), []
+    for scope in _scopes(tree, functions):
+        for node in ast.walk(scope):
+            if id(node) in skip or id(node) in seen:
+                continue
+            seen.add(id(node))
+            for name, make in _candidates(node):
+                out.append((node, name, make))
+    out.sort(key=lambda t: (t[0].lineno, t[0].col_offset, t[1]))
+    return out
+
+
+def _replace(tree: ast.AST, target: ast.AST, new: ast.AST) -> None:
+    for parent in ast.walk(tree):
+        for field, value in ast.iter_fields(parent):
+            if value is target:
+                setattr(parent, field, new)
+                return
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if item is target:
+                        value[i] = new
+                        return
+    raise RuntimeError("site not found")
+
+
+def mutants(module: str) -> list[Mutant]:
+    path, functions, _ = MODULES[module]
+    source = (SRC / path).read_text()
+    tree = ast.parse(source)
+    out = []
+    for i, (node, name, make) in enumerate(_sites(tree, functions)):
+        after = make(copy.deepcopy(node))
+        out.append(Mutant(module, i, node.lineno, node.col_offset, name, ast.unparse(node),
+                          ast.unparse(ast.fix_missing_locations(after))))
+    return out
+
+
+def mutated_source(module: str, index: int) -> str:
+    path, functions, _ = MODULES[module]
+    tree = ast.parse((SRC / path).read_text())
+    node, name, make = _sites(tree, functions)[index]
+    new = make(node)
+    _replace(tree, node, new)
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+# ---- running ----------------------------------------------------------------------------------------------------
+def _run_one(mutant: Mutant, tests: list[str], timeout: float, workdir: Path) -> dict:
+    path = MODULES[mutant.module][0]
+    target = workdir / "src" / path
+    target.write_text(mutated_source(mutant.module, mutant.index))
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), PYTHONDONTWRITEBYTECODE="1")
+    tests = [t for t in tests if (workdir / t.split("::")[0]).exists()]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+           "-m", "not slow", *[f"--deselect={d}" for d in DESELECT], *tests]
+    start = time.time()
+    try:
+        proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+        rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-600:]
+        # 1: a test failed; 2: collection failed (the mutant does not import), counted as killed too
+        status = {0: "survived", 1: "killed"}.get(rc, "error")
+    except subprocess.TimeoutExpired as err:
+        status, tail = "timeout", str(err.stdout or "")[-300:]
+    finally:
+        shutil.copy(SRC / path, target)  # restore
+    failed = next((line.split(" - ")[0] for line in tail.splitlines() if line.startswith(("FAILED", "ERROR"))),
+                  "")
+    return dict(asdict(mutant), status=status, seconds=round(time.time() - start, 1), killed_by=failed)
+
+
+def _workdir(snapshot: Path) -> Path:
+    d = Path(tempfile.mkdtemp(prefix="attnpaths-mut-"))
+    # the source now, and the tests of `snapshot` (default: the working tree when the run starts), so that
+    # tests written while a campaign runs do not count in it
+    shutil.copytree(SRC, d / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(snapshot / "tests", d / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(snapshot / "pyproject.toml", d)
+    return d
+
+
+def _campaign(todo: list[Mutant], tests_of, out: Path, timeout: float, jobs: int, snapshot: Path = ROOT) -> None:
+    done = {(r["module"], r["index"]) for r in _read(out)} if out.exists() else set()
+    todo = [m for m in todo if (m.module, m.index) not in done]
+    print(f"{len(todo)} mutants to run ({len(done)} already in {out})", flush=True)
+    dirs = [_workdir(snapshot) for _ in range(jobs)]
+    free = list(dirs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def work(m: Mutant) -> dict:
+        d = free.pop()
+        try:
+            return _run_one(m, tests_of(m), timeout, d)
+        finally:
+            free.append(d)
+
+    with ThreadPoolExecutor(jobs) as pool, out.open("a") as fh:
+        for k, result in enumerate(pool.map(work, todo)):
+            fh.write(json.dumps(result) + "\n")
+            fh.flush()
+            print(f"[{k + 1}/{len(todo)}] {result['module']}#{result['index']} L{result['line']} "
+                  f"{result['operator']}: {result['status']} ({result['seconds']} s)", flush=True)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _select(module: str, sample: float, seed: int) -> list[Mutant]:
+    ms = mutants(module)
+    if sample < 1.0:
+        rng = random.Random(f"{seed}-{module}")
+        ms = sorted(rng.sample(ms, round(sample * len(ms))), key=lambda m: m.index)
+    return ms
+
+
+def _tests(module: str) -> list[str]:
+    return MODULES[module][2]  # those missing from the campaign's copy of tests/ are dropped per run
+
+
+def report(paths: list[Path]) -> None:
+    rows = {}
+    for p in paths:
+        for r in _read(p):
+            rows[(r["module"], r["index"])] = r  # later files (reruns) override
+    by_module = {}
+    for r in rows.values():
+        by_module.setdefault(r["module"], []).append(r)
+    print(f"{'module':10s} {'total':>6s} {'killed':>7s} {'timeout':>8s} {'error':>6s} {'survived':>9s} "
+          f"{'score':>7s}")
+    for module, rs in sorted(by_module.items()):
+        count = {s: sum(r["status"] == s for r in rs) for s in ("killed", "timeout", "error", "survived")}
+        score = (len(rs) - count["survived"]) / len(rs)
+        print(f"{module:10s} {len(rs):6d} {count['killed']:7d} {count['timeout']:8d} {count['error']:6d} "
+              f"{count['survived']:9d} {100 * score:6.1f}%")
+    for r in sorted(rows.values(), key=lambda r: (r["module"], r["index"])):
+        if r["status"] == "survived":
+            print(f"  SURVIVED {r['module']}#{r['index']} L{r['line']} {r['operator']}: {r['before'][:70]!r} -> "
+                  f"{r['after'][:70]!r}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="print the mutants of a module")
+    p.add_argument("module", choices=sorted(MODULES))
+    p = sub.add_parser("show", help="print a mutant's diff")
+    p.add_argument("module", choices=sorted(MODULES))
+    p.add_argument("index", type=int)
+    p = sub.add_parser("run", help="run the mutants of a module against its focused tests")
+    p.add_argument("module", choices=sorted(MODULES))
+    p.add_argument("--out", type=Path, required=True, help="JSON-lines results file (appended; resumes)")
+    p.add_argument("--sample", type=float, default=1.0, help="fraction of mutants, drawn uniformly (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (default 300)")
+    p.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    p.add_argument("--snapshot", type=Path, default=ROOT,
+                   help="folder whose tests/ and pyproject.toml are run (default: the repository)")
+    p = sub.add_parser("rerun", help="run the survivors of a results file again (after new tests)")
+    p.add_argument("results", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="JSON-lines results file (appended; resumes)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (default 300)")
+    p.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    p.add_argument("--tests", nargs="*", default=None, help="tests to run instead of the module's list")
+    p.add_argument("--module", choices=sorted(MODULES), default=None, help="only this module's survivors")
+    p = sub.add_parser("report", help="score table and survivors of results files (later files override)")
+    p.add_argument("results", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for m in mutants(args.module):
+            print(f"#{m.index} L{m.line}:{m.col} {m.operator}: {m.before[:60]!r} -> {m.after[:60]!r}")
+    elif args.command == "show":
+        import difflib
+
+        path = MODULES[args.module][0]
+        old = ast.unparse(ast.parse((SRC / path).read_text())).splitlines()
+        new = mutated_source(args.module, args.index).splitlines()
+        print("\n".join(difflib.unified_diff(old, new, path, path + " (mutant)", lineterm="", n=2)))
+    elif args.command == "run":
+        _campaign(_select(args.module, args.sample, args.seed), lambda m: _tests(m.module), args.out,
+                  args.timeout, args.jobs, args.snapshot)
+    elif args.command == "rerun":
+        survivors = [r for r in _read(args.results) if r["status"] == "survived"
+                     and (args.module is None or r["module"] == args.module)]
+        todo = []
+        for r in survivors:
+            ms = mutants(r["module"])
+            m = ms[r["index"]]
+            if (m.operator, m.before) != (r["operator"], r["before"]):  # lines may move with new comments
+                raise SystemExit(f"{r['module']}#{r['index']} no longer matches the source (was {r['operator']} "
+                                 f"at L{r['line']}); was the module edited beyond comments?")
+            todo.append(m)
+        tests_of = (lambda m: args.tests) if args.tests else (lambda m: _tests(m.module))
+        _campaign(todo, tests_of, args.out, args.timeout, args.jobs)
+    else:
+        report(args.results)
+
+
+if __name__ == "__main__":
+    main()
