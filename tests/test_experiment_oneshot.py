@@ -94,11 +94,10 @@ def test_temperatures_are_chosen_on_validation_only(quick_run, stored):
     was extended upward until the choice is interior or the extra temperatures ran out."""
     _, results, _ = quick_run
     _, grid, _ = stored
-    k = grid.set_names.index("validation")
     y_val = build_episodes(QUICK).validation.y
     Ts = grid.temperatures
     for i, c in enumerate(results["choices"]["per_width"]):
-        accs = [np.mean(np.sign(grid.mean[k][i, j]) == y_val) for j in range(len(Ts))]
+        accs = [np.mean(np.sign(grid.val_mean[i, j]) == y_val) for j in range(len(Ts))]
         assert c["validation_accuracy"] == max(accs)
         assert c["T_validation"] == Ts[int(np.argmax(accs))] or accs[Ts.index(c["T_validation"])] == max(accs)
     added = results["choices"]["added_temperatures"]
@@ -219,6 +218,24 @@ def test_resume_loads_finished_stages_and_reproduces(quick_run, tmp_path):
     assert not any("Newton steps" in line for line in lines)
     assert _strip(read_json(copy / "results.json")) == _strip(results)
     assert _strip(json.loads(json.dumps(jsonable(again)))) == _strip(results)
+
+
+def test_sample_command_continues_the_draws_of_a_oneshot_run(quick_run, tmp_path):
+    """`attnpaths sample DIR` works for a one-shot run: it continues the stored Gibbs chains to more draws and
+    rewrites results.json; without --resume it refuses to touch them."""
+    from attnpaths.cli import main
+
+    out, results, _ = quick_run
+    copy = tmp_path / "sampled"
+    shutil.copytree(out, copy)
+    args = ["sample", str(copy), "--n-chains", "2", "--n-warmup", "10", "--n-samples", "24"]
+    assert main(args) == 2  # the draws exist: --resume is needed
+    assert main(args + ["--resume"]) == 0
+    new = read_json(copy / "results.json")
+    assert new["samples"]["n_draws"] == 24 and results["samples"]["n_draws"] == 20
+    assert new["order_parameters"]["sampled"] == new["samples"]["U"]
+    assert new["claim"] == results["claim"]
+    assert (copy / "order_parameters.png").stat().st_size > 5000
 
 
 def test_resume_refuses_other_settings(quick_run, tmp_path):

@@ -169,6 +169,7 @@ class Out:
     value: float
     table: np.ndarray
     parts: tuple[np.ndarray, ...]
+    maybe: np.ndarray | None = None
 
 
 calls = []
@@ -176,7 +177,7 @@ calls = []
 
 def make(x: float) -> Out:
     calls.append(x)
-    return Out(x, np.arange(3.0) * x, (np.ones(2), np.zeros((2, 2))))
+    return Out(x, np.arange(3.0) * x, (np.ones(2), np.zeros((2, 2))), None if x > 3 else np.eye(2))
 
 
 def test_runner_saves_skips_and_refuses_other_settings(tmp_path):
@@ -188,6 +189,7 @@ def test_runner_saves_skips_and_refuses_other_settings(tmp_path):
         b = run.stage("a", make, 2.0)
     assert calls == [2.0] and b.value == a.value and run.skipped == ["a"]
     np.testing.assert_array_equal(b.table, a.table)
+    np.testing.assert_array_equal(b.maybe, np.eye(2))
     assert [p.shape for p in b.parts] == [(2,), (2, 2)]
     with pytest.raises(ValueError, match=r"other settings \(n: stored 3, now 4; rate: stored 0.5, now 0.25\)"):
         Runner(tmp_path, "toy", Toy(n=4, rate=0.25), resume=True).__enter__()
@@ -198,6 +200,8 @@ def test_runner_saves_skips_and_refuses_other_settings(tmp_path):
         assert not run.done("a")
         run.stage("a", make, 5.0)
     assert calls == [2.0, 5.0]
+    with Runner(tmp_path, "toy", Toy(n=4), resume=True) as run:
+        assert run.stage("a", make, 5.0).maybe is None and calls == [2.0, 5.0]
 
 
 def test_runner_damaged_record_is_a_one_line_error(tmp_path):
@@ -230,6 +234,11 @@ def test_lock_refuses_a_second_run_and_takes_over_a_dead_ones(tmp_path):
     assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == child.pid
     with OutputLock(tmp_path) as lock:
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    # a lock whose pid runs but was started at another time (the pid was reused) is stale too
+    me = json.loads(OutputLock(tmp_path).acquire().path.read_text())
+    (tmp_path / LOCK_NAME).write_text(json.dumps(dict(me, start="1")))
+    with OutputLock(tmp_path) as lock:
+        assert json.loads(lock.path.read_text())["start"] == me["start"]
 
 
 def test_cli_refuses_a_folder_in_use(tmp_path, capsys):

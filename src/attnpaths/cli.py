@@ -57,7 +57,7 @@ def _flags(args) -> dict:
 def _add_common(p: argparse.ArgumentParser, presets=None) -> None:
     if presets is not None:
         p.add_argument("--preset", choices=presets.names(), default=None,
-                       help="start from a named preset (listed above)" + _default(None))
+                       help="start from a named preset (listed at the end)" + _default(None))
     p.add_argument("--config", metavar="FILE", default=None,
                    help="TOML file of settings (keys = the settings below)" + _default(None))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

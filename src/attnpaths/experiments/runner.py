@@ -28,6 +28,7 @@ import json
 import os
 import socket
 import time
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -137,7 +138,8 @@ class OutputLock:
 # ----------------------------------------------------------------------------------------------------------------
 
 def _is_array_type(tp) -> bool:
-    return tp is np.ndarray or (typing.get_origin(tp) is typing.Union and np.ndarray in typing.get_args(tp))
+    return tp is np.ndarray or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                                and np.ndarray in typing.get_args(tp))
 
 
 def _is_array_tuple_type(tp) -> bool:

@@ -190,16 +190,18 @@ def heads_stage(s: OneShotSettings, grid: TheoryGrid, choices: dict, net: Traine
     return Analysis(out)
 
 
-def ood_stage(grid: TheoryGrid, choices: dict, gd_accuracy: float, f: Features, log) -> Analysis:
-    k = grid.set_names.index("ood")
-    y = f.sets["ood"][1]
+def ood_stage(s: OneShotSettings, grid: TheoryGrid, choices: dict, gd_accuracy: float, f: Features,
+              log) -> Analysis:
+    xo, y = f.sets["ood"][0], f.sets["ood"][1]
+    spec = theory_spec(s)
     per_width = []
-    for i, c in enumerate(choices["per_width"]):
-        T = c["T_validation"]
-        acc = None if T is None else ap.accuracy(grid.mean[k][i, grid.temperatures.index(T)], y)
-        per_width.append({"N": c["N"], "T": T, "accuracy": acc})
+    for c in choices["per_width"]:
+        N, T = c["N"], c["T_validation"]
+        acc = None if T is None else ap.accuracy(ap.predict(spec.with_width(N).replace(temperature=T), f.train_x,
+                                                            f.train_y, xo, grid.U(N, T)[0]).mean, y)
+        per_width.append({"N": N, "T": T, "accuracy": acc})
     Tg = choices["gp"]["T_validation"]
-    gp = ap.accuracy(grid.gp_mean[k][grid.temperatures.index(Tg)], y)
+    gp = ap.accuracy(ap.predict(spec.replace(temperature=Tg), f.train_x, f.train_y, xo).mean, y)
     out = {"task": "scikit-learn digits 0 vs 1 (spec E.1: MNIST 0/1)", "n_episodes": len(y),
            "gd_accuracy": gd_accuracy, "theory": per_width, "gp_T": Tg, "gp_accuracy": gp}
     log(f"ood: GD {100 * gd_accuracy:.1f}%, GP {100 * gp:.1f}%, theory " + ", ".join(

@@ -115,7 +115,7 @@ def _analyses(run: Runner, s: OneShotSettings, out: Path, e: EpisodeSets, net: T
     if "heads" in s.analyses:
         extra["heads"] = run.stage("heads", an.heads_stage, s, grid, ch, net, e, log).result
     if "ood" in s.analyses and e.ood is not None:
-        extra["ood"] = run.stage("ood", an.ood_stage, grid, ch, gd.accuracy["ood"], f, log).result
+        extra["ood"] = run.stage("ood", an.ood_stage, s, grid, ch, gd.accuracy["ood"], f, log).result
     return extra
 
 

@@ -4,8 +4,8 @@ The trained query/key weights become `attnpaths.QKHeads`; with the theory's P tr
 give the path features, and the action is minimised on a (width, temperature) grid. Within a temperature the
 widths are solved largest first, each warm-started from the previous one, and the first width of a temperature
 from the neighbouring temperature's solution (so cold solves are rare). The theory's and the GP's predictions
-(mean and variance) on every evaluation set are stored for every grid point, so the comparisons never solve
-again.
+(mean and variance) on the validation set are stored for every grid point (they choose T); the later stages
+predict the test sets only at the chosen temperatures, from the stored U.
 
 Temperature choice (never on the test set): per width, the T with the best validation accuracy (ties: the lower
 action, then the lower T); the GP the same way. When the highest temperature of the grid is chosen for some width
@@ -57,14 +57,13 @@ class TheoryGrid:
 
     widths: list
     temperatures: list
-    set_names: list  # evaluation sets, in the order of the prediction tuples
     rows: list  # one dict per (N, T): converged, action, iterations, grad_max, min_hessian_eigenvalue, U_a, ...
     U1: np.ndarray  # (n_N, n_T, H, H); NaN where the solve failed
     U_upper: tuple[np.ndarray, ...]  # U_2 .. U_L, each (n_N, n_T, n_l, n_l)
-    mean: tuple[np.ndarray, ...]  # per set (n_N, n_T, n)
-    var: tuple[np.ndarray, ...]
-    gp_mean: tuple[np.ndarray, ...]  # per set (n_T, n)
-    gp_var: tuple[np.ndarray, ...]
+    val_mean: np.ndarray  # (n_N, n_T, n_val) theory predictor mean on the validation episodes
+    val_var: np.ndarray
+    gp_val_mean: np.ndarray  # (n_T, n_val) the GP's
+    gp_val_var: np.ndarray
     added_temperatures: list  # the extra temperatures the edge rule added
     seconds: float
 
@@ -85,7 +84,7 @@ class _Grid:
 
     def __init__(self, s: OneShotSettings, f: Features):
         self.widths = sorted(float(w) for w in s.widths)
-        self.names = list(f.sets)
+        self.names = ["validation"]
         self.columns: dict[float, dict] = {}  # T -> {"rows": {N: row}, "U": {N: tuple}, "pred": {N: {set: (m, v)}}}
         self.gp: dict[float, dict] = {}  # T -> {set: (m, v)}
         self.added: list[float] = []
@@ -133,8 +132,8 @@ def _solve(spec, xi, y, inits) -> tuple:
 
 def _predictions(spec, xi, y, sets: dict, U1=None) -> dict:
     out = {}
-    for name, (xs, _, _) in sets.items():
-        p = ap.predict(spec, xi, y, xs, U1)
+    for name in ("validation",):
+        p = ap.predict(spec, xi, y, sets[name][0], U1)
         out[name] = (p.mean, p.var)
     return out
 
@@ -207,10 +206,10 @@ def theory_stage(s: OneShotSettings, f: Features, progress_file: Path, log) -> T
 
 
 def _finish(grid: _Grid, f: Features, sizes) -> TheoryGrid:
-    Ts, Ns, names = sorted(grid.columns), grid.widths, grid.names
+    Ts, Ns = sorted(grid.columns), grid.widths
     U = [np.full((len(Ns), len(Ts), n, n), np.nan) for n in sizes]
-    mean = [np.full((len(Ns), len(Ts), len(f.sets[n][1])), np.nan) for n in names]
-    var = [m.copy() for m in mean]
+    mean = np.full((len(Ns), len(Ts), len(f.sets["validation"][1])), np.nan)
+    var = mean.copy()
     rows = []
     for i, N in enumerate(Ns):
         for j, T in enumerate(Ts):
@@ -218,10 +217,8 @@ def _finish(grid: _Grid, f: Features, sizes) -> TheoryGrid:
             rows.append(col["rows"][N])
             for l, u in enumerate(col["U"].get(N, ())):
                 U[l][i, j] = u
-            for k, n in enumerate(names):
-                if N in col["pred"]:
-                    mean[k][i, j], var[k][i, j] = col["pred"][N][n]
-    gp_mean = tuple(np.stack([grid.gp[T][n][0] for T in Ts]) for n in names)
-    gp_var = tuple(np.stack([grid.gp[T][n][1] for T in Ts]) for n in names)
-    return TheoryGrid(Ns, Ts, names, rows, U[0], tuple(U[1:]), tuple(mean), tuple(var), gp_mean, gp_var,
-                      grid.added, grid.seconds)
+            if N in col["pred"]:
+                mean[i, j], var[i, j] = col["pred"][N]["validation"]
+    gp_mean = np.stack([grid.gp[T]["validation"][0] for T in Ts])
+    gp_var = np.stack([grid.gp[T]["validation"][1] for T in Ts])
+    return TheoryGrid(Ns, Ts, rows, U[0], tuple(U[1:]), mean, var, gp_mean, gp_var, grid.added, grid.seconds)
