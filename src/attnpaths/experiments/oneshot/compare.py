@@ -143,7 +143,8 @@ def headroom_stage(s: OneShotSettings, grid: TheoryGrid, f: Features, net: Train
     U_sub = np.diag(np.isin(np.arange(H), sub["paths"]).astype(np.float64))
     add({"name": f"GP, best {len(sub['paths'])} paths", "kind": "gp_subset", "T": sub["T"],
          "paths": [ap.path_labels(spec.heads)[p] for p in sub["paths"]], "path_indices": sub["paths"],
-         "validation_accuracy": sub["validation_accuracy"], "selection": sub["selection"]},
+         "validation_accuracy": sub["validation_accuracy"], "selection": sub["selection"],
+         "edge": _edge(Ts.index(sub["T"]), len(Ts))},
         _predict_sets(spec.replace(temperature=sub["T"]), f, tests, U_sub))
     U_gd = gd_order_parameter(net.weights())
     U_gd = U_gd * H / np.trace(U_gd)
@@ -204,6 +205,15 @@ def claim_stage(s: OneShotSettings, head: Headroom, f: Features) -> Claim:
         out[protocol] = {"n_episodes": int(len(y)), "n_characters": stats.character_index(classes)[1],
                          "confidence": s.confidence, "n_bootstrap": s.n_bootstrap, "methods": rows}
     return Claim(out)
+
+
+def edges(head: Headroom) -> list[str]:
+    """The predictors whose validation temperature sits on an edge of the final grid ("theory N=10: top")."""
+    out = [f"theory N={c['N']:g}: {c['edge']}" for c in head.choices["per_width"] if c["edge"]]
+    if head.choices["gp"]["edge"]:
+        out.append(f"GP: {head.choices['gp']['edge']}")
+    out += [f"{m['name']}: {m['edge']}" for m in head.methods if m["kind"] != "theory" and m.get("edge")]
+    return out
 
 
 def format_claim(claim: Claim) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Callable
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import read_json, write_json_atomic
 from attnpaths.experiments.oneshot import analyses as an
-from attnpaths.experiments.oneshot.compare import Claim, Headroom, claim_stage, format_claim, headroom_stage
+from attnpaths.experiments.oneshot.compare import Claim, Headroom, claim_stage, edges, format_claim, headroom_stage
 from attnpaths.experiments.oneshot.data import PROTOCOLS, EpisodeSets, build_episodes, describe
 from attnpaths.experiments.oneshot.settings import PRESETS, OneShotSettings
 from attnpaths.experiments.oneshot.theory import TheoryGrid, features, theory_stage
@@ -88,6 +88,7 @@ def oneshot_results(s: OneShotSettings, e: EpisodeSets, net: TrainedNetwork, gd:
                "device": net.device},
         "theory": _theory_summary(grid),
         "choices": head.choices,
+        "temperature_on_grid_edge": edges(head),
         "headroom": {"methods": head.methods, "table": _headroom_table(claim)},
         "claim": claim.protocols,
         "verdict": {p: verdict(claim.protocols, p) for p in PROTOCOLS},
@@ -95,6 +96,7 @@ def oneshot_results(s: OneShotSettings, e: EpisodeSets, net: TrainedNetwork, gd:
     }
     if len(draws) > 1:
         results["draws"] = [{"draw": k, "theory": _theory_summary(g), "choices": h.choices,
+                             "temperature_on_grid_edge": edges(h),
                              "claim": c.protocols, "verdict": {p: verdict(c.protocols, p) for p in PROTOCOLS}}
                             for k, (g, h, c) in enumerate(draws)]
     results.update(extra)
@@ -156,6 +158,8 @@ def run_oneshot(settings: OneShotSettings | None = None, out="results/oneshot", 
             claim = run.stage(f"claim.d{d}", claim_stage, s, head, f)
             for line in format_claim(claim):
                 log(line)
+            if edges(head):
+                log("temperature chosen on an edge of the grid: " + "; ".join(edges(head)))
             draws.append((grid, head, claim))
             first = first or f
         extra = _analyses(run, s, out, e, net, gd, draws[0][0], draws[0][1], first, log)
