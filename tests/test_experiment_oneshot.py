@@ -1,5 +1,6 @@
-"""The one-shot experiment (Fig. 3) end to end in its quick configuration: results file, figures, data splits,
-head analyses recomputed from the checkpoint, resume, and the error for a missing Omniglot folder."""
+"""The one-shot experiment (Fig. 3) end to end in its quick preset: results file, figures, stage records, the
+validation-only temperature rule, headroom and claim recomputed from the stored predictions, head analyses
+recomputed from the trained weights, resume, and the errors for changed settings and missing data."""
 
 from __future__ import annotations
 
@@ -9,219 +10,268 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import binom, spearmanr
 
+import attnpaths as ap
 from attnpaths._src import training as tr
-from attnpaths._src.tasks.oneshot import default_omniglot_dir
-from attnpaths.experiments import oneshot as osx
-from attnpaths.experiments.io import _to_jsonable as _jsonable
+from attnpaths._src.store import jsonable
+from attnpaths._src.tasks.omniglot import default_omniglot_dir
+from attnpaths._src.tasks.sources import VALIDATION_ALPHABETS
 from attnpaths.experiments.io import read_json
+from attnpaths.experiments.oneshot import PRESETS, OneShotSettings, run_oneshot
+from attnpaths.experiments.oneshot.analyses import pruning_order
+from attnpaths.experiments.oneshot.compare import Headroom
+from attnpaths.experiments.oneshot.data import build_episodes
+from attnpaths.experiments.oneshot.theory import TheoryGrid, features, theory_spec
+from attnpaths.experiments.oneshot.train import TrainedNetwork
+from attnpaths.experiments.oneshot_figures import oneshot_figures
+from attnpaths.experiments.runner import Runner
 
-FIGURES = ("accuracy_vs_width.png", "order_parameters.png", "alignment.png", "head_scores.png", "pruning.png")
+FIGURES = ("accuracy_vs_width.png", "claim.png", "training.png", "order_parameters.png", "alignment.png",
+           "head_scores.png", "pruning.png")
 OMNIGLOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 if not OMNIGLOT.is_dir():
     OMNIGLOT = default_omniglot_dir() or OMNIGLOT
+QUICK = OneShotSettings().updated(PRESETS["quick"].values)
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("oneshot_quick")
     lines = []
-    returned = osx.run_oneshot("digits", out=out, quick=True, log=lines.append)
+    returned = run_oneshot(QUICK, out, log=lines.append)
+    oneshot_figures(returned, out)
     results = read_json(out / "results.json")  # every check reads the stored file
-    assert _strip(json.loads(json.dumps(_jsonable(returned)))) == _strip(results)
+    assert _strip(json.loads(json.dumps(jsonable(returned)))) == _strip(results)
     return out, results, lines
 
 
 @pytest.fixture(scope="module")
-def episodes():
-    return osx.build_episodes(osx.oneshot_settings("digits", quick=True))
+def stored(quick_run):
+    """The stage outputs of the quick run, loaded through the runner's record format."""
+    out = quick_run[0]
+    run = Runner(out, "oneshot", QUICK, resume=True)
+    return (run.load("train", TrainedNetwork), run.load("theory.d0", TheoryGrid), run.load("headroom.d0", Headroom))
 
 
 @pytest.fixture(scope="module")
-def params(quick_run):
-    out, _results, _ = quick_run
-    return tr.load_checkpoint(out / "checkpoint.npz").params
+def episodes():
+    return build_episodes(QUICK)
 
 
 def _strip(obj):
-    """Drop wall-clock fields (timings, seconds) and per-call bookkeeping for comparisons."""
+    """Drop wall-clock fields (timings, seconds) for comparisons."""
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items()
-                if k not in ("timings", "last_call") and "seconds" not in k}
+        return {k: _strip(v) for k, v in obj.items() if k != "timings" and "second" not in k}
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
     return obj
 
 
-def test_quick_run_writes_results_and_figures(quick_run):
-    out, _results, _ = quick_run
-    stored = read_json(out / "results.json")
-    assert stored == json.loads(json.dumps(stored))  # plain JSON
-    for key in ("inputs", "gd", "theory", "choices", "gp", "samples", "order_parameters", "alignment", "heads",
-                "timings", "completed"):
-        assert key in stored, key
-    assert set(osx.STAGES) - {"ood"} <= set(stored["completed"])
-    inp = stored["inputs"]
-    for key in ("data", "sizes", "seeds", "architecture", "train_config", "theory", "classes", "settings"):
-        assert key in inp, key
-    s = osx.oneshot_settings("digits", quick=True)
-    assert inp["theory"]["widths"] == list(s.widths) and inp["theory"]["temperatures"] == list(s.temperatures)
-    # one row per (N, T), each converged or carrying its error
-    rows = stored["theory"]["solutions"]
-    assert {(r["N"], r["T"]) for r in rows} == {(N, T) for N in s.widths for T in s.temperatures}
-    assert all(r["converged"] or r["error"] for r in rows)
-    # U at the smallest width in full (16 x 16)
-    for U in stored["theory"]["U_smallest_width"].values():
-        assert U is None or np.asarray(U[0]).shape == (16, 16)
-    # T choices come from the grid and point at the stored rows
-    for c in stored["choices"]["per_width"]:
-        for rule, acc in (("T_validation", "test_accuracy_validation_T"), ("T_evidence", "test_accuracy_evidence_T")):
-            row = next(r for r in rows if r["N"] == c["N"] and r["T"] == c[rule])
-            assert row["test_accuracy"] == c[acc]
-        conv = [r for r in rows if r["N"] == c["N"] and r["converged"]]
-        assert c["action_evidence"] == min(r["action"] for r in conv)
-        assert c["validation_accuracy"] == max(r["validation_accuracy"] for r in conv)
-    o = stored["order_parameters"]
-    assert np.asarray(o["theory"]).shape == np.asarray(o["sampled"]).shape == np.asarray(o["gd"]).shape == (16, 16)
-    assert np.max(np.abs(o["gd"])) == pytest.approx(1.0)
-    assert o["labels"][:2] == ["1,1", "1,2"]
-    assert len(stored["alignment"]["finite_width"]) == len(stored["alignment"]["gp"]) == 50
-    samp = stored["samples"]
-    assert samp["n_draws"] >= 4 and 0 <= samp["accuracy"] <= 1 and samp["relative_error_mean"] >= 0
+def test_quick_run_writes_results_figures_and_stage_records(quick_run):
+    out, results, _ = quick_run
+    for key in ("inputs", "gd", "theory", "choices", "headroom", "claim", "verdict", "samples",
+                "order_parameters", "alignment", "heads", "settings"):
+        assert key in results, key
+    assert sorted(p.name for p in (out / "stages").iterdir()) == sorted(
+        f"{n}.npz" for n in ("train", "gd", "theory.d0", "headroom.d0", "claim.d0", "samples", "order",
+                             "alignment", "heads"))
+    assert results["settings"] == QUICK.to_dict()
+    grid = results["theory"]
+    assert {(r["N"], r["T"]) for r in grid["solutions"]} == {(N, T) for N in grid["widths"]
+                                                             for T in grid["temperatures"]}
+    assert all(r["converged"] or r["error"] for r in grid["solutions"])
+    c = results["gd"]["curve"]
+    assert c["step"] == [100.0, 200.0, 300.0] and results["gd"]["best_step"] in c["step"]
     for name in FIGURES:
         assert (out / name).stat().st_size > 5000, name
     assert not (out / "ood_accuracy.png").exists()
+    assert not list(out.glob("stages/*.partial.npz")) and not list(out.rglob(".*.tmp"))
 
 
-def test_validation_and_test_classes_are_novel(quick_run, episodes):
+def test_temperatures_are_chosen_on_validation_only(quick_run, stored):
+    """Each width's T maximises the VALIDATION accuracy of the stored predictions (recomputed here), and the grid
+    was extended upward until the choice is interior or the extra temperatures ran out."""
     _, results, _ = quick_run
-    classes = results["inputs"]["classes"]
-    train, val, test = (set(classes[k]) for k in ("train", "validation", "test"))
-    assert train and val and test
-    assert not train & val and not train & test and not val & test
-    # and the episodes really use those classes
-    e = episodes
-    assert set(e.gd_train.classes.ravel()) <= train and set(e.theory_train.classes.ravel()) <= train
-    assert set(e.validation.classes.ravel()) <= val
-    assert set(e.test.classes.ravel()) <= test
-    assert results["inputs"]["sizes"]["theory_train"] == len(e.theory_train.y)
-    assert np.sum(e.theory_train.y > 0) == np.sum(e.theory_train.y < 0)
+    _, grid, _ = stored
+    y_val = build_episodes(QUICK).validation.y
+    Ts = grid.temperatures
+    for i, c in enumerate(results["choices"]["per_width"]):
+        accs = [np.mean(np.sign(grid.val_mean[i, j]) == y_val) for j in range(len(Ts))]
+        assert c["validation_accuracy"] == max(accs)
+        assert c["T_validation"] == Ts[int(np.argmax(accs))] or accs[Ts.index(c["T_validation"])] == max(accs)
+    added = results["choices"]["added_temperatures"]
+    assert Ts == sorted(set(QUICK.temperatures) | set(added))
+    top_chosen = any(c["T_validation"] == Ts[-1] for c in results["choices"]["per_width"]) or \
+        results["choices"]["gp"]["T_validation"] == Ts[-1]
+    assert not top_chosen or added == sorted(QUICK.extra_temperatures)
 
 
-def test_single_head_drops_match_checkpoint(quick_run, params, episodes):
+def test_headroom_predictions_are_what_they_claim(quick_run, stored, episodes):
+    """GP, the kernel with U_GD and the theory rows equal direct predictions with the stated U and T."""
     _, results, _ = quick_run
+    net, grid, head = stored
+    f = features(QUICK, episodes, net, 0)
+    spec = theory_spec(QUICK)
+    methods = {m["kind"]: m for m in head.methods}
+    gp = ap.predict(spec.replace(temperature=methods["gp"]["T"]), f.train_x, f.train_y, f.sets["test_cross"][0])
+    np.testing.assert_allclose(head.mean[0][0], gp.mean, rtol=1e-10, atol=1e-12)
+    U_gd = tr.gd_order_parameter(net.weights())
+    U_gd = U_gd * 16 / np.trace(U_gd)
+    k = [m["kind"] for m in head.methods].index("gp_kernel_U_GD")
+    pred = ap.predict(spec.replace(temperature=head.methods[k]["T"]), f.train_x, f.train_y,
+                      f.sets["test_within"][0], U_gd)
+    np.testing.assert_allclose(head.mean[1][k], pred.mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(head.var[1][k], pred.var, rtol=1e-8, atol=1e-12)
+    sub = [m["kind"] for m in head.methods].index("gp_subset")
+    paths = head.methods[sub]["path_indices"]
+    U_sub = np.diag(np.isin(np.arange(16), paths).astype(float))
+    val = ap.predict(spec.replace(temperature=head.methods[sub]["T"]), f.train_x, f.train_y,
+                     f.sets["validation"][0], U_sub)
+    assert ap.accuracy(val.mean, f.sets["validation"][1]) == head.methods[sub]["validation_accuracy"]
+    assert head.methods[sub]["validation_accuracy"] >= max(s["validation_accuracy"]
+                                                           for s in head.methods[sub]["selection"])
+    N, T = 10.0, results["choices"]["per_width"][0]["T_validation"]
+    theory = ap.predict(spec.with_width(N).replace(temperature=T), f.train_x, f.train_y, f.sets["test_cross"][0],
+                        grid.U(N, T)[0])
+    row = next(i for i, m in enumerate(head.methods) if m.get("N") == N)
+    np.testing.assert_allclose(head.mean[0][row], theory.mean, rtol=1e-10, atol=1e-12)
+
+
+def test_claim_numbers_follow_from_the_predictions(quick_run, stored, episodes):
+    """Delta, the McNemar p-value (an independent binomial sum) and the accuracies, from the stored predictions."""
+    _, results, _ = quick_run
+    _, _, head = stored
+    for k, protocol in enumerate(("cross", "within")):
+        y = episodes.test[protocol].y
+        rows = results["claim"][protocol]["methods"]
+        right = np.sign(head.mean[k]) == y
+        for m, row in enumerate(rows):
+            assert row["accuracy"]["mean"] == pytest.approx(right[m].mean(), abs=1e-15)
+            assert row["accuracy"]["ci"][0] <= row["accuracy"]["ci"][1]
+            assert row["mse"]["mean"] == pytest.approx(np.mean((head.mean[k][m] - y) ** 2), rel=1e-12)
+            if m == 0:
+                continue
+            assert row["delta_accuracy"]["delta"] == pytest.approx(right[m].mean() - right[0].mean(), abs=1e-15)
+            b, c = int(np.sum(right[m] & ~right[0])), int(np.sum(~right[m] & right[0]))
+            p = 1.0 if b + c == 0 else min(1.0, 2 * binom.cdf(min(b, c), b + c, 0.5))
+            assert row["mcnemar"]["p_value"] == pytest.approx(p, rel=1e-9)
+    v = results["verdict"]["cross"]
+    assert v["outcome"] in ("supported", "contradicted", "not resolved") and str(v["N"]) in str(v["text"]) + "10.0"
+
+
+def test_order_parameters_are_the_trained_and_solved_ones(quick_run, stored):
+    _, results, _ = quick_run
+    net, grid, _ = stored
+    o = results["order_parameters"]
+    U_gd = tr.gd_order_parameter(net.weights())
+    np.testing.assert_allclose(np.asarray(o["gd"]) * o["gd_scale"], U_gd, rtol=1e-12)
+    np.testing.assert_allclose(o["theory"], grid.U(o["N"], o["T"])[0], rtol=1e-15)
+    assert np.asarray(o["sampled"]).shape == (16, 16) and o["labels"][:2] == ["1,1", "1,2"]
+
+
+def test_single_head_drops_match_the_weights(quick_run, stored, episodes):
+    _, results, _ = quick_run
+    params = stored[0].weights()
+    x, y = episodes.test["cross"].x, episodes.test["cross"].y
     h = results["heads"]
-    single = tr.single_head_drop_accuracy(params, episodes.test.x, episodes.test.y)
-    base = tr.accuracy(params, episodes.test.x, episodes.test.y)
+    single = tr.single_head_drop_accuracy(params, x, y)
+    base = tr.gd_accuracy(params, x, y)
     np.testing.assert_array_equal(np.asarray(h["single_head_accuracy_matrix"]), single)
-    assert h["base_accuracy"] == base == results["gd"]["test_accuracy"]
+    assert h["base_accuracy"] == base == results["gd"]["accuracy"]["test_cross"]
     for o, acc, drop in zip(h["order"], h["accuracy_without"], h["accuracy_drop"]):
         assert acc == single[o["layer"], o["head"]]
         assert drop == pytest.approx(base - acc, abs=1e-15)
-    assert [o["label"] for o in h["order"]] == h["labels"]
-    assert np.all(np.diff(h["score"]) >= 0) and max(h["score"]) == pytest.approx(1.0)
-
-
-def test_pruning_curves(quick_run, params, episodes):
-    _, results, _ = quick_run
-    p = results["heads"]["pruning"]
-    base = results["gd"]["test_accuracy"]
-    assert p["score_ascending"][0] == p["score_descending"][0] == base
-    assert np.allclose(p["random_mean"][0], base) and p["n_random"] >= 10
-    assert len(p["score_ascending"]) == 1 + sum(h - 1 for h in results["inputs"]["theory"]["heads"])
-    assert np.all(np.isfinite(p["score_ascending"])) and np.all(np.isfinite(p["random_mean"]))
-    # recompute the ascending curve directly from head masks
-    label_to_head = {o["label"]: (o["layer"], o["head"]) for o in results["heads"]["order"]}
+    assert np.all(np.diff(h["score"]) >= 0)
+    p = h["pruning"]
+    label_to_head = {o["label"]: (o["layer"], o["head"]) for o in h["order"]}
     order = [label_to_head[lab] for lab in p["orders"]["score_ascending"]]
     for k in (1, 3, len(p["k"]) - 1):
-        mask = tr.head_mask_without(params, order[:k])
-        assert tr.accuracy(params, episodes.test.x, episodes.test.y, mask) == p["score_ascending"][k]
+        assert tr.gd_accuracy(params, x, y, tr.head_mask_without(params, order[:k])) == p["score_ascending"][k]
     np.testing.assert_allclose(np.mean(p["random_curves"], axis=0), p["random_mean"])
-
-
-def test_pruning_order_never_empties_a_layer():
-    order = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
-    got = osx.pruning_order(order, (4, 4))
-    assert got == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (0, 3), (1, 3)]
-    assert osx.pruning_order(got[::-1], (4, 4))[-2:] == [(1, 0), (0, 0)]
-
-
-def test_spearman_matches_scipy(quick_run):
-    _, results, _ = quick_run
-    h = results["heads"]
     for key, values in (("spearman_score_vs_drop", h["score"]), ("spearman_gradient_vs_drop",
                                                                  h["gradient_importance"])):
         ref = spearmanr(values, h["accuracy_drop"])
         assert h[key]["rho"] == pytest.approx(ref.statistic, abs=1e-12)
-        assert h[key]["p_value"] == pytest.approx(ref.pvalue, abs=1e-12)
-    # the gradient importance is the one of the checkpoint, in the head-score order
-    g = np.asarray(h["gradient_importance_matrix"])
-    assert [g[o["layer"], o["head"]] for o in h["order"]] == h["gradient_importance"]
 
 
-def test_resume_reuses_checkpoint_and_reproduces(quick_run, tmp_path):
+def test_pruning_order_never_empties_a_layer():
+    order = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+    got = pruning_order(order, (4, 4))
+    assert got == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (0, 3), (1, 3)]
+    assert pruning_order(got[::-1], (4, 4))[-2:] == [(1, 0), (0, 0)]
+
+
+def test_resume_loads_finished_stages_and_reproduces(quick_run, tmp_path):
+    """Resume after the claim and analyses records were lost: training and theory are loaded, not rerun, and the
+    results equal the uninterrupted run's."""
     out, results, _ = quick_run
     copy = tmp_path / "resumed"
     shutil.copytree(out, copy)
-    stored = read_json(copy / "results.json")
-    # forget the analysis stages: they are recomputed from the checkpoint and the stored solutions
-    for stage, key in (("choices", "choices"), ("samples", "samples"), ("order", "order_parameters"),
-                       ("alignment", "alignment"), ("heads", "heads")):
-        stored["completed"].remove(stage)
-        del stored[key]
-    (copy / "results.json").write_text(json.dumps(stored))
-    for png in FIGURES:
-        (copy / png).unlink()
+    for name in ("headroom.d0", "claim.d0", "samples", "order", "alignment", "heads"):
+        (copy / "stages" / f"{name}.npz").unlink()
+    (copy / "results.json").unlink()
     lines = []
-    again = osx.run_oneshot("digits", out=copy, quick=True, resume=True, log=lines.append)
-    assert again["last_call"]["gd_steps_trained"] == 0
-    assert {"gd", "theory"} <= set(again["last_call"]["skipped_stages"])
-    assert any("reusing the checkpoint" in line for line in lines)
-    assert not any("gd: training" in line for line in lines)
-    assert again["timings"]["gd"] == results["timings"]["gd"]  # the gd stage was not rerun
-    assert _strip(read_json(copy / "results.json")) == _strip(read_json(out / "results.json"))
-    for png in FIGURES:
-        assert (copy / png).stat().st_size > 5000
+    again = run_oneshot(QUICK, copy, resume=True, log=lines.append)
+    assert any(line.startswith("train: done before") for line in lines)
+    assert any(line.startswith("theory.d0: done before") for line in lines)
+    assert not any("Newton steps" in line for line in lines)
+    assert _strip(read_json(copy / "results.json")) == _strip(results)
+    assert _strip(json.loads(json.dumps(jsonable(again)))) == _strip(results)
 
 
-def test_resume_refuses_other_inputs(quick_run, tmp_path):
+def test_sample_command_continues_the_draws_of_a_oneshot_run(quick_run, tmp_path):
+    """`attnpaths sample DIR` works for a one-shot run: it continues the stored Gibbs chains to more draws and
+    rewrites results.json; without --resume it refuses to touch them."""
+    from attnpaths.cli import main
+
+    out, results, _ = quick_run
+    copy = tmp_path / "sampled"
+    shutil.copytree(out, copy)
+    args = ["sample", str(copy), "--n-chains", "2", "--n-warmup", "10", "--n-samples", "24"]
+    assert main(args) == 2  # the draws exist: --resume is needed
+    assert main(args + ["--resume"]) == 0
+    new = read_json(copy / "results.json")
+    assert new["samples"]["n_draws"] == 24 and results["samples"]["n_draws"] == 20
+    assert new["order_parameters"]["sampled"] == new["samples"]["U"]
+    assert new["claim"] == results["claim"]
+    assert (copy / "order_parameters.png").stat().st_size > 5000
+
+
+def test_resume_refuses_other_settings(quick_run, tmp_path):
     out, _, _ = quick_run
     copy = tmp_path / "other"
     shutil.copytree(out, copy)
-    stored = read_json(copy / "results.json")
-    stored["inputs"]["settings"]["seed"] = 123
-    (copy / "results.json").write_text(json.dumps(stored))
-    with pytest.raises(ValueError, match="other inputs"):
-        osx.run_oneshot("digits", out=copy, quick=True, resume=True, log=lambda s: None)
+    with pytest.raises(ValueError, match=r"other settings \(seed: stored 0, now 3; train_steps: stored 300, "
+                                         r"now 301\)"):
+        run_oneshot(QUICK.updated({"seed": 3, "train_steps": 301}), copy, resume=True, log=lambda s: None)
 
 
 def test_missing_omniglot_folder_is_a_clear_error(tmp_path):
     missing = tmp_path / "no_such_omniglot_folder"
     out = tmp_path / "out"
+    settings = QUICK.updated({"data": "omniglot", "data_dir": str(missing)})
     with pytest.raises(FileNotFoundError, match="no_such_omniglot_folder"):
-        osx.run_oneshot("omniglot", data_dir=missing, out=out, quick=True, log=lambda s: None)
+        run_oneshot(settings, out, log=lambda s: None)
     assert not out.exists()
-    empty = tmp_path / "empty_omniglot"
-    empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="empty_omniglot"):
-        osx.run_oneshot("omniglot", data_dir=empty, out=out, quick=True, log=lambda s: None)
-    with pytest.raises(ValueError, match="digits"):
-        osx.run_oneshot("mnist", out=out, quick=True, log=lambda s: None)
+    with pytest.raises(ValueError, match="setting 'data' must be one of digits, omniglot"):
+        QUICK.updated({"data": "mnist"})
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not OMNIGLOT.is_dir(), reason="no Omniglot data folder")
 def test_quick_omniglot_run(tmp_path):
     out = tmp_path / "omni"
-    results = osx.run_oneshot("omniglot", data_dir=OMNIGLOT, out=out, quick=True, log=lambda s: None)
+    s = QUICK.updated({"data": "omniglot", "data_dir": str(OMNIGLOT), "image_size": 16, "patch_size": 8})
+    results = run_oneshot(s, out, log=lambda s: None)
+    oneshot_figures(results, out)
     classes = results["inputs"]["classes"]
     train, val, test = (set(classes[k]) for k in ("train", "validation", "test"))
     assert not train & val and not train & test and not val & test
-    assert {c.split("/")[0] for c in val} == set(results["inputs"]["validation_alphabets"])
-    assert not {c.split("/")[0] for c in val} & {c.split("/")[0] for c in train}
+    assert {c.split("/")[0] for c in val} == set(VALIDATION_ALPHABETS)
+    assert all(c.startswith("runs") for c in test) and len(test) == 200
     ood = results["ood"]
     assert 0 <= ood["gd_accuracy"] <= 1 and 0 <= ood["gp_accuracy"] <= 1
-    assert len(ood["theory"]) == len(results["inputs"]["theory"]["widths"])
+    assert len(ood["theory"]) == len(results["theory"]["widths"])
     for name in FIGURES + ("ood_accuracy.png",):
         assert (out / name).stat().st_size > 5000, name

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from attnpaths._src.tasks import omniglot as om
 from attnpaths._src.tasks import oneshot as os_
+from attnpaths._src.tasks import sources as src
 from attnpaths._src.tasks.oneshot import EpisodeConfig
 
 REAL_OMNIGLOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 if not REAL_OMNIGLOT.is_dir():
-    REAL_OMNIGLOT = os_.default_omniglot_dir() or REAL_OMNIGLOT
+    REAL_OMNIGLOT = om.default_omniglot_dir() or REAL_OMNIGLOT
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -131,16 +133,18 @@ def test_groups_keep_pairs_inside_a_group():
 
 
 def test_digits_dataset_class_disjoint():
-    d = os_.oneshot_dataset("digits", n_train=200, n_test=100)
+    d = src.oneshot_dataset("digits", n_train=200, n_test=100)
     assert d.train.x.shape == (200, 16, 12) and d.test.x.shape == (100, 16, 12)
     train_seen, test_seen = set(d.train.classes.ravel()), set(d.test.classes.ravel())
-    assert train_seen <= set("012345") and test_seen <= set("6789")
+    assert train_seen == set("01234") and test_seen == set("789")
+    split = src.DATA_SOURCES["digits"](None, 8)
+    assert set(split.validation) == {"5", "6"}
     assert not set(d.train_classes) & set(d.test_classes)
     assert np.sum(d.train.y == 1) == 100 and np.sum(d.test.y == 1) == 50
 
 
 def test_digits_ood_has_omniglot_token_format():
-    ep = os_.digits_ood_episodes(20)
+    ep = src.digits_ood_episodes(20, os_.OMNIGLOT_CONFIG)
     assert ep.x.shape == (20, os_.OMNIGLOT_CONFIG.token_dim, os_.OMNIGLOT_CONFIG.n_tokens)
     assert set(ep.classes.ravel()) == {"0", "1"}
 
@@ -158,9 +162,11 @@ BAD_EPISODES = [
                                np.random.default_rng(0)), r"must have shape \(n, 8, 8\)"),
     (lambda: os_.make_episodes(_toy_classes(), 0, EpisodeConfig(), np.random.default_rng(0)),
      "n_episodes must be a positive int"),
-    (lambda: os_.oneshot_dataset("cifar"), "source must be 'digits' or 'omniglot'"),
-    (lambda: os_.oneshot_dataset("digits", train_digits=(0, 1), test_digits=(1, 2)), "disjoint"),
-    (lambda: os_.digits_ood_episodes(10, digits=(3, 3)), "two different digit classes"),
+    (lambda: src.oneshot_dataset("cifar"), "unknown data source 'cifar'; known: digits, omniglot"),
+    (lambda: src.oneshot_dataset("digit"), "did you mean 'digits'"),
+    (lambda: src.digits_ood_episodes(10, EpisodeConfig(), digits=(3, 3)), "two different digit classes"),
+    (lambda: EpisodeConfig(channels=0), "channels must be a positive int"),
+    (lambda: EpisodeConfig(pixel_std=0.0), "pixel_std must be > 0"),
 ]
 
 
@@ -168,6 +174,46 @@ BAD_EPISODES = [
 def test_bad_inputs_raise(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_channels_repeat_each_grey_value():
+    config = EpisodeConfig(image_size=8, patch_size=4, channels=3)
+    assert config.token_dim == 48 and os_.PAPER_CONFIG.token_dim == 192 and os_.PAPER_CONFIG.n_tokens == 48
+    images = _toy_classes()
+    ep = os_.make_episodes(images, 6, config, np.random.default_rng(0))
+    grey = os_.make_episodes(images, 6, EpisodeConfig(image_size=8, patch_size=4), np.random.default_rng(0))
+    pe = os_.positional_table(config.n_tokens, config.token_dim)
+    emb = os_.label_embedding(config)
+    q = ep.x.transpose(0, 2, 1)[:, 2 * config.n_patches:] - pe[2 * config.n_patches:] - emb[2]
+    q = q.reshape(6, config.n_patches, 16, 3)
+    np.testing.assert_allclose(q[..., 1], q[..., 0], atol=1e-12)  # "(p1 p2 c)": channels innermost
+    np.testing.assert_allclose(q[..., 2], q[..., 0], atol=1e-12)
+    g = grey.x.transpose(0, 2, 1)[:, 2 * config.n_patches:] - os_.positional_table(12, 16)[8:] - \
+        os_.label_embedding(EpisodeConfig())[2]
+    np.testing.assert_allclose(q[..., 0], g, atol=1e-12)  # the same LayerNorm'ed pixels as one channel
+
+
+def test_dark_strokes_and_pixel_normalisation():
+    img = np.random.default_rng(0).random((3, 8, 8))
+    labels = np.array([[0, 1, 2]])
+    config = EpisodeConfig(dark_strokes=True, pixel_mean=0.922, pixel_std=0.084)
+    x = os_.tokens(img[None], labels, config)
+    v = os_.patchify((1.0 - img - 0.922) / 0.084, 4)  # (3, 4, 16)
+    want = os_.layer_norm(v, 1e-5).reshape(12, 16) + os_.label_embedding(config)[[0] * 4 + [1] * 4 + [2] * 4]
+    np.testing.assert_allclose(x[0].T - os_.positional_table(12, 16), want, atol=1e-12)
+    assert not np.allclose(x, os_.tokens(img[None], labels, EpisodeConfig()))
+
+
+def test_fresh_batches_are_a_function_of_seed_and_step():
+    b = os_.EpisodeBatches(_toy_classes(), EpisodeConfig())
+    x1, y1 = b.batch(3, 10, 16)
+    x2, y2 = os_.EpisodeBatches(_toy_classes(), EpisodeConfig()).batch(3, 10, 16)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.allclose(x1, b.batch(3, 11, 16)[0]) and not np.allclose(x1, b.batch(4, 10, 16)[0])
+    assert b.input_width == 16 and np.sum(y1 > 0) == 8
+    assert b.fingerprint() == os_.EpisodeBatches(_toy_classes(), EpisodeConfig()).fingerprint()
+    assert b.fingerprint() != os_.EpisodeBatches(_toy_classes(seed=1), EpisodeConfig()).fingerprint()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -223,15 +269,15 @@ def omniglot_dir(tmp_path):
 
 
 def test_omniglot_fixture_counts_and_merge(omniglot_dir):
-    om = os_.load_omniglot(omniglot_dir, image_size=16)
-    assert sorted(om.background) == ["Greek/character01", "Greek/character02", "Greek/character03",
+    data = om.load_omniglot(omniglot_dir, image_size=16)
+    assert sorted(data.background) == ["Greek/character01", "Greek/character02", "Greek/character03",
                                      "Korean/character01", "Korean/character02", "Tagalog/character01",
                                      "Tagalog/character02"]
-    assert all(v.shape == (3, 16, 16) for v in om.background.values())  # merged, not doubled
-    assert len(om.runs) == 8 and all(v.shape == (2, 16, 16) for v in om.runs.values())
-    assert om.evaluation == {}
-    assert [len(g) for g in om.run_groups()] == [4, 4]
-    for v in list(om.background.values()) + list(om.runs.values()):
+    assert all(v.shape == (3, 16, 16) for v in data.background.values())  # merged, not doubled
+    assert len(data.runs) == 8 and all(v.shape == (2, 16, 16) for v in data.runs.values())
+    assert data.evaluation == {}
+    assert [len(g) for g in data.run_groups()] == [4, 4]
+    for v in list(data.background.values()) + list(data.runs.values()):
         assert v.min() >= 0 and v.max() <= 1
 
 
@@ -239,22 +285,37 @@ def test_omniglot_run_pairs_follow_class_labels(tmp_path):
     """The run class's second image is the test item that class_labels.txt names, with or without prefix."""
     rng = np.random.default_rng(1)
     _runs_zip(tmp_path / "all_runs.zip", 1, 3, rng, prefix_in_labels=False)
-    om = os_.load_omniglot(tmp_path, image_size=105)
+    data = om.load_omniglot(tmp_path, image_size=105)
     with zipfile.ZipFile(tmp_path / "all_runs.zip") as z:
         lines = z.read("run01/class_labels.txt").decode().split()
         for test_item, train_class in zip(lines[::2], lines[1::2]):
             want = 1 - np.asarray(Image.open(io.BytesIO(z.read("run01/" + test_item))).convert("L")) / 255.0
             key = "run01/" + train_class.split("/")[-1][:-4]
-            np.testing.assert_array_equal(om.runs[key][1], want)
+            np.testing.assert_array_equal(data.runs[key][1], want)
+
+
+def test_twin_runs_are_merged_class_by_class(omniglot_dir):
+    runs = om.load_omniglot(omniglot_dir, 16).runs
+    assert om.twin_runs(runs) == [("run01", "run02")]
+    chars, groups = om.merge_run_twins(runs)
+    assert groups == [sorted(chars)] and len(chars) == 4
+    for k in range(1, 5):
+        merged = chars[f"runs01+02/class{k:02d}"]
+        np.testing.assert_array_equal(merged, np.concatenate([runs[f"run01/class{k:02d}"],
+                                                              runs[f"run02/class{k:02d}"]]))
+    # an unpaired run keeps its classes
+    lone = {k.replace("run02", "run03"): v for k, v in runs.items()}
+    chars, groups = om.merge_run_twins(lone)
+    assert len(chars) == 8 and [len(g) for g in groups] == [4, 4]
 
 
 def test_omniglot_inverts_strokes(tmp_path):
     with zipfile.ZipFile(tmp_path / "images_background.zip", "w") as z:
         z.writestr("images_background/A/character01/a_01.png", _png(None, ink=True))   # all black = ink
         z.writestr("images_background/A/character01/a_02.png", _png(None, ink=False))  # all white = paper
-    om = os_.load_omniglot(tmp_path, image_size=8)
-    np.testing.assert_array_equal(om.background["A/character01"][0], 1.0)
-    np.testing.assert_array_equal(om.background["A/character01"][1], 0.0)
+    data = om.load_omniglot(tmp_path, image_size=8)
+    np.testing.assert_array_equal(data.background["A/character01"][0], 1.0)
+    np.testing.assert_array_equal(data.background["A/character01"][1], 0.0)
 
 
 def test_omniglot_unpacked_folders_equal_zips(omniglot_dir, tmp_path_factory):
@@ -264,7 +325,7 @@ def test_omniglot_unpacked_folders_equal_zips(omniglot_dir, tmp_path_factory):
             z.extractall(unpacked)
     with zipfile.ZipFile(omniglot_dir / "all_runs.zip") as z:
         z.extractall(unpacked / "all_runs")
-    a, b = os_.load_omniglot(omniglot_dir, 8), os_.load_omniglot(unpacked, 8)
+    a, b = om.load_omniglot(omniglot_dir, 8), om.load_omniglot(unpacked, 8)
     for part in ("background", "runs"):
         da, db = getattr(a, part), getattr(b, part)
         assert sorted(da) == sorted(db)
@@ -274,12 +335,16 @@ def test_omniglot_unpacked_folders_equal_zips(omniglot_dir, tmp_path_factory):
 
 def test_omniglot_dataset_from_fixture(omniglot_dir):
     config = EpisodeConfig(image_size=16, patch_size=8)
-    d = os_.oneshot_dataset("omniglot", omniglot_dir, n_train=30, n_test=20, config=config)
+    d = src.oneshot_dataset("omniglot", omniglot_dir, n_train=30, n_test=20, config=config, within_groups=True)
     assert d.train.x.shape == (30, 64, 12) and d.test.x.shape == (20, 64, 12)
     assert not set(d.train.classes.ravel()) & set(d.test.classes.ravel())
-    assert set(d.test.classes.ravel()) <= set(d.test_classes)
-    for c0, c1 in d.test.classes:  # both classes of a test episode come from the same run
-        assert c0.split("/")[0] == c1.split("/")[0]
+    # the fixture's two runs are twins: merged into 4 characters of one group
+    assert d.test_classes == tuple(f"runs01+02/class{k:02d}" for k in range(1, 5))
+    for c0, c1 in d.test.classes:  # two different characters of one group
+        assert c0 != c1 and c0.split("/")[0] == c1.split("/")[0]
+    split = src.DATA_SOURCES["omniglot"](omniglot_dir, 16)
+    assert set(split.validation) == {"Tagalog/character01", "Tagalog/character02"}  # a held-out alphabet
+    assert not {k.split("/")[0] for k in split.train} & {"Tagalog"}
 
 
 def _write(path, name, data):
@@ -319,21 +384,25 @@ def _not_a_zip(tmp):
 def test_omniglot_bad_files_raise(tmp_path, make, match):
     make(tmp_path)
     with pytest.raises(ValueError, match=match):
-        os_.load_omniglot(tmp_path)
+        om.load_omniglot(tmp_path)
 
 
 def test_omniglot_missing_folder_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; expected a folder with .*all_runs.zip"):
-        os_.load_omniglot(tmp_path / "nowhere")
+        om.load_omniglot(tmp_path / "nowhere")
     (tmp_path / "readme.txt").write_text("x")
     with pytest.raises(FileNotFoundError, match=r"holds none of the Omniglot files; expected .*found \['readme"):
-        os_.load_omniglot(tmp_path)
+        om.load_omniglot(tmp_path)
 
 
 def test_omniglot_dataset_needs_novel_classes(tmp_path):
     _background_zip(tmp_path / "images_background.zip", "images_background", {"A": 2}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="need at least 3 background alphabets"):
+        src.oneshot_dataset("omniglot", tmp_path, n_train=4, n_test=4)
+    _background_zip(tmp_path / "images_background.zip", "images_background", {"A": 2, "B": 2, "C": 2},
+                    np.random.default_rng(0))
     with pytest.raises(ValueError, match="no novel test classes"):
-        os_.oneshot_dataset("omniglot", tmp_path, n_train=4, n_test=4)
+        src.oneshot_dataset("omniglot", tmp_path, n_train=4, n_test=4)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -343,16 +412,26 @@ def test_omniglot_dataset_needs_novel_classes(tmp_path):
 @pytest.mark.skipif(not REAL_OMNIGLOT.is_dir(), reason=f"Omniglot data not found at {REAL_OMNIGLOT} (the shared "
                     "data folder beside the repository)")
 def test_real_omniglot():
-    om = os_.load_omniglot(REAL_OMNIGLOT, image_size=16)
+    data = om.load_omniglot(REAL_OMNIGLOT, image_size=16)
     # small1: 136 characters (5 alphabets), small2: 156; Greek (24) + Latin (26) are in both -> 242 classes
-    assert len(om.background) == 242
-    assert {len(v) for v in om.background.values()} == {20}
-    assert len(om.runs) == 400 and len(om.run_groups()) == 20
-    assert {a.split("/")[0] for a in om.background} == {"Balinese", "Early_Aramaic", "Greek", "Korean", "Latin",
+    assert len(data.background) == 242
+    assert {len(v) for v in data.background.values()} == {20}
+    assert len(data.runs) == 400 and len(data.run_groups()) == 20
+    assert {a.split("/")[0] for a in data.background} == {"Balinese", "Early_Aramaic", "Greek", "Korean", "Latin",
                                                          "Japanese_(katakana)", "Sanskrit", "Tagalog"}
-    train_imgs = {v.tobytes() for imgs in om.background.values() for v in imgs}
-    assert not any(v.tobytes() in train_imgs for imgs in om.runs.values() for v in imgs)
-    d = os_.oneshot_dataset("omniglot", REAL_OMNIGLOT, n_train=100, n_test=100)
+    train_imgs = {v.tobytes() for imgs in data.background.values() for v in imgs}
+    assert not any(v.tobytes() in train_imgs for imgs in data.runs.values() for v in imgs)
+    d = src.oneshot_dataset("omniglot", REAL_OMNIGLOT, n_train=100, n_test=100, config=os_.OMNIGLOT_CONFIG)
     assert d.train.x.shape == (100, 64, 12) and d.test.x.shape == (100, 64, 12)
     assert not set(d.train_classes) & set(d.test_classes)
     assert np.all(np.isfinite(d.train.x)) and np.sum(d.test.y == 1) == 50
+    # runs 2j-1 and 2j hold the same characters, class by class (the basis of merge_run_twins)
+    runs = om.load_omniglot(REAL_OMNIGLOT, image_size=32).runs
+    twins = om.twin_runs(runs)
+    assert twins == [(f"run{2 * j + 1:02d}", f"run{2 * j + 2:02d}") for j in range(10)]
+    assert max(om.twin_rank(runs, a, b) for a, b in twins) < 6.0
+    others = [(f"run{i:02d}", f"run{i + 2:02d}") for i in range(1, 18, 4)]
+    assert min(om.twin_rank(runs, a, b) for a, b in others) > 6.0
+    split = src.DATA_SOURCES["omniglot"](REAL_OMNIGLOT, 16)
+    assert len(split.test) == 200 and [len(g) for g in split.test_groups] == [20] * 10
+    assert {len(v) for v in split.test.values()} == {4}

@@ -43,7 +43,7 @@ def test_markov_experiment_end_to_end(tmp_path):
 
 def test_cli_reports_bad_input(capsys):
     assert main(["markov", "--widths", "-5", "--out", "/tmp/unused"]) == 2
-    assert "widths must be" in capsys.readouterr().err
+    assert "setting 'widths' must be a list with every entry a number > 0 (-5.0 is not)" in capsys.readouterr().err
 
 
 def test_markov_with_samples_and_sample_command(tmp_path):

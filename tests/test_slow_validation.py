@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from attnpaths.experiments.markov import run_markov
+from attnpaths.experiments.markov import MarkovSettings, run_markov
 
 
 @pytest.mark.slow
 def test_four_path_sweep_reproduces_fig2c():
-    r = run_markov("4paths", log=lambda *_: None)
+    r = run_markov(MarkovSettings(network="4paths"), log=lambda *_: None)
     acc = np.array([t["accuracy"] for t in r["theory"]])  # widths 10 ... 1000
     gp = r["gp_accuracy"]
     assert np.all(np.diff(acc) <= 0.005)  # falls towards the GP as N grows
@@ -21,7 +21,7 @@ def test_four_path_sweep_reproduces_fig2c():
 
 @pytest.mark.slow
 def test_two_path_sweep_reproduces_fig2e():
-    r = run_markov("2paths", log=lambda *_: None)
+    r = run_markov(MarkovSettings(network="2paths"), log=lambda *_: None)
     acc = np.array([t["accuracy"] for t in r["theory"]])
     assert acc[0] > r["gp_accuracy"]["all paths"] + 0.08
     U10 = np.array(r["theory"][0]["U"][0])

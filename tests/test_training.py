@@ -6,14 +6,14 @@ import pytest
 
 import attnpaths
 from attnpaths._src import training as tr
-from attnpaths._src.tasks import oneshot
+from attnpaths._src.tasks import sources
 
 ARCH = tr.Architecture(input_width=16, heads=(3, 2), width=8, qk_dim=4)
 
 
 @pytest.fixture(scope="module")
 def data():
-    d = oneshot.oneshot_dataset("digits", n_train=96, n_test=64, seed=3)
+    d = sources.oneshot_dataset("digits", n_train=96, n_test=64, seed=3)
     return d
 
 
@@ -45,7 +45,7 @@ def _reference_forward(p, x, mask=None):
 
 def test_forward_matches_reference(params, data):
     x = data.train.x[:20]
-    np.testing.assert_allclose(tr.forward(params, x), _reference_forward(params, x), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(tr.gd_output(params, x), _reference_forward(params, x), rtol=1e-10, atol=1e-13)
 
 
 def test_attention_transfer_is_exact(params, data):
@@ -66,7 +66,7 @@ def test_forward_is_a_sum_over_paths(params, data):
     weights = np.asarray(attnpaths.path_token_weights(attention, "mean"))  # (P, H, T)
     w = tr.path_readout_weights(params)  # (H, N)
     f = np.einsum("pn,ni,bit,bpt->b", w, np.asarray(params.V0), x, weights) / np.sqrt(np.prod(ARCH.heads))
-    np.testing.assert_allclose(tr.forward(params, x), f, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(tr.gd_output(params, x), f, rtol=1e-10, atol=1e-13)
 
 
 def test_gd_order_parameter_matches_loops(params):
@@ -88,15 +88,15 @@ def test_pruning_equals_network_without_the_head(params, data, layer, head):
         K=tuple(k[keep] if l == layer else k for l, k in enumerate(params.K)),
         V=tuple(v[keep] if l == layer else v for l, v in enumerate(params.V)))
     assert tr.architecture_of(sliced).heads[layer] == ARCH.heads[layer] - 1
-    pruned = tr.forward(params, x, head_mask=mask)
-    np.testing.assert_allclose(pruned, tr.forward(sliced, x), rtol=1e-10, atol=1e-13)
+    pruned = tr.gd_output(params, x, head_mask=mask)
+    np.testing.assert_allclose(pruned, tr.gd_output(sliced, x), rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(pruned, _reference_forward(params, x, mask), rtol=1e-10, atol=1e-13)
-    assert not np.allclose(pruned, tr.forward(params, x))
+    assert not np.allclose(pruned, tr.gd_output(params, x))
 
 
 def test_full_mask_is_no_mask(params, data):
     x = data.test.x
-    np.testing.assert_array_equal(tr.forward(params, x, head_mask=[np.ones(3), np.ones(2)]), tr.forward(params, x))
+    np.testing.assert_array_equal(tr.gd_output(params, x, head_mask=[np.ones(3), np.ones(2)]), tr.gd_output(params, x))
 
 
 def test_head_importance_equals_finite_differences(params, data):
@@ -110,7 +110,7 @@ def test_head_importance_equals_finite_differences(params, data):
             def per_example(g):
                 V = [np.array(v) for v in params.V]
                 V[l][h] *= g
-                return (np.asarray(tr.forward(params._replace(V=tuple(V)), x)) - y) ** 2
+                return (np.asarray(tr.gd_output(params._replace(V=tuple(V)), x)) - y) ** 2
             fd = np.abs((per_example(1 + eps) - per_example(1 - eps)) / (2 * eps)).sum()
             np.testing.assert_allclose(imp[l, h], fd, rtol=1e-6)
 
@@ -120,20 +120,50 @@ def test_prune_accuracy_curve(params, data):
     order = [(1, 0), (0, 2), (0, 0), (1, 1)]
     curve = tr.prune_accuracy_curve(params, x, y, order)
     assert curve.shape == (4,)
-    assert curve[0] == tr.accuracy(params, x, y)
-    assert curve[2] == tr.accuracy(params, x, y, head_mask=[[1, 1, 0], [0, 1]])
+    assert curve[0] == tr.gd_accuracy(params, x, y)
+    assert curve[2] == tr.gd_accuracy(params, x, y, head_mask=[[1, 1, 0], [0, 1]])
     assert not np.isnan(curve[3])  # layer 1 still has head 1 at k = 3
     assert np.isnan(tr.prune_accuracy_curve(params, x, y, [(1, 0), (1, 1), (0, 0)])[2])
     drops = tr.single_head_drop_accuracy(params, x, y)
     assert drops.shape == (2, 3) and np.isnan(drops[1, 2])
-    assert drops[0, 2] == tr.accuracy(params, x, y, head_mask=[[1, 1, 0], [1, 1]])
+    assert drops[0, 2] == tr.gd_accuracy(params, x, y, head_mask=[[1, 1, 0], [1, 1]])
+
+
+def test_network_calls_the_library_attention(params, data, monkeypatch):
+    """The trained network's attention is attnpaths.QKHeads' own: with QKHeads' scores replaced by zeros
+    (uniform attention) the network's output changes, and equals a loop with uniform attention."""
+    import jax
+    import jax.numpy as jnp
+
+    x = data.test.x[:8]
+    before = tr.gd_output(params, x)
+    monkeypatch.setattr(attnpaths.QKHeads, "scores",
+                        lambda self, x: jnp.zeros((x.shape[0], self.Q.shape[0], x.shape[2], x.shape[2])))
+    jax.clear_caches()  # the compiled output was traced with the real scores
+    try:
+        after = tr.gd_output(params, x)
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()
+    assert not np.allclose(before, after)
+    flat = params._replace(Q=tuple(0 * q for q in params.Q))  # zero queries: uniform attention too
+    np.testing.assert_allclose(after, _reference_forward(flat, x), rtol=1e-10, atol=1e-13)
+
+
+def test_float32_network_matches_float64(data):
+    p64 = tr.init_params(ARCH, seed=1)
+    p32 = tr.init_params(tr.Architecture(16, (3, 2), 8, 4, "float32"), seed=1)
+    assert p32.V0.dtype == np.float32 and tr.architecture_of(p32).dtype == "float32"
+    np.testing.assert_allclose(p32.V0, p64.V0, rtol=1e-6)
+    np.testing.assert_allclose(tr.gd_output(p32, data.test.x), tr.gd_output(p64, data.test.x), rtol=1e-3,
+                               atol=1e-5)
 
 
 def test_short_training_lowers_loss(data):
     config = tr.TrainConfig(steps=60, batch_size=32, learning_rate=3e-3)
-    res = tr.train(ARCH, data.train.x, data.train.y, config, progress=False)
-    before = tr.loss(tr.init_params(ARCH, config.seed), data.train.x, data.train.y)
-    after = tr.loss(res.params, data.train.x, data.train.y)
+    res = tr.train(ARCH, (data.train.x, data.train.y), config, progress=False)
+    before = tr.gd_loss(tr.init_params(ARCH, config.seed), data.train.x, data.train.y)
+    after = tr.gd_loss(res.params, data.train.x, data.train.y)
     assert res.losses.shape == (60,) and res.step == 60
     assert after < 0.8 * before
 
@@ -143,45 +173,80 @@ def _leaves(p):
     return [np.asarray(v) for v in jax.tree_util.tree_leaves(p)]
 
 
+class _Fresh:
+    """A batch source drawing fresh examples every step (labels from a fixed random readout)."""
+
+    input_width = 16
+
+    def fingerprint(self):
+        return "fresh"
+
+    def batch(self, seed, step, size):
+        rng = np.random.default_rng([seed, step])
+        x = rng.normal(size=(size, 16, 12))
+        return x, np.where(x[:, 0, :].sum(-1) > 0, 1.0, -1.0)
+
+
+def test_validation_keeps_the_best_weights(data):
+    """With validation every 5 steps the returned weights are those of the best validation accuracy, and the
+    curve holds one entry per validation."""
+    xv, yv = data.test.x, data.test.y
+    config = tr.TrainConfig(steps=30, batch_size=16, learning_rate=3e-2, eval_every=5, seed=4)
+    res = tr.train(ARCH, _Fresh(), config, validation=(xv, yv), progress=False)
+    c = res.curve
+    np.testing.assert_array_equal(c.step, [5, 10, 15, 20, 25, 30])
+    best = int(np.argmax(c.val_accuracy))  # first maximum: ties keep the earlier weights
+    assert res.best_step == c.step[best]
+    assert tr.gd_accuracy(res.params, xv, yv) == c.val_accuracy[best]
+    assert tr.gd_accuracy(res.final_params, xv, yv) == c.val_accuracy[-1]
+    np.testing.assert_allclose(c.train_loss[0], np.mean(res.losses[:5]))
+    assert np.all((c.train_accuracy >= 0) & (c.train_accuracy <= 1))
+
+
 def test_seed_reproducible_and_resume_identical(data, tmp_path):
     x, y = data.train.x, data.train.y
-    config = tr.TrainConfig(steps=12, batch_size=32, checkpoint_every=4, seed=7)
-    full = tr.train(ARCH, x, y, config, checkpoint=tmp_path / "full.npz", progress=False)
-    again = tr.train(ARCH, x, y, config, progress=False, checkpoint=tmp_path / "again.npz")
+    config = tr.TrainConfig(steps=12, batch_size=32, checkpoint_every=4, eval_every=6, seed=7)
+    val = (data.test.x, data.test.y)
+    full = tr.train(ARCH, (x, y), config, validation=val, checkpoint=tmp_path / "full.npz", progress=False)
+    again = tr.train(ARCH, (x, y), config, validation=val, progress=False, checkpoint=tmp_path / "again.npz")
     for a, b in zip(_leaves(full.params), _leaves(again.params)):
         np.testing.assert_array_equal(a, b)
-    # interrupted after 5 steps (last checkpoint: step 4), then resumed to 12
-    part = tr.TrainConfig(steps=5, batch_size=32, checkpoint_every=4, seed=7)
-    tr.train(ARCH, x, y, part, checkpoint=tmp_path / "part.npz", progress=False)
+    # a run to step 6 (a validation step), then extended to 12
+    part = tr.TrainConfig(steps=6, batch_size=32, checkpoint_every=4, eval_every=6, seed=7)
+    tr.train(ARCH, (x, y), part, validation=val, checkpoint=tmp_path / "part.npz", progress=False)
     ck = tr.load_checkpoint(tmp_path / "part.npz", ARCH)
-    assert ck.step == 5 and ck.losses.shape == (5,)
-    resumed = tr.train(ARCH, x, y, config, checkpoint=tmp_path / "part.npz", resume=True, progress=False)
-    for a, b in zip(_leaves(full.params), _leaves(resumed.params)):
+    assert ck.step == 6 and ck.losses.shape == (6,) and ck.curve.step.tolist() == [6.0]
+    resumed = tr.train(ARCH, (x, y), config, validation=val, checkpoint=tmp_path / "part.npz", resume=True,
+                       progress=False)
+    for a, b in zip(_leaves(full.params) + _leaves(full.final_params),
+                    _leaves(resumed.params) + _leaves(resumed.final_params)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full.losses, resumed.losses)
+    for a, b in zip(full.curve, resumed.curve):
+        np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.npz", "full.npz", "part.npz"]  # no temp files
 
 
-def test_resume_after_interruption(data, tmp_path, monkeypatch):
+def test_resume_after_interruption(tmp_path, monkeypatch):
     """A run killed at step 5 leaves the step-3 checkpoint (written every 3 steps); resuming it to step 8 gives
-    the uninterrupted result bitwise."""
-    x, y = data.train.x, data.train.y
-    config = tr.TrainConfig(steps=8, batch_size=32, checkpoint_every=3, seed=2)
-    full = tr.train(ARCH, x, y, tr.TrainConfig(steps=8, batch_size=32, seed=2), progress=False)
+    the uninterrupted result bitwise (fresh batches: a function of (seed, step))."""
+    source = _Fresh()
+    config = tr.TrainConfig(steps=8, batch_size=16, checkpoint_every=3, seed=2)
+    full = tr.train(ARCH, source, tr.TrainConfig(steps=8, batch_size=16, seed=2), progress=False)
     ck_path = tmp_path / "ck.npz"
-    original = tr._batch_indices
+    original = _Fresh.batch
 
-    def interrupt(seed, step, n, batch):
+    def interrupt(self, seed, step, size):
         if step == 5:
             raise KeyboardInterrupt
-        return original(seed, step, n, batch)
+        return original(self, seed, step, size)
 
-    monkeypatch.setattr(tr, "_batch_indices", interrupt)
+    monkeypatch.setattr(_Fresh, "batch", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        tr.train(ARCH, x, y, config, checkpoint=ck_path, progress=False)
-    monkeypatch.setattr(tr, "_batch_indices", original)
+        tr.train(ARCH, source, config, checkpoint=ck_path, progress=False)
+    monkeypatch.setattr(_Fresh, "batch", original)
     assert tr.load_checkpoint(ck_path).step == 3
-    resumed = tr.train(ARCH, x, y, config, checkpoint=ck_path, resume=True, progress=False)
+    resumed = tr.train(ARCH, source, config, checkpoint=ck_path, resume=True, progress=False)
     for a, b in zip(_leaves(full.params), _leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full.losses, resumed.losses)
@@ -192,41 +257,60 @@ def test_checkpoint_mismatch_raises(data, tmp_path):
     x, y = data.train.x, data.train.y
     path = tmp_path / "ck.npz"
     config = tr.TrainConfig(steps=2, batch_size=32)
-    tr.train(ARCH, x, y, config, checkpoint=path, progress=False)
+    tr.train(ARCH, (x, y), config, checkpoint=path, progress=False)
     other = tr.Architecture(input_width=16, heads=(3, 2), width=12, qk_dim=4)
     with pytest.raises(ValueError, match="another architecture .*width: checkpoint 8, requested 12"):
         tr.load_checkpoint(path, other)
-    with pytest.raises(ValueError, match=r"heads: checkpoint \(3, 2\), requested \(2, 2\)"):
-        tr.train(tr.Architecture(16, (2, 2), 8, 4), x, y, config, checkpoint=path, resume=True, progress=False)
-    with pytest.raises(ValueError, match="learning_rate: checkpoint 0.001, now 0.01"):
-        tr.train(ARCH, x, y, tr.TrainConfig(steps=2, batch_size=32, learning_rate=0.01), checkpoint=path,
+    with pytest.raises(ValueError, match=r"heads: checkpoint \[3, 2\], requested \[2, 2\]"):
+        tr.train(tr.Architecture(16, (2, 2), 8, 4), (x, y), config, checkpoint=path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="learning_rate: checkpoint 0.001, requested 0.01"):
+        tr.train(ARCH, (x, y), tr.TrainConfig(steps=2, batch_size=32, learning_rate=0.01), checkpoint=path,
                  resume=True, progress=False)
     with pytest.raises(ValueError, match="trained on other data"):
-        tr.train(ARCH, x[:64], y[:64], config, checkpoint=path, resume=True, progress=False)
+        tr.train(ARCH, (x[:64], y[:64]), config, checkpoint=path, resume=True, progress=False)
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not an attnpaths training checkpoint"):
+    with pytest.raises(ValueError, match="other.npz is not an attnpaths record"):
         tr.load_checkpoint(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_truncated_checkpoint_is_a_one_line_error(data, tmp_path, cut):
+    path = tmp_path / "ck.npz"
+    tr.train(ARCH, (data.train.x, data.train.y), tr.TrainConfig(steps=2, batch_size=32), checkpoint=path,
+             progress=False)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(cut * len(raw))])
+    with pytest.raises(ValueError, match="ck.npz is corrupt or truncated") as info:
+        tr.load_checkpoint(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="ck.npz is corrupt or truncated"):
+        tr.train(ARCH, (data.train.x, data.train.y), tr.TrainConfig(steps=4, batch_size=32), checkpoint=path,
+                 resume=True, progress=False)
 
 
 BAD = [
     (lambda p, x, y: tr.Architecture(input_width=0), "input_width must be a positive int"),
     (lambda p, x, y: tr.Architecture(16, heads=()), "at least one layer"),
     (lambda p, x, y: tr.Architecture(16, heads=(2, 0)), "heads must be a positive int"),
-    (lambda p, x, y: tr.TrainConfig(steps=0), "steps must be a positive int"),
+    (lambda p, x, y: tr.TrainConfig(steps=0), "steps must be an int >= 1"),
     (lambda p, x, y: tr.TrainConfig(learning_rate=-1.0), "learning_rate must be a finite number >= 0"),
-    (lambda p, x, y: tr.forward(p, x[:, :8]), r"x must have shape \(\?, 16, \?\)"),
-    (lambda p, x, y: tr.forward(p, x, head_mask=np.ones((2, 3))), r"head_mask\[1\] must have shape \(2,\)"),
-    (lambda p, x, y: tr.forward(p, x, head_mask=[np.ones(3)]), "one row per layer"),
-    (lambda p, x, y: tr.forward(p, x, head_mask=[[1, 1, 1], [0, 0]]), "prunes all 2 heads of layer 1"),
-    (lambda p, x, y: tr.forward(p, x, head_mask=[[1, 0.5, 1], [1, 1]]), "must be 0 .pruned. or 1"),
-    (lambda p, x, y: tr.accuracy(p, x, y[:3]), "y has 3 entries but x has"),
-    (lambda p, x, y: tr.accuracy(p, x, 0.5 * y), r"y must hold labels \+1 / -1"),
+    (lambda p, x, y: tr.gd_output(p, x[:, :8]), r"x must have shape \(\?, 16, \?\)"),
+    (lambda p, x, y: tr.gd_output(p, x, head_mask=np.ones((2, 3))), r"head_mask\[1\] must have shape \(2,\)"),
+    (lambda p, x, y: tr.gd_output(p, x, head_mask=[np.ones(3)]), "one row per layer"),
+    (lambda p, x, y: tr.gd_output(p, x, head_mask=[[1, 1, 1], [0, 0]]), "prunes all 2 heads of layer 1"),
+    (lambda p, x, y: tr.gd_output(p, x, head_mask=[[1, 0.5, 1], [1, 1]]), "must be 0 .pruned. or 1"),
+    (lambda p, x, y: tr.gd_accuracy(p, x, y[:3]), "y has 3 entries but x has"),
+    (lambda p, x, y: tr.gd_accuracy(p, x, 0.5 * y), r"y must hold labels \+1 / -1"),
     (lambda p, x, y: tr.prune_accuracy_curve(p, x, y, [(1, 2)]), r"head \(1, 2\) does not exist"),
     (lambda p, x, y: tr.prune_accuracy_curve(p, x, y, [(0, 0), (0, 0)]), "lists a head twice"),
-    (lambda p, x, y: tr.train(tr.Architecture(8), x, y, progress=False), "arch.input_width = 8"),
-    (lambda p, x, y: tr.train(ARCH, x, y, tr.TrainConfig(checkpoint_every=5), progress=False),
+    (lambda p, x, y: tr.train(tr.Architecture(8), (x, y), progress=False), "arch.input_width = 8"),
+    (lambda p, x, y: tr.train(ARCH, (x, y), tr.TrainConfig(checkpoint_every=5), progress=False),
      "needs a checkpoint path"),
-    (lambda p, x, y: tr.train(ARCH, x, y, resume=True, progress=False), "resume=True needs a checkpoint"),
+    (lambda p, x, y: tr.train(ARCH, (x, y), resume=True, progress=False), "resume=True needs a checkpoint"),
+    (lambda p, x, y: tr.train(ARCH, (x, y), validation=(x[:, :8], y), progress=False),
+     r"validation x must have shape \(\?, 16, \?\)"),
+    (lambda p, x, y: tr.Architecture(16, dtype="float16"), "dtype must be one of"),
+    (lambda p, x, y: tr.TrainConfig(eval_every=-1), "eval_every must be an int >= 0"),
 ]
 
 

@@ -1,86 +1,125 @@
-"""Command line: `attnpaths markov`, `attnpaths sample`, `attnpaths oneshot`."""
+"""Command line: one sub-command per registered experiment (`attnpaths markov`, `attnpaths oneshot`,
+`attnpaths oneshot-study`, ...) and `attnpaths sample RUN`.
+
+Every settings field of an experiment is an option (`--n-test 400`), and can also be set from a TOML file
+(`--config FILE`), a preset (`--preset NAME`) or `--set key=value`; later sources override earlier ones:
+defaults < preset < config < options < --set.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+import time
+import typing
+
+from attnpaths.experiments.base import EXPERIMENTS
+from attnpaths.experiments.runner import OutputInUse
+from attnpaths.experiments.settings import format_value
 
 
-def _markov(args) -> int:
-    import time
+_METAVARS = {int: "INT", float: "NUMBER", str: "TEXT"}
 
-    from attnpaths.experiments.markov import run_markov
-    from attnpaths.experiments.plots import markov_figures
 
-    start = time.perf_counter()
-    results = run_markov(args.preset, widths=args.widths, out=args.out, n_train=args.n_train,
-                         n_test=args.n_test, temperature=args.temperature)
-    if args.samples:
-        from attnpaths.experiments.sampling import add_samples_to_markov
+def _default(value) -> str:
+    return f" (default: {format_value(value)})"
 
-        results = add_samples_to_markov(results, args.out, n_samples=args.n_samples, n_chains=args.n_chains,
-                                        sample_widths=args.sample_widths, seed=args.seed, resume=args.resume,
-                                        n_warmup=args.n_warmup)
-    files = markov_figures(results, args.out)
-    print(f"wrote {Path(args.out) / 'results.json'} and " + ", ".join(str(f) for f in files))
-    print(f"theory {results['seconds']:.1f} s, total {time.perf_counter() - start:.1f} s")
-    return 0
+
+def add_settings_options(parser: argparse.ArgumentParser, settings_cls) -> None:
+    """One option per settings field, with its help text and default; values stay text until the settings
+    parse them (so every error names the field)."""
+    group = parser.add_argument_group("settings (also settable with --set KEY=VALUE or in a --config file)")
+    for f in settings_cls.fields():
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.help + _default(f.default)
+        kwargs = dict(dest=f"setting:{f.name}", default=argparse.SUPPRESS, help=help_text)
+        base = f.type
+        if typing.get_origin(base) in (typing.Union, type(int | None)):
+            base = next(a for a in typing.get_args(base) if a is not type(None))
+        if base is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(base) is tuple:
+            group.add_argument(flag, nargs="*", metavar=_METAVARS.get(typing.get_args(base)[0], "VALUE"), **kwargs)
+        else:
+            names = f.choice_names()
+            group.add_argument(flag, metavar="{" + ",".join(names) + "}" if names else _METAVARS.get(base, "VALUE"),
+                               choices=names, **kwargs)
+
+
+def _flags(args) -> dict:
+    out = {}
+    for key, value in vars(args).items():
+        if key.startswith("setting:"):
+            out[key.split(":", 1)[1]] = ",".join(value) if isinstance(value, list) else value
+    return out
+
+
+def _add_common(p: argparse.ArgumentParser, presets=None) -> None:
+    if presets is not None:
+        p.add_argument("--preset", choices=presets.names(), default=None,
+                       help="start from a named preset (listed at the end)" + _default(None))
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="TOML file of settings (keys = the settings below)" + _default(None))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="set one setting (repeatable; lists as 10,30,100)" + _default(None))
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder (same settings) instead of starting over"
+                        + _default(False))
+    p.add_argument("--print-settings", action="store_true",
+                   help="print the resolved settings as TOML and exit" + _default(False))
+
+
+def _experiment_command(experiment):
+    def run(args) -> int:
+        settings = experiment.resolve(args.preset, args.config, args.overrides, _flags(args))
+        if args.print_settings:
+            print(settings.to_toml(), end="")
+            return 0
+        start = time.perf_counter()
+        results = experiment.run(settings, args.out, args.resume, print)
+        for line in experiment.report(results, time.perf_counter() - start):
+            print(line)
+        return 0
+    return run
 
 
 def _sample(args) -> int:
-    from attnpaths.experiments.sampling import sample_saved_run
+    from attnpaths.experiments.sampling import SampleSettings, sample_saved_run
 
-    sample_saved_run(args.run, n_samples=args.n_samples, n_chains=args.n_chains, widths=args.widths,
-                     seed=args.seed, resume=args.resume, method=args.method, n_warmup=args.n_warmup)
+    settings = SampleSettings.resolve(None, None, args.config, args.overrides, _flags(args))
+    if args.print_settings:
+        print(settings.to_toml(), end="")
+        return 0
+    sample_saved_run(args.run, settings, resume=args.resume)
     return 0
 
 
-def _oneshot(args) -> int:
-    from attnpaths.experiments.oneshot import run_oneshot
-
-    run_oneshot(data=args.data, data_dir=args.data_dir, out=args.out, resume=args.resume, quick=args.quick)
-    return 0
+def _preset_list(presets) -> str:
+    lines = [f"  {name}: {presets[name].description}" for name in presets.names()]
+    return "presets:\n" + "\n".join(lines) if lines else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attnpaths", description=__doc__)
+    import attnpaths.experiments  # noqa: F401 (registers the library's experiments)
+    from attnpaths.experiments.sampling import SampleSettings
+
+    parser = argparse.ArgumentParser(prog="attnpaths", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    m = sub.add_parser("markov", help="hidden Markov chain experiment (Fig. 2): theory, GP, optional samples")
-    m.add_argument("--preset", choices=["4paths", "2paths"], default="4paths")
-    m.add_argument("--widths", type=float, nargs="+", default=None, help="default 10 30 50 100 300 500 1000")
-    m.add_argument("--out", default="results/markov")
-    m.add_argument("--n-train", type=int, default=None)
-    m.add_argument("--n-test", type=int, default=None)
-    m.add_argument("--temperature", type=float, default=None)
-    m.add_argument("--samples", action="store_true", help="also sample the network's posterior (Gibbs)")
-    m.add_argument("--sample-widths", type=float, nargs="+", default=None)
-    m.add_argument("--n-samples", type=int, default=400)
-    m.add_argument("--n-chains", type=int, default=4)
-    m.add_argument("--n-warmup", type=int, default=100)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--resume", action="store_true", help="continue interrupted sample files in OUT/samples")
-    m.set_defaults(func=_markov)
-
-    s = sub.add_parser("sample", help="sample the posterior of a saved markov run (results.json folder)")
-    s.add_argument("run", help="folder holding results.json")
-    s.add_argument("--widths", type=float, nargs="+", default=None)
-    s.add_argument("--n-samples", type=int, default=400)
-    s.add_argument("--n-chains", type=int, default=4)
-    s.add_argument("--n-warmup", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--method", choices=["gibbs", "nuts"], default="gibbs")
-    s.add_argument("--resume", action="store_true")
+    for name in EXPERIMENTS.names():
+        e = EXPERIMENTS[name]
+        p = sub.add_parser(name, help=e.help, description=e.help, epilog=_preset_list(e.presets),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--out", default=f"results/{name}", help="output folder" + _default(f"results/{name}"))
+        _add_common(p, e.presets)
+        add_settings_options(p, e.settings)
+        p.set_defaults(func=_experiment_command(e))
+    s = sub.add_parser("sample", help="add posterior samples to a saved run (any experiment) and redraw its "
+                                      "figures", description="add posterior samples to a saved run")
+    s.add_argument("run", help="the output folder of a run (it holds run.npz and results.json)")
+    _add_common(s)
+    add_settings_options(s, SampleSettings)
     s.set_defaults(func=_sample)
-
-    o = sub.add_parser("oneshot", help="one-shot image classification experiment (Fig. 3)")
-    o.add_argument("--data", choices=["digits", "omniglot"], default="digits")
-    o.add_argument("--data-dir", default=None)
-    o.add_argument("--out", default="results/oneshot")
-    o.add_argument("--resume", action="store_true")
-    o.add_argument("--quick", action="store_true", help="a small, fast configuration (for smoke tests)")
-    o.set_defaults(func=_oneshot)
     return parser
 
 
@@ -88,7 +127,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, OutputInUse) as err:
         print(f"attnpaths {args.command}: error: {err}", file=sys.stderr)
         return 2
 

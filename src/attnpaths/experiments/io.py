@@ -1,32 +1,17 @@
-"""Results files: written atomically so an interrupted job never leaves a half-written file."""
+"""Results files (results.json): written atomically so an interrupted job never leaves a half-written file."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
-
 from attnpaths._src.atomic import write_atomic
-
-
-def _to_jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _to_jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if hasattr(obj, "__array__"):
-        return _to_jsonable(np.asarray(obj))
-    return obj
+from attnpaths._src.store import jsonable
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
     """Write `data` as JSON to `path` through a temporary file and an atomic rename."""
-    text = json.dumps(_to_jsonable(data), indent=1).encode()
+    text = json.dumps(jsonable(data), indent=1).encode()
     write_atomic(path, lambda f: f.write(text))
 
 

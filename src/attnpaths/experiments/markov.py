@@ -1,17 +1,22 @@
-"""Experiment 1 (spec D, Fig. 2): the theory side of the hidden Markov chain task, one call.
+"""Experiment 1 (spec D, Fig. 2): the theory side of the hidden Markov chain task, as typed, resumable stages.
 
-`run_markov` builds the preset's data and heads, solves the action for every width (largest first, each warm
-started from the previous one), evaluates the finite-width and GP predictors on the test set and the kernel-task
-alignment, and writes `results.json` after every width (atomically, so an interrupted run keeps what it
-finished). The figures are drawn from `results.json` alone (`plots.markov_figures`).
+    gp          GP accuracies of the network and of its reference networks (the red lines of Fig. 2c/e)
+    theory      the action's minimum for every width (largest first, each warm-started from the previous one);
+                progress is kept after every width, so a killed run resumes where it stopped
+    alignment   kernel-PC / label overlap at the smallest width, finite width vs GP (Fig. 2d)
+    samples     (with samples = true) exact posterior draws of the real network at `sample_widths`
+
+`OUT/results.json` is written from the stage outputs (atomically); the figures are drawn from it alone
+(`plots.markov_figures`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -21,99 +26,285 @@ from attnpaths._src.kernels import gp_kernel, renormalized_kernel
 from attnpaths._src.paths import path_features
 from attnpaths._src.predictor import accuracy, gaussian_accuracy, predict
 from attnpaths._src.saddle import solve_saddle
-from attnpaths._src.tasks.markov import markov_data, markov_preset
-from attnpaths.experiments.io import write_json_atomic
+from attnpaths._src.store import load_record, save_record
+from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_preset
+from attnpaths.experiments.base import EXPERIMENTS, Experiment
+from attnpaths.experiments.io import read_json, write_json_atomic
+from attnpaths.experiments.runner import Runner
+from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
+                                            draws_file, format_row)
+from attnpaths.experiments.settings import Settings, at_least, each, packaged_presets, positive, setting
 
 N_ALIGNMENT_PCS = 30
+DEFAULT_SAMPLE_WIDTHS = (10.0, 100.0)
 
 
-def markov_setup(preset: str, n_train: int | None = None, n_test: int | None = None,
-                 temperature: float | None = None):
-    """The preset with its overrides, its (train, test) data and their path features (xi, xi_test).
+@dataclass(frozen=True)
+class MarkovSettings(Settings):
+    """Everything that determines a run of experiment 1 (spec D)."""
 
-    One place for what `run_markov` builds and what a saved run is rebuilt from (samples).
-    """
-    pre = markov_preset(preset)
-    changes = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
-    if temperature is not None:
-        changes["spec"] = pre.spec.replace(temperature=temperature)
-    pre = dataclasses.replace(pre, **changes)
+    network: str = setting("4paths", "the network: 4paths (Fig. 2c,d) or 2paths (Fig. 2e), or a registered one",
+                           choices=MARKOV_NETWORKS)
+    widths: tuple[float, ...] = setting(tuple(float(w) for w in WIDTHS), "widths N of the sweep (all layers "
+                                        "equal)", check=each(positive))
+    temperature: float = setting(0.01, "Bayesian temperature T (likelihood variance)", check=positive)
+    n_train: int = setting(100, "P, training sequences (class-sorted)", check=at_least(2))
+    n_test: int = setting(1000, "test sequences", check=at_least(1))
+    train_seed: int = setting(27, "seed of the training data (spec D.1)", check=at_least(0))
+    test_seed: int = setting(59, "seed of the test data", check=at_least(0))
+    samples: bool = setting(False, "also sample the network's posterior at sample_widths (black dots of Fig. 2c)")
+    sample_widths: tuple[float, ...] = setting(DEFAULT_SAMPLE_WIDTHS, "widths to sample (each must be in widths)",
+                                               check=each(positive))
+    n_samples: int = setting(400, "posterior draws per chain", check=at_least(4))
+    n_chains: int = setting(4, "independent chains", check=at_least(1))
+    n_warmup: int = setting(100, "sweeps discarded before the first draw", check=at_least(0))
+    seed: int = setting(0, "seed of the chains", check=at_least(0))
+    method: str = setting("gibbs", "sampler (gibbs: exact blocked Gibbs, resumable; nuts: NumPyro reference)",
+                          choices=SAMPLERS)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.samples:
+            missing = [w for w in self.sample_widths if w not in self.widths]
+            if missing:
+                raise ValueError(f"setting 'sample_widths': widths {missing} have no theory solution in this run "
+                                 f"(its widths: {sorted(self.widths)}); add them to widths")
+
+
+PRESETS = packaged_presets("preset of markov", "markov")
+
+
+class MarkovProblem(NamedTuple):
+    """The preset with the settings applied, its (train, test) data and their path features."""
+
+    preset: object
+    train: object
+    test: object
+    xi: np.ndarray
+    xi_test: np.ndarray
+
+
+def markov_problem(s: MarkovSettings) -> MarkovProblem:
+    """One place for what a run builds and what a saved run is rebuilt from (samples)."""
+    pre = markov_preset(s.network)
+    pre = dataclasses.replace(pre, n_train=s.n_train, n_test=s.n_test, train_seed=s.train_seed,
+                              test_seed=s.test_seed, spec=pre.spec.replace(temperature=s.temperature))
     train, test = markov_data(pre)
     xi = path_features(pre.spec, pre.attention, train.x)
     xit = path_features(pre.spec, pre.attention, test.x)
-    return pre, train, test, xi, xit
+    return MarkovProblem(pre, train, test, xi, xit)
 
 
-def _gp_accuracies(preset, train, test, xi, xit) -> dict:
-    out = {"all paths": accuracy(predict(preset.spec, xi, train.y, xit).mean, test.y)}
-    for name, (spec, attention, _) in preset.gp_references.items():
+# ----------------------------------------------------------------------------------------------------------------
+# stages
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GPAccuracies:
+    accuracy: dict  # reference name -> test accuracy of its GP limit
+
+
+def gp_stage(problem: MarkovProblem) -> GPAccuracies:
+    pre, train, test = problem.preset, problem.train, problem.test
+    out = {"all paths": accuracy(predict(pre.spec, problem.xi, train.y, problem.xi_test).mean, test.y)}
+    for name, (spec, attention, _) in pre.gp_references.items():
         a, b = path_features(spec, attention, train.x), path_features(spec, attention, test.x)
         out[name] = accuracy(predict(spec, a, train.y, b).mean, test.y)
-    return out
+    return GPAccuracies(out)
 
 
-def run_markov(preset: str = "4paths", widths: Sequence[float] | None = None, out: str | Path | None = None,
-               n_train: int | None = None, n_test: int | None = None, temperature: float | None = None,
+@dataclass(frozen=True)
+class TheorySweep:
+    rows: list  # one dict per width, in the order of settings.widths (N, action, U, U_a, accuracy, ...)
+    seconds: float  # wall time of the solves (summed over resumed calls)
+
+
+def _solve_width(problem: MarkovProblem, N: float, init) -> dict:
+    t0 = time.perf_counter()
+    saddle = solve_saddle(problem.preset.spec.with_width(N), problem.xi, problem.train.y, init=init)
+    pred = predict(saddle.spec, problem.xi, problem.train.y, problem.xi_test, saddle.U1)
+    return {"N": N, "action": saddle.action, "U": [np.asarray(u).tolist() for u in saddle.U], "U_a": saddle.U_a,
+            "iterations": saddle.iterations, "grad_max": saddle.grad_max,
+            "min_hessian_eigenvalue": saddle.min_hessian_eigenvalue,
+            "accuracy": accuracy(pred.mean, problem.test.y),
+            "gaussian_accuracy": gaussian_accuracy(pred, problem.test.y), "seconds": time.perf_counter() - t0}
+
+
+def theory_stage(s: MarkovSettings, problem: MarkovProblem, progress_file: Path, log) -> TheorySweep:
+    """Solve every width, largest first, warm-starting each from the previous one; after every width the rows
+    so far go to `progress_file` (a killed run resumes from it with the same warm starts)."""
+    solved, seconds = {}, 0.0
+    if progress_file.exists():
+        header = load_record(progress_file, kind="progress:theory").header
+        solved, seconds = {float(r["N"]): r for r in header["rows"]}, float(header["seconds"])
+    init = None
+    for N in sorted(s.widths, reverse=True):
+        if N in solved:
+            init = [np.asarray(u) for u in solved[N]["U"]]
+            continue
+        t0 = time.perf_counter()
+        row = solved[N] = _solve_width(problem, N, init)
+        init = [np.asarray(u) for u in row["U"]]
+        seconds += time.perf_counter() - t0
+        save_record(progress_file, "progress:theory", {"rows": list(solved.values()), "seconds": seconds}, {})
+        log(f"  N={N:g}: accuracy {100 * row['accuracy']:.1f}%, S={row['action']:.6f}, {row['iterations']} Newton "
+            f"steps, max|dS/dU|={row['grad_max']:.1e}, min Hessian eig {row['min_hessian_eigenvalue']:.2e}")
+    return TheorySweep([solved[w] for w in s.widths], seconds)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    N: float
+    finite_width: np.ndarray  # (n_pcs,) |phi_k . y| / |y| of the finite-width kernel's PCs
+    gp: np.ndarray  # (n_pcs,) the same for the GP kernel
+
+
+def alignment_stage(problem: MarkovProblem, theory: TheorySweep) -> Alignment:
+    row = min(theory.rows, key=lambda r: r["N"])
+    spec, xi, y = problem.preset.spec, problem.xi, problem.train.y
+    K_fw = renormalized_kernel(jnp.asarray(row["U"][0]), xi, xi, spec.variances[0])
+    return Alignment(row["N"], pc_alignment(np.asarray(K_fw), y, N_ALIGNMENT_PCS).overlaps,
+                     pc_alignment(np.asarray(gp_kernel(spec, xi, xi)), y, N_ALIGNMENT_PCS).overlaps)
+
+
+@dataclass(frozen=True)
+class Samples:
+    rows: list  # one dict per sampled width (see sampling.compare_with_theory)
+
+
+def samples_stage(out: Path, problem: MarkovProblem, theory: TheorySweep, widths, sample: SampleSettings,
+                  resume: bool, previous: list, log) -> Samples:
+    """Posterior draws at `widths` (OUT/samples/<method>_N<N>.npz, kept as they are made); rows of `previous`
+    at other widths are kept."""
+    rows = {float(r["N"]): r for r in theory.rows}
+    done = {float(r["N"]): r for r in previous}
+    for N in widths:
+        spec = problem.preset.spec.with_width(N)
+        draws = draw_posterior(sample.method, spec, problem.xi, problem.train.y, problem.xi_test,
+                               n_draws=sample.n_samples, n_chains=sample.n_chains, n_warmup=sample.n_warmup,
+                               seed=sample.seed, path=draws_file(out, sample.method, N), resume=resume)
+        done[N] = compare_with_theory(draws, spec, problem.xi, problem.train.y, problem.xi_test, problem.test.y,
+                                      rows[N]["U"][0], sample.method)
+        log(format_row(done[N]))
+    return Samples([done[k] for k in sorted(done)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the report and the run
+# ----------------------------------------------------------------------------------------------------------------
+
+def markov_results(s: MarkovSettings, problem: MarkovProblem, gp: GPAccuracies, theory: TheorySweep,
+                   alignment: Alignment, samples: Samples | None) -> dict:
+    """results.json, written from the stage outputs."""
+    pre, spec = problem.preset, problem.preset.spec
+    results = {
+        "experiment": "markov",
+        "inputs": {"preset": s.network, "widths": s.widths, "temperature": spec.temperature,
+                   "variances": spec.variances, "heads": spec.heads, "readout": spec.readout,
+                   "n_train": pre.n_train, "n_test": pre.n_test, "train_seed": pre.train_seed,
+                   "test_seed": pre.test_seed, "task": dataclasses.asdict(pre.config)},
+        "settings": s.to_dict(),
+        "path_names": pre.path_names,
+        "display_order": pre.display_order,
+        "gp_accuracy": gp.accuracy,
+        "theory": theory.rows,
+        "alignment": {"N": alignment.N, "finite_width": alignment.finite_width, "gp": alignment.gp},
+        "seconds": theory.seconds,
+    }
+    if samples is not None:
+        results["samples"] = samples.rows
+    return results
+
+
+def _log_u(problem: MarkovProblem, theory: TheorySweep, log) -> None:
+    row = min(theory.rows, key=lambda r: r["N"])
+    pre = problem.preset
+    log(f"U_1 at N={row['N']:g}:\n" + format_order_parameter(np.asarray(row["U"][0]), pre.path_names,
+                                                                pre.display_order))
+
+
+def _sample_settings(s: MarkovSettings) -> SampleSettings:
+    return SampleSettings(widths=s.sample_widths, n_samples=s.n_samples, n_chains=s.n_chains,
+                          n_warmup=s.n_warmup, seed=s.seed, method=s.method)
+
+
+def run_markov(settings: MarkovSettings | None = None, out=None, resume: bool = False,
                log: Callable[[str], None] = print) -> dict:
-    """Reproduce the theory side of Fig. 2 (c, d) or Fig. 2e.
+    """Reproduce the theory side of Fig. 2 (c, d) or Fig. 2e, and optionally the posterior samples.
 
     Args:
-      preset: '4paths' (Fig. 2c,d) or '2paths' (Fig. 2e).
-      widths: widths N (all layers equal); default the paper's 10 ... 1000.
-      out: folder for results.json (and figures, drawn by the caller); None keeps everything in memory.
-      n_train, n_test: override P = 100 and the 1000 test sequences.
-      temperature: override T = 0.01.
+      settings: `MarkovSettings` (default: the paper's 4-path network, widths 10 ... 1000).
+      out: folder for the stage records, results.json (and figures, drawn by the caller); None: a temporary
+        folder (the results are only returned).
+      resume: continue the run in `out` (same settings) instead of starting over.
+      log: where progress lines go.
 
     Returns:
       the results dictionary that is written to `out/results.json`.
     """
-    start = time.perf_counter()
-    if widths is not None and (len(widths) == 0 or min(float(w) for w in widths) <= 0):
-        raise ValueError(f"widths must be a non-empty list of positive numbers; got {tuple(widths)}")
-    pre, train, test, xi, xit = markov_setup(preset, n_train, n_test, temperature)
-    spec = pre.spec
-    widths = tuple(float(w) for w in (pre.widths if widths is None else widths))
-    results = {
-        "experiment": "markov",
-        "inputs": {"preset": preset, "widths": widths, "temperature": spec.temperature,
-                   "variances": spec.variances, "heads": spec.heads, "readout": spec.readout,
-                   "n_train": pre.n_train, "n_test": pre.n_test, "train_seed": pre.train_seed,
-                   "test_seed": pre.test_seed, "task": dataclasses.asdict(pre.config)},
-        "path_names": pre.path_names,
-        "display_order": pre.display_order,
-        "gp_accuracy": _gp_accuracies(pre, train, test, xi, xit),
-        "theory": [],
-    }
-    log(f"markov {preset}: P={pre.n_train}, test={pre.n_test}, T={spec.temperature}, paths={spec.n_paths}; "
-        + ", ".join(f"GP {k} {100 * v:.1f}%" for k, v in results["gp_accuracy"].items()))
-    path = None if out is None else Path(out) / "results.json"
-    init, solved = None, {}
-    for N in sorted(widths, reverse=True):
-        t0 = time.perf_counter()
-        saddle = solve_saddle(spec.with_width(N), xi, train.y, init=init)
-        init = saddle.U
-        pred = predict(saddle.spec, xi, train.y, xit, saddle.U1)
-        solved[N] = {"N": N, "action": saddle.action, "U": saddle.U, "U_a": saddle.U_a,
-                     "iterations": saddle.iterations, "grad_max": saddle.grad_max,
-                     "min_hessian_eigenvalue": saddle.min_hessian_eigenvalue,
-                     "accuracy": accuracy(pred.mean, test.y), "gaussian_accuracy": gaussian_accuracy(pred, test.y),
-                     "seconds": time.perf_counter() - t0}
-        log(f"  N={N:g}: accuracy {100 * solved[N]['accuracy']:.1f}%, S={saddle.action:.6f}, "
-            f"{saddle.iterations} Newton steps, max|dS/dU|={saddle.grad_max:.1e}, "
-            f"min Hessian eig {saddle.min_hessian_eigenvalue:.2e}")
-        results["theory"] = [solved[w] for w in widths if w in solved]
-        if path is not None:
-            write_json_atomic(path, results)
-    n_small = min(widths)
-    U_small = jnp.asarray(solved[n_small]["U"][0])
-    log(f"U_1 at N={n_small:g}:\n" + format_order_parameter(np.asarray(U_small), pre.path_names, pre.display_order))
-    K_fw = renormalized_kernel(U_small, xi, xi, spec.variances[0])
-    results["alignment"] = {
-        "N": n_small,
-        "finite_width": pc_alignment(np.asarray(K_fw), train.y, N_ALIGNMENT_PCS).overlaps,
-        "gp": pc_alignment(np.asarray(gp_kernel(spec, xi, xi)), train.y, N_ALIGNMENT_PCS).overlaps,
-    }
-    results["seconds"] = time.perf_counter() - start
-    if path is not None:
-        write_json_atomic(path, results)
+    import tempfile
+
+    s = settings or MarkovSettings()
+    if out is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return run_markov(s, tmp, resume, log)
+    problem = markov_problem(s)
+    pre = problem.preset
+    with Runner(out, "markov", s, resume, log) as run:
+        gp = run.stage("gp", gp_stage, problem)
+        log(f"markov {s.network}: P={pre.n_train}, test={pre.n_test}, T={pre.spec.temperature}, paths="
+            f"{pre.spec.n_paths}; " + ", ".join(f"GP {k} {100 * v:.1f}%" for k, v in gp.accuracy.items()))
+        theory = run.stage("theory", theory_stage, s, problem, run.partial("theory"), log)
+        _log_u(problem, theory, log)
+        alignment = run.stage("alignment", alignment_stage, problem, theory)
+        samples = None
+        if s.samples:
+            samples = run.stage("samples", samples_stage, Path(out), problem, theory, s.sample_widths,
+                                _sample_settings(s), resume, [], log)
+        results = markov_results(s, problem, gp, theory, alignment, samples)
+        write_json_atomic(Path(out) / "results.json", results)
     return results
+
+
+def add_markov_samples(out, sample: SampleSettings, resume: bool = False, log=print) -> dict:
+    """`attnpaths sample OUT` for a Markov run: sample at sample.widths (default 10 and 100), merge the rows with
+    those already in the run, rewrite results.json and the figures."""
+    from attnpaths.experiments.plots import markov_figures
+
+    out = Path(out)
+    header = load_record(out / "run.npz", kind="run").header
+    s = MarkovSettings().updated(header["all_settings"], f"{out}/run.npz")
+    widths = tuple(sample.widths or DEFAULT_SAMPLE_WIDTHS)
+    missing = [w for w in widths if w not in s.widths]
+    if missing:
+        raise ValueError(f"sample widths {missing} have no theory solution in this run (its widths: "
+                         f"{sorted(s.widths)}); add them to --widths")
+    problem = markov_problem(s)
+    with Runner(out, "markov", s, resume=True, log=log) as run:
+        theory = run.load("theory", TheorySweep)
+        previous = run.load("samples", Samples).rows if run.done("samples") else []
+        samples = run.stage("samples", samples_stage, out, problem, theory, widths, sample, resume, previous,
+                            log, rerun=True)
+        results = read_json(out / "results.json")
+        results["samples"] = samples.rows
+        write_json_atomic(out / "results.json", results)
+    markov_figures(results, out)
+    return results
+
+
+def _report(results: dict, seconds: float) -> list[str]:
+    return [f"theory {results['seconds']:.1f} s, total {seconds:.1f} s"]
+
+
+def _run_for_cli(settings, out, resume, log):
+    from attnpaths.experiments.plots import markov_figures
+
+    results = run_markov(settings, out, resume, log)
+    files = markov_figures(results, out)
+    log(f"wrote {Path(out) / 'results.json'} and " + ", ".join(str(f) for f in files))
+    return results
+
+
+EXPERIMENTS.register("markov", Experiment(
+    name="markov", help="hidden Markov chain experiment (Fig. 2): theory, GP, optional posterior samples",
+    settings=MarkovSettings, presets=PRESETS, run=_run_for_cli, report=_report, add_samples=add_markov_samples))

@@ -1,58 +1,73 @@
-"""Theory vs the real network's posterior on the Markov task (spec C.2; black dots of Fig. 2c/e).
+"""Posterior samples of the real network next to the theory (spec C.2; black dots of Fig. 2c / 3b), for every
+experiment.
 
-For each sampled width the draws go to `OUT/samples/N{N}.npz` as they are made (atomic writes, resumable), and a
-summary per width goes into `results.json` under "samples": the sampled accuracy, the sampled order parameter
-U_1 with its standard error, the relative error of the sampled predictor mean against the theory's,
-||mean_sampled - mean_theory|| / ||mean_theory||, next to its Monte Carlo floor sqrt(sum se^2) / ||mean_theory||,
-and the worst split R-hat / smallest ESS over the test predictions.
+`draw_posterior` is the one place where the experiments call a sampler (registered by name in `SAMPLERS`), and
+`compare_with_theory` turns the draws into the row the results files store: the sampled accuracy, the sampled
+order parameter U_1 with its standard error, the relative error of the sampled predictor mean against the
+theory's, ||mean_sampled - mean_theory|| / ||mean_theory||, next to its Monte Carlo floor
+sqrt(sum se^2) / ||mean_theory||, and the worst split R-hat / smallest ESS over the test predictions.
+
+`attnpaths sample RUN` (`sample_saved_run`) adds samples to any saved run: it reads the run's experiment from
+RUN/run.npz and calls that experiment's `add_samples`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable
 
 import numpy as np
 
 from attnpaths._src.predictor import accuracy, predict
+from attnpaths._src.registry import Registry
 from attnpaths._src.sampling.diagnostics import summarize
-from attnpaths._src.sampling.gibbs import BlockedGibbs, gibbs_draws
+from attnpaths._src.sampling.gibbs import BlockedGibbs, PosteriorDraws, gibbs_draws
 from attnpaths._src.sampling.nuts import nuts_draws
-from attnpaths.experiments.io import read_json, write_json_atomic
-from attnpaths.experiments.markov import markov_setup
+from attnpaths._src.store import load_record
+from attnpaths.experiments.settings import Settings, at_least, each, positive, setting
 
-DEFAULT_SAMPLE_WIDTHS = (10.0, 100.0)
-
-
-def _rebuild(results: dict):
-    """Preset, data and path features of a saved Markov run, from its recorded inputs."""
-    inp = results["inputs"]
-    return markov_setup(inp["preset"], inp["n_train"], inp["n_test"], inp["temperature"])
+Sampler = Callable[..., PosteriorDraws]
+SAMPLERS: Registry[Sampler] = Registry("sampler")
+"""name -> function(spec, xi, y, xi_test, *, n_draws, n_chains, n_warmup, seed, path, resume, progress)."""
 
 
-def sample_width(pre, train, test, xi, xit, theory_row: dict, n_samples: int, n_chains: int, seed: int,
-                 path: Path | None, resume: bool = False, method: str = "gibbs", n_warmup: int = 100,
-                 progress: bool = True) -> dict:
-    """Sample the posterior at one width and compare with the theory's predictor there."""
-    spec = pre.spec.with_width(theory_row["N"])
-    if method == "gibbs":
-        sampler = BlockedGibbs(spec, pre.attention, train.x, train.y)
-        draws = gibbs_draws(sampler, xit, n_samples, n_chains=n_chains, n_warmup=n_warmup, seed=seed, path=path,
-                            resume=resume, save_every=max(1, n_samples // 20), progress=progress)
-    elif method == "nuts":
-        draws = nuts_draws(spec, xi, train.y, xit, n_warmup=n_warmup, n_draws=n_samples, n_chains=n_chains,
-                           seed=seed, progress=progress)
-    else:
-        raise ValueError(f"method must be 'gibbs' or 'nuts'; got {method!r}")
+@SAMPLERS.register("gibbs")
+def _gibbs(spec, xi, y, xi_test, *, n_draws, n_chains, n_warmup, seed, path, resume, progress):
+    sampler = BlockedGibbs.from_features(spec, xi, y)
+    return gibbs_draws(sampler, xi_test, n_draws, n_chains=n_chains, n_warmup=n_warmup, seed=seed, path=path,
+                       resume=resume, save_every=max(1, n_draws // 20), progress=progress)
+
+
+@SAMPLERS.register("nuts")
+def _nuts(spec, xi, y, xi_test, *, n_draws, n_chains, n_warmup, seed, path, resume, progress):
+    return nuts_draws(spec, xi, y, xi_test, n_warmup=n_warmup, n_draws=n_draws, n_chains=n_chains, seed=seed,
+                      progress=progress)
+
+
+def draw_posterior(method: str, spec, xi, y, xi_test, *, n_draws: int, n_chains: int, n_warmup: int, seed: int,
+                   path: Path | None, resume: bool, progress: bool = True) -> PosteriorDraws:
+    """Posterior draws of the network (spec at its width) with the sampler registered as `method`.
+
+    path: the draws file (kept as the sampler goes, resumable) for samplers that store draws; None otherwise.
+    """
+    return SAMPLERS[method](spec, xi, y, xi_test, n_draws=n_draws, n_chains=n_chains, n_warmup=n_warmup,
+                            seed=seed, path=path, resume=resume, progress=progress)
+
+
+def compare_with_theory(draws: PosteriorDraws, spec, xi, y, xi_test, y_test, U1, method: str) -> dict:
+    """The results row of a sampled width: sampled vs theory predictor and order parameter (module docstring)."""
     summary = summarize(draws)
-    theory_mean = predict(spec, xi, train.y, xit, np.asarray(theory_row["U"][0])).mean
-    norm = np.linalg.norm(theory_mean)
+    U1 = np.asarray(U1)
+    theory = predict(spec, xi, y, xi_test, U1)
+    norm = float(np.linalg.norm(theory.mean))
     return {
-        "N": theory_row["N"], "method": method, "n_chains": summary.n_chains, "n_draws": summary.n_draws,
-        "accuracy": accuracy(summary.mean, test.y),
-        "theory_accuracy": theory_row["accuracy"],
-        "relative_error_mean": float(np.linalg.norm(summary.mean - theory_mean) / norm),
+        "N": float(spec.widths[0]), "T": float(spec.temperature), "method": method,
+        "n_chains": summary.n_chains, "n_draws": summary.n_draws,
+        "accuracy": accuracy(summary.mean, y_test), "theory_accuracy": accuracy(theory.mean, y_test),
+        "relative_error_mean": float(np.linalg.norm(summary.mean - theory.mean) / norm),
         "monte_carlo_floor": float(np.sqrt(np.sum(summary.mean_se ** 2)) / norm),
+        "relative_error_U": float(np.linalg.norm(summary.U - U1) / np.linalg.norm(U1)),
         "U": summary.U, "U_se": summary.U_se,
         "max_rhat": float(np.nanmax(summary.rhat_mean)), "min_ess": float(np.nanmin(summary.ess_mean)),
         "median_iat_sweeps": float(np.nanmedian(summary.iat_mean)),
@@ -61,44 +76,48 @@ def sample_width(pre, train, test, xi, xit, theory_row: dict, n_samples: int, n_
     }
 
 
-def add_samples_to_markov(results: dict, out: str | Path, n_samples: int = 400, n_chains: int = 4,
-                          sample_widths: Sequence[float] | None = None, seed: int = 0, resume: bool = False,
-                          method: str = "gibbs", n_warmup: int = 100, log=print) -> dict:
-    """Sample the network's posterior at `sample_widths` (default 10 and 100) and add the comparison to
-    `results` (written to OUT/results.json after every width). The warm-up is fixed (not tied to n_samples)
-    so that a resumed run may ask for more draws."""
-    widths = tuple(float(w) for w in (sample_widths or DEFAULT_SAMPLE_WIDTHS))
-    theory = {float(t["N"]): t for t in results["theory"]}
-    missing = [w for w in widths if w not in theory]
-    if missing:
-        raise ValueError(f"sample widths {missing} have no theory solution in this run (its widths: "
-                         f"{sorted(theory)}); add them to --widths")
-    pre, train, test, xi, xit = _rebuild(results)
-    out = Path(out)
-    done = {float(r["N"]): r for r in results.get("samples", [])}
-    for N in widths:
-        path = out / "samples" / f"{method}_N{N:g}.npz" if method == "gibbs" else None
-        row = sample_width(pre, train, test, xi, xit, theory[N], n_samples, n_chains, seed, path,
-                           resume=resume, method=method, n_warmup=n_warmup)
-        done[N] = row
-        results["samples"] = [done[k] for k in sorted(done)]
-        write_json_atomic(out / "results.json", results)
-        log(f"  samples N={N:g} ({method}, {n_chains}x{n_samples}): accuracy {100 * row['accuracy']:.1f}% "
-            f"(theory {100 * row['theory_accuracy']:.1f}%), |mean - theory|/|theory| = "
-            f"{row['relative_error_mean']:.3f} (Monte Carlo floor {row['monte_carlo_floor']:.3f}), "
-            f"max R-hat {row['max_rhat']:.3f}, {row['seconds']:.1f} s")
-    return results
+def draws_file(out, method: str, N: float, T: float | None = None) -> Path | None:
+    """OUT/samples/<method>_N<N>[_T<T>].npz for samplers that store their draws (gibbs), else None."""
+    if method != "gibbs":
+        return None
+    suffix = "" if T is None else f"_T{float(T):g}"
+    return Path(out) / "samples" / f"{method}_N{float(N):g}{suffix}.npz"
 
 
-def sample_saved_run(run: str | Path, n_samples: int = 400, n_chains: int = 4,
-                     widths: Sequence[float] | None = None, seed: int = 0, resume: bool = False,
-                     method: str = "gibbs", n_warmup: int = 100) -> dict:
-    """`attnpaths sample RUN`: add posterior samples to a saved Markov run folder and redraw its figures."""
-    from attnpaths.experiments.plots import markov_figures
+def format_row(row: dict) -> str:
+    return (f"  samples N={row['N']:g} ({row['method']}, {row['n_chains']}x{row['n_draws']}): accuracy "
+            f"{100 * row['accuracy']:.1f}% (theory {100 * row['theory_accuracy']:.1f}%), |mean - theory|/|theory| "
+            f"= {row['relative_error_mean']:.3f} (Monte Carlo floor {row['monte_carlo_floor']:.3f}), max R-hat "
+            f"{row['max_rhat']:.3f}, {row['seconds']:.1f} s")
 
-    results = read_json(Path(run) / "results.json")
-    if results.get("experiment") != "markov":
-        raise ValueError(f"{run}/results.json is not a Markov run (experiment = {results.get('experiment')!r})")
-    results = add_samples_to_markov(results, run, n_samples, n_chains, widths, seed, resume, method, n_warmup)
-    markov_figures(results, run)
-    return results
+
+@dataclass(frozen=True)
+class SampleSettings(Settings):
+    """Settings of `attnpaths sample RUN` (posterior samples added to a saved run)."""
+
+    widths: tuple[float, ...] | None = setting(None, "widths N to sample (each needs a theory solution in the "
+                                               "run); none: the experiment's default (Markov: 10 and 100, "
+                                               "one-shot: the smallest width)", check=each(positive))
+    n_samples: int = setting(400, "draws per chain kept after the warm-up", check=at_least(4))
+    n_chains: int = setting(4, "independent chains", check=at_least(1))
+    n_warmup: int = setting(100, "sweeps discarded before the first draw (fixed, so that a resumed run may ask "
+                            "for more draws)", check=at_least(0))
+    seed: int = setting(0, "seed of the chains", check=at_least(0))
+    method: str = setting("gibbs", "sampler: blocked Gibbs (exact conditionals, stored and resumable) or NumPyro "
+                          "NUTS (the reference)", choices=SAMPLERS)
+
+
+def sample_saved_run(run, settings: SampleSettings, resume: bool = False, log=print) -> dict:
+    """`attnpaths sample RUN`: add posterior samples to the saved run in folder `run` (any experiment) and
+    redraw its figures. Returns the run's updated results."""
+    from attnpaths.experiments.base import EXPERIMENTS
+
+    run = Path(run)
+    path = run / "run.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run} holds no saved attnpaths run (no run.npz); give the --out folder of a run")
+    name = load_record(path, kind="run").header.get("experiment")
+    experiment = EXPERIMENTS[name]
+    if experiment.add_samples is None:
+        raise ValueError(f"the {name} experiment has no posterior samples")
+    return experiment.add_samples(run, settings, resume, log)

@@ -34,9 +34,9 @@ from typing import Sequence
 import numpy as np
 
 from attnpaths._src.attention import BilinearHeads
+from attnpaths._src.registry import Registry
 from attnpaths._src.spec import NetworkSpec
 
-HEAD_KINDS = ("same_token", "different_token", "uniform", "blank")
 BOS_STRENGTH = 1.5
 """Position score of the BOS key in the same/different-token heads: (1 + 1 + max(1 - 1, 1)) / 2 (spec D.2)."""
 
@@ -303,17 +303,20 @@ def blank_W(config: MarkovConfig, perturbation: float, rng) -> np.ndarray:
     return W
 
 
+HEAD_BUILDERS: Registry = Registry("Markov head kind")
+"""kind -> function(config, perturbation, rng_seed) -> W (N0, N0); register a function to add a head kind."""
+HEAD_BUILDERS.register("same_token", lambda config, perturbation, seed: same_token_W(config))
+HEAD_BUILDERS.register("different_token", lambda config, perturbation, seed: different_token_W(config))
+HEAD_BUILDERS.register("uniform", lambda config, perturbation, seed: uniform_W(config))
+HEAD_BUILDERS.register("blank", lambda config, perturbation, seed: blank_W(config, perturbation,
+                                                                           _check_int("seed", seed, minimum=0)))
+
+
 def head_W(kind: str, config: MarkovConfig, perturbation: float = 1.0, seed: int = 0) -> np.ndarray:
     """The unscaled W (N0, N0) of one designed head; perturbation and seed are used by 'blank' only."""
-    if kind == "same_token":
-        return same_token_W(config)
-    if kind == "different_token":
-        return different_token_W(config)
-    if kind == "uniform":
-        return uniform_W(config)
-    if kind == "blank":
-        return blank_W(config, perturbation, _check_int("seed", seed, minimum=0))
-    raise ValueError(f"kind must be one of {HEAD_KINDS}; got {kind!r}")
+    if kind not in HEAD_BUILDERS:
+        raise ValueError(f"kind must be one of {HEAD_BUILDERS.names()}; got {kind!r}")
+    return HEAD_BUILDERS[kind](config, perturbation, seed)
 
 
 def markov_head(kind: str, config: MarkovConfig, beta: float = 10.0, perturbation: float = 1.0,
@@ -360,7 +363,6 @@ def markov_layer(kinds: Sequence, config: MarkovConfig, beta: float = 10.0) -> B
 # the networks of Fig. 2
 # ---------------------------------------------------------------------------------------------------------------
 
-PRESETS = ("4paths", "2paths")
 WIDTHS = (10, 30, 50, 100, 300, 500, 1000)
 
 
@@ -399,49 +401,58 @@ class MarkovPreset:
         return self.spec.n_paths
 
 
+MARKOV_NETWORKS: Registry = Registry("Markov network")
+"""name -> function() -> MarkovPreset: the networks of experiment 1. Register a function to add one."""
+
+
 def preset_names() -> tuple[str, ...]:
-    """Names accepted by `markov_preset`."""
-    return PRESETS
+    """Names accepted by `markov_preset` (the registered Markov networks)."""
+    return MARKOV_NETWORKS.names()
 
 
 def _network(heads: tuple[int, ...]) -> NetworkSpec:
     return NetworkSpec(heads=heads, widths=10.0, variances=1.0, temperature=0.01, readout="last")
 
 
-def markov_preset(name: str) -> MarkovPreset:
-    """The networks of Fig. 2 (spec D.3).
-
-    '4paths': isotropic noise 1; layer 1 = [same_token, blank (p = 1, seed 147)], layer 2 = [uniform,
-      blank (p = 1, seed 247)], beta = 10. Paths (g, a1, d, a2), displayed as g, d, a1, a2. GP references:
-      'good' (layer 1 = [same_token], layer 2 = [uniform]; path g) and 'good+denoising' (layer 1 = [same_token,
-      the same perturbed blank], layer 2 = [uniform]; paths g, d).
-    '2paths': out-of-plane noise 5, in-plane 1; layer 1 = [same_token, blank with perturbation 0 (uniform
-      attention)], layer 2 = [uniform]. Paths (g, d); GP reference 'g+d' = the network itself.
-    """
+@MARKOV_NETWORKS.register("4paths")
+def four_paths() -> MarkovPreset:
+    """Fig. 2c,d: isotropic noise 1; layer 1 = [same_token, blank (p = 1, seed 147)], layer 2 = [uniform,
+    blank (p = 1, seed 247)], beta = 10. Paths (g, a1, d, a2), displayed as g, d, a1, a2. GP references:
+    'good' (layer 1 = [same_token], layer 2 = [uniform]; path g) and 'good+denoising' (layer 1 = [same_token,
+    the same perturbed blank], layer 2 = [uniform]; paths g, d)."""
     beta = 10.0
-    if name == "4paths":
-        config = MarkovConfig()
-        layer1 = markov_layer([("same_token", 0.0, SEED_LAYER1_MAIN), ("blank", 1.0, SEED_LAYER1_BLANK)],
-                              config, beta)
-        layer2 = markov_layer([("uniform", 0.0, SEED_LAYER2_MAIN), ("blank", 1.0, SEED_LAYER2_BLANK)],
-                              config, beta)
-        uniform = BilinearHeads(layer2.W[:1], beta=beta)
-        good = (_network((1, 1)), [BilinearHeads(layer1.W[:1], beta=beta), uniform], ("g",))
-        good_denoising = (_network((2, 1)), [layer1, uniform], ("g", "d"))
-        return MarkovPreset(name=name, config=config, spec=_network((2, 2)), attention=[layer1, layer2],
-                            path_names=("g", "a1", "d", "a2"), display_order=(0, 2, 1, 3),
-                            gp_references={"good": good, "good+denoising": good_denoising})
-    if name == "2paths":
-        config = MarkovConfig(noise_out_of_plane=5.0)
-        layer1 = markov_layer([("same_token", 0.0, SEED_LAYER1_MAIN), ("blank", 0.0, SEED_LAYER1_BLANK)],
-                              config, beta)
-        layer2 = markov_layer([("uniform", 0.0, SEED_LAYER2_MAIN)], config, beta)
-        spec = _network((2, 1))
-        attention = [layer1, layer2]
-        return MarkovPreset(name=name, config=config, spec=spec, attention=attention, path_names=("g", "d"),
-                            display_order=(0, 1),
-                            gp_references={"g+d": (spec, list(attention), ("g", "d"))})
-    raise ValueError(f"name must be one of {PRESETS}; got {name!r}")
+    config = MarkovConfig()
+    layer1 = markov_layer([("same_token", 0.0, SEED_LAYER1_MAIN), ("blank", 1.0, SEED_LAYER1_BLANK)], config, beta)
+    layer2 = markov_layer([("uniform", 0.0, SEED_LAYER2_MAIN), ("blank", 1.0, SEED_LAYER2_BLANK)], config, beta)
+    uniform = BilinearHeads(layer2.W[:1], beta=beta)
+    good = (_network((1, 1)), [BilinearHeads(layer1.W[:1], beta=beta), uniform], ("g",))
+    good_denoising = (_network((2, 1)), [layer1, uniform], ("g", "d"))
+    return MarkovPreset(name="4paths", config=config, spec=_network((2, 2)), attention=[layer1, layer2],
+                        path_names=("g", "a1", "d", "a2"), display_order=(0, 2, 1, 3),
+                        gp_references={"good": good, "good+denoising": good_denoising})
+
+
+@MARKOV_NETWORKS.register("2paths")
+def two_paths() -> MarkovPreset:
+    """Fig. 2e: out-of-plane noise 5, in-plane 1; layer 1 = [same_token, blank with perturbation 0 (uniform
+    attention)], layer 2 = [uniform]. Paths (g, d); GP reference 'g+d' = the network itself."""
+    beta = 10.0
+    config = MarkovConfig(noise_out_of_plane=5.0)
+    layer1 = markov_layer([("same_token", 0.0, SEED_LAYER1_MAIN), ("blank", 0.0, SEED_LAYER1_BLANK)], config, beta)
+    layer2 = markov_layer([("uniform", 0.0, SEED_LAYER2_MAIN)], config, beta)
+    spec = _network((2, 1))
+    attention = [layer1, layer2]
+    return MarkovPreset(name="2paths", config=config, spec=spec, attention=attention, path_names=("g", "d"),
+                        display_order=(0, 1), gp_references={"g+d": (spec, list(attention), ("g", "d"))})
+
+
+def markov_preset(name: str) -> MarkovPreset:
+    """A registered network of experiment 1 (spec D.3): '4paths' (Fig. 2c,d) or '2paths' (Fig. 2e), or a user's.
+
+    Raises ValueError naming the registered networks for an unknown name."""
+    if name not in MARKOV_NETWORKS:
+        raise ValueError(f"name must be one of {MARKOV_NETWORKS.names()}; got {name!r}")
+    return MARKOV_NETWORKS[name]()
 
 
 def markov_data(preset: MarkovPreset) -> tuple[MarkovData, MarkovData]:

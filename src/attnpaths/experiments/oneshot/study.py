@@ -1,0 +1,151 @@
+"""The multi-seed study of experiment 2: the claim over several trained networks and draws of the theory's P
+examples, as one command (`attnpaths oneshot-study`).
+
+For every seed in `seeds`, a complete one-shot run (training seed = that seed, `theory_draws` draws of the P
+examples, the analyses listed in `analyses`, none by default) goes to OUT/seed<k>/ (its own resumable run). The
+stage `seed<k>` of the study keeps that run's claim tables; the study's results.json reports, per width and
+protocol, the mean of Delta(N) = accuracy(theory) - accuracy(GP) over all seeds x draws, the spread across seeds
+(standard deviation of the per-seed means), the range, how many of the seeds x draws are positive, and the same
+for the accuracies themselves (Fig. 3b with error bars: `study_accuracy.png`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from attnpaths.experiments.base import EXPERIMENTS, Experiment
+from attnpaths.experiments.io import write_json_atomic
+from attnpaths.experiments.oneshot.data import PROTOCOLS
+from attnpaths.experiments.oneshot.run import run_oneshot
+from attnpaths.experiments.oneshot.settings import ANALYSES, PRESETS, OneShotSettings
+from attnpaths.experiments.runner import Runner
+from attnpaths.experiments.settings import at_least, each, setting
+
+
+@dataclass(frozen=True)
+class StudySettings(OneShotSettings):
+    """The one-shot settings (seed is replaced by each of `seeds`) and the study's own."""
+
+    theory_draws: int = setting(3, "independent draws of the P theory examples per seed", check=at_least(1))
+    analyses: tuple[str, ...] = setting((), "analyses to run in every seed's run (none: the claim only)",
+                                        choices=ANALYSES)
+    seeds: tuple[int, ...] = setting((0, 1, 2, 3, 4), "training seeds (one trained network each)",
+                                     check=each(at_least(0)))
+
+    def run_settings(self, seed: int) -> OneShotSettings:
+        names = {f.name for f in dataclasses.fields(OneShotSettings)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        return OneShotSettings(**dict(values, seed=seed))
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """Output of stage `seed<k>`: what the study needs from that seed's run."""
+
+    seed: int
+    gd_accuracy: dict
+    draws: list  # per draw: {"claim": ..., "choices": ..., "verdict": ...}
+
+
+def seed_stage(s: StudySettings, seed: int, out: Path, resume: bool, log) -> SeedRun:
+    r = run_oneshot(s.run_settings(seed), out / f"seed{seed}", resume, log)
+    draws = r.get("draws") or [{"draw": 0, "claim": r["claim"], "choices": r["choices"], "verdict": r["verdict"]}]
+    return SeedRun(seed, r["gd"]["accuracy"], [{k: d[k] for k in ("claim", "choices", "verdict")} for d in draws])
+
+
+def _spread(per_seed: list[list[float]]) -> dict:
+    """Mean over all seeds x draws, std across seeds of the per-seed means, min, max, count > 0."""
+    flat = np.array([v for vals in per_seed for v in vals], dtype=np.float64)
+    seed_means = np.array([np.mean(v) for v in per_seed])
+    return {"mean": float(flat.mean()), "std_across_seeds": float(seed_means.std(ddof=1)) if len(seed_means) > 1
+            else None, "min": float(flat.min()), "max": float(flat.max()), "n_positive": int(np.sum(flat > 0)),
+            "n": int(flat.size), "per_seed_mean": seed_means.tolist()}
+
+
+def summarize_study(runs: list[SeedRun]) -> dict:
+    """Per protocol and width: Delta(N) and the accuracies of theory and GP across seeds x draws."""
+    out = {}
+    for protocol in PROTOCOLS:
+        widths = sorted({r["N"] for run in runs for d in run.draws for r in d["claim"][protocol]["methods"]
+                         if r["kind"] == "theory"})
+        per_N = []
+        for N in widths:
+            def collect(key, kind="theory"):
+                return [[next(r for r in d["claim"][protocol]["methods"] if r["kind"] == kind
+                              and (kind != "theory" or r["N"] == N))[key]
+                         for d in run.draws] for run in runs]
+            delta = collect("delta_accuracy")
+            p_values = [v["p_value"] for vals in collect("mcnemar") for v in vals]
+            per_N.append({"N": N,
+                          "delta_accuracy": _spread([[v["delta"] for v in vals] for vals in delta]),
+                          "n_ci_above_zero": sum(v["ci"][0] > 0 for vals in delta for v in vals),
+                          "n_ci_below_zero": sum(v["ci"][1] < 0 for vals in delta for v in vals),
+                          "n_mcnemar_p_below_0.05": sum(p < 0.05 for p in p_values),
+                          "theory_accuracy": _spread([[v["mean"] for v in vals] for vals in collect("accuracy")]),
+                          "delta_mse": _spread([[v["delta"] for v in vals] for vals in collect("delta_mse")]),
+                          "delta_gaussian_accuracy": _spread([[v["delta"] for v in vals]
+                                                              for vals in collect("delta_gaussian_accuracy")])})
+        gp = [[next(r for r in d["claim"][protocol]["methods"] if r["kind"] == "gp")["accuracy"]["mean"]
+               for d in run.draws] for run in runs]
+        extra = {kind: _spread([[next(r for r in d["claim"][protocol]["methods"] if r["kind"] == kind)
+                                 ["delta_accuracy"]["delta"] for d in run.draws] for run in runs])
+                 for kind in ("gp_subset", "gp_kernel_U_GD")}
+        out[protocol] = {"per_width": per_N, "gp_accuracy": _spread(gp), "delta_vs_gp": extra}
+    return out
+
+
+def study_verdict(summary: dict, protocol: str = "cross") -> str:
+    rows = summary[protocol]["per_width"]
+    if not rows:
+        return "no converged theory solution"
+    r = rows[0]
+    d = r["delta_accuracy"]
+    best = max(rows, key=lambda r: r["delta_accuracy"]["mean"])
+    sd = d["std_across_seeds"]
+    return (f"over {d['n']} seeds x draws, theory at N = {r['N']:g} minus GP is {100 * d['mean']:+.1f} points "
+            f"on average (spread across seeds {'n/a' if sd is None else f'{100 * sd:.1f}'} points; "
+            f"{d['n_positive']}/{d['n']} positive, {r['n_ci_above_zero']} with the 95% interval above 0 and "
+            f"{r['n_ci_below_zero']} below); the best width is N = {best['N']:g} with "
+            f"{100 * best['delta_accuracy']['mean']:+.1f} points ({protocol} pairs)")
+
+
+def run_study(settings: StudySettings | None = None, out="results/oneshot-study", resume: bool = False,
+              log=print) -> dict:
+    """Run every seed (each its own resumable one-shot run in OUT/seed<k>) and summarise (module docstring)."""
+    s = settings or StudySettings()
+    out = Path(out)
+    with Runner(out, "oneshot-study", s, resume, log) as run:
+        runs = [run.stage(f"seed{seed}", seed_stage, s, seed, out, resume, log) for seed in s.seeds]
+        summary = summarize_study(runs)
+        results = {"experiment": "oneshot-study", "settings": s.to_dict(), "seeds": list(s.seeds),
+                   "theory_draws": s.theory_draws, "summary": summary,
+                   "verdict": {p: study_verdict(summary, p) for p in PROTOCOLS},
+                   "gd_accuracy": {str(r.seed): r.gd_accuracy for r in runs},
+                   "runs": [f"seed{seed}" for seed in s.seeds], "timings": dict(run.timings)}
+        write_json_atomic(out / "results.json", results)
+    for p in PROTOCOLS:
+        log(f"study verdict ({p}): {results['verdict'][p]}")
+    return results
+
+
+def _run_for_cli(settings, out, resume, log):
+    from attnpaths.experiments.oneshot_figures import study_figures
+
+    results = run_study(settings, out, resume, log)
+    files = study_figures(results, out)
+    log(f"wrote {Path(out) / 'results.json'} and " + ", ".join(str(f) for f in files))
+    return results
+
+
+def _report(results: dict, seconds: float) -> list[str]:
+    return [f"{len(results['seeds'])} seeds x {results['theory_draws']} draws, total {seconds:.0f} s"]
+
+
+EXPERIMENTS.register("oneshot-study", Experiment(
+    name="oneshot-study", help="the one-shot claim over several training seeds x draws of the theory examples "
+                               "(mean and spread of Delta(N); Fig. 3b with error bars)",
+    settings=StudySettings, presets=PRESETS, run=_run_for_cli, report=_report))

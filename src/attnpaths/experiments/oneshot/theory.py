@@ -1,0 +1,224 @@
+"""Stage `theory.d<draw>` of the one-shot experiment: the theory on the trained network's heads (spec E.3-E.4).
+
+The trained query/key weights become `attnpaths.QKHeads`; with the theory's P training episodes of the draw they
+give the path features, and the action is minimised on a (width, temperature) grid. Within a temperature the
+widths are solved largest first, each warm-started from the previous one, and the first width of a temperature
+from the neighbouring temperature's solution (so cold solves are rare). The theory's and the GP's predictions
+(mean and variance) on the validation set are stored for every grid point (they choose T); the later stages
+predict the test sets only at the chosen temperatures, from the stored U.
+
+Temperature choice (never on the test set): per width, the T with the best validation accuracy (ties: the lower
+action, then the lower T); the GP the same way. When the highest temperature of the grid is chosen for some width
+or for the GP, the next of `extra_temperatures` is added and the choice repeated, until every choice is interior
+or the extra temperatures run out (then the result says which choices sit on the edge).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import attnpaths as ap
+from attnpaths._src.store import load_record, save_record
+from attnpaths._src.training import attention_layers
+from attnpaths.experiments.oneshot.data import EpisodeSets
+from attnpaths.experiments.oneshot.settings import OneShotSettings
+from attnpaths.experiments.oneshot.train import TrainedNetwork
+
+
+def theory_spec(s: OneShotSettings) -> ap.NetworkSpec:
+    return ap.NetworkSpec(heads=tuple(s.heads), widths=float(max(s.widths)), variances=1.0,
+                          temperature=float(s.temperatures[0]), readout="mean")
+
+
+@dataclass(frozen=True)
+class Features:
+    """Path features (P, N0, H) of the theory's training episodes of one draw and of every evaluation set."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    sets: dict  # name -> (xi, y, classes)
+
+
+def features(s: OneShotSettings, episodes: EpisodeSets, net: TrainedNetwork, draw: int) -> Features:
+    spec, heads = theory_spec(s), attention_layers(net.weights())
+    train = episodes.theory_train(s, draw)
+    sets = {name: (np.asarray(ap.path_features(spec, heads, e.x)), e.y, e.classes)
+            for name, e in episodes.evaluation_sets().items()}
+    return Features(np.asarray(ap.path_features(spec, heads, train.x)), train.y, sets)
+
+
+@dataclass(frozen=True)
+class TheoryGrid:
+    """Output of stage `theory.d<draw>`. Axis order: width (ascending) x temperature (ascending) x episode."""
+
+    widths: list
+    temperatures: list
+    rows: list  # one dict per (N, T): converged, action, iterations, grad_max, min_hessian_eigenvalue, U_a, ...
+    U1: np.ndarray  # (n_N, n_T, H, H); NaN where the solve failed
+    U_upper: tuple[np.ndarray, ...]  # U_2 .. U_L, each (n_N, n_T, n_l, n_l)
+    val_mean: np.ndarray  # (n_N, n_T, n_val) theory predictor mean on the validation episodes
+    val_var: np.ndarray
+    gp_val_mean: np.ndarray  # (n_T, n_val) the GP's
+    gp_val_var: np.ndarray
+    added_temperatures: list  # the extra temperatures the edge rule added
+    seconds: float
+
+    def index(self, N: float, T: float) -> tuple[int, int]:
+        return self.widths.index(float(N)), self.temperatures.index(float(T))
+
+    def row(self, N: float, T: float) -> dict:
+        i, j = self.index(N, T)
+        return self.rows[i * len(self.temperatures) + j]
+
+    def U(self, N: float, T: float) -> tuple:
+        i, j = self.index(N, T)
+        return (self.U1[i, j],) + tuple(u[i, j] for u in self.U_upper)
+
+
+class _Grid:
+    """The mutable grid while it is solved (the stage output is built from it at the end)."""
+
+    def __init__(self, s: OneShotSettings, f: Features):
+        self.widths = sorted(float(w) for w in s.widths)
+        self.names = ["validation"]
+        self.columns: dict[float, dict] = {}  # T -> {"rows": {N: row}, "U": {N: tuple}, "pred": {N: {set: (m, v)}}}
+        self.gp: dict[float, dict] = {}  # T -> {set: (m, v)}
+        self.added: list[float] = []
+        self.seconds = 0.0
+
+    def save(self, path: Path) -> None:
+        arrays, rows = {}, []
+        for T, col in self.columns.items():
+            for N, row in col["rows"].items():
+                rows.append(row)
+                key = f"{N:g}_{T:g}"
+                for l, u in enumerate(col["U"].get(N, ())):
+                    arrays[f"U{l}/{key}"] = u
+                for name, (m, v) in col["pred"].get(N, {}).items():
+                    arrays[f"mean/{name}/{key}"], arrays[f"var/{name}/{key}"] = m, v
+            for name, (m, v) in self.gp[T].items():
+                arrays[f"gpmean/{name}/{T:g}"], arrays[f"gpvar/{name}/{T:g}"] = m, v
+        save_record(path, "progress:theory-grid", {"rows": rows, "temperatures": list(self.columns),
+                                                   "added": self.added, "seconds": self.seconds}, arrays)
+
+    def load(self, path: Path, n_layers: int) -> None:
+        header, arrays = load_record(path, kind="progress:theory-grid")
+        self.added, self.seconds = header["added"], header["seconds"]
+        for T in header["temperatures"]:
+            self.gp[T] = {n: (arrays[f"gpmean/{n}/{T:g}"], arrays[f"gpvar/{n}/{T:g}"]) for n in self.names}
+            self.columns[T] = {"rows": {}, "U": {}, "pred": {}}
+        for row in header["rows"]:
+            N, T = row["N"], row["T"]
+            col, key = self.columns[T], f"{N:g}_{T:g}"
+            col["rows"][N] = row
+            if row["converged"]:
+                col["U"][N] = tuple(arrays[f"U{l}/{key}"] for l in range(n_layers))
+                col["pred"][N] = {n: (arrays[f"mean/{n}/{key}"], arrays[f"var/{n}/{key}"]) for n in self.names}
+
+
+def _solve(spec, xi, y, inits) -> tuple:
+    error = None
+    for init in inits:
+        try:
+            return ap.solve_saddle(spec, xi, y, init=init), None
+        except (RuntimeError, FloatingPointError) as err:
+            error = f"{type(err).__name__}: {err}"
+    return None, error
+
+
+def _predictions(spec, xi, y, sets: dict, U1=None) -> dict:
+    out = {}
+    for name in ("validation",):
+        p = ap.predict(spec, xi, y, sets[name][0], U1)
+        out[name] = (p.mean, p.var)
+    return out
+
+
+def _solve_column(s, grid: _Grid, f: Features, T: float, log) -> None:
+    spec = theory_spec(s).replace(temperature=T)
+    col = {"rows": {}, "U": {}, "pred": {}}
+    neighbour = min(grid.columns, key=lambda t: abs(np.log(t / T)), default=None)
+    init = None if neighbour is None else grid.columns[neighbour]["U"].get(grid.widths[-1])
+    t_col = time.perf_counter()
+    for N in reversed(grid.widths):
+        t0 = time.perf_counter()
+        saddle, error = _solve(spec.with_width(N), f.train_x, f.train_y, [init, None] if init is not None else [None])
+        row = {"N": N, "T": T, "converged": saddle is not None, "error": error}
+        if saddle is not None:
+            init = saddle.U
+            col["U"][N] = tuple(np.asarray(u) for u in saddle.U)
+            col["pred"][N] = _predictions(saddle.spec, f.train_x, f.train_y, f.sets, saddle.U1)
+            row.update(action=saddle.action, iterations=saddle.iterations, grad_max=saddle.grad_max,
+                       min_hessian_eigenvalue=saddle.min_hessian_eigenvalue, U_a=saddle.U_a)
+        row["seconds"] = time.perf_counter() - t0
+        col["rows"][N] = row
+    grid.gp[T] = _predictions(spec, f.train_x, f.train_y, f.sets)
+    grid.columns[T] = col
+    grid.seconds += time.perf_counter() - t_col
+    val = f.sets["validation"][1]
+    accs = ", ".join(f"N={N:g} " + (f"{100 * ap.accuracy(col['pred'][N]['validation'][0], val):.1f}%"
+                                     if N in col["pred"] else "failed") for N in grid.widths)
+    its = sum(r.get("iterations") or 0 for r in col["rows"].values())
+    log(f"  theory T={T:g}: validation {accs}; GP {100 * ap.accuracy(grid.gp[T]['validation'][0], val):.1f}% "
+        f"({its} Newton steps, {time.perf_counter() - t_col:.0f} s)")
+
+
+def choose(rows_by_T: dict, val_acc) -> float | None:
+    """The T maximising validation accuracy among converged rows {T: row}; ties: lower action, then lower T."""
+    ok = [(T, r) for T, r in rows_by_T.items() if r["converged"]]
+    if not ok:
+        return None
+    return min(ok, key=lambda tr_: (-val_acc(tr_[0]), tr_[1].get("action", 0.0), tr_[0]))[0]
+
+
+def _edge_chosen(grid: _Grid, f: Features) -> bool:
+    top = max(grid.columns)
+    y = f.sets["validation"][1]
+    for N in grid.widths:
+        rows = {T: c["rows"][N] for T, c in grid.columns.items()}
+        if choose(rows, lambda T: ap.accuracy(grid.columns[T]["pred"][N]["validation"][0], y)) == top:
+            return True
+    gp_best = max(grid.gp, key=lambda T: (ap.accuracy(grid.gp[T]["validation"][0], y), -T))
+    return gp_best == top
+
+
+def theory_stage(s: OneShotSettings, f: Features, progress_file: Path, log) -> TheoryGrid:
+    grid = _Grid(s, f)
+    if progress_file.exists():
+        grid.load(progress_file, len(s.heads))
+    for T in sorted(float(t) for t in s.temperatures):
+        if T not in grid.columns:
+            _solve_column(s, grid, f, T, log)
+            grid.save(progress_file)
+    extra = [float(t) for t in sorted(s.extra_temperatures) if t > max(grid.columns)]
+    while extra and _edge_chosen(grid, f):
+        T = extra.pop(0)
+        if T not in grid.columns:
+            grid.added.append(T)
+            log(f"  theory: the highest temperature is chosen; adding T = {T:g}")
+            _solve_column(s, grid, f, T, log)
+            grid.save(progress_file)
+    return _finish(grid, f, theory_spec(s).level_sizes)
+
+
+def _finish(grid: _Grid, f: Features, sizes) -> TheoryGrid:
+    Ts, Ns = sorted(grid.columns), grid.widths
+    U = [np.full((len(Ns), len(Ts), n, n), np.nan) for n in sizes]
+    mean = np.full((len(Ns), len(Ts), len(f.sets["validation"][1])), np.nan)
+    var = mean.copy()
+    rows = []
+    for i, N in enumerate(Ns):
+        for j, T in enumerate(Ts):
+            col = grid.columns[T]
+            rows.append(col["rows"][N])
+            for l, u in enumerate(col["U"].get(N, ())):
+                U[l][i, j] = u
+            if N in col["pred"]:
+                mean[i, j], var[i, j] = col["pred"][N]["validation"]
+    gp_mean = np.stack([grid.gp[T]["validation"][0] for T in Ts])
+    gp_var = np.stack([grid.gp[T]["validation"][1] for T in Ts])
+    return TheoryGrid(Ns, Ts, rows, U[0], tuple(U[1:]), mean, var, gp_mean, gp_var, grid.added, grid.seconds)
