@@ -28,7 +28,7 @@ from attnpaths._src.registry import Registry
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_json_atomic
-from attnpaths.experiments.settings import Settings, at_least, each, positive, setting
+from attnpaths.experiments.settings import Settings, at_least, each, positive, register_preset, setting
 from attnpaths.experiments.sweep_grid import Grid
 
 ALPHAS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
@@ -72,6 +72,11 @@ def phase_map_grid(s: PhaseMapSettings) -> Grid:
 
 
 PRESETS: Registry = Registry("preset of phase-map")
+register_preset(PRESETS, "quick", {"networks": ["4paths"], "widths": [10.0], "alphas": [1.0, 10.0, 100.0],
+                                   "temperatures": [0.01, 1.0], "draws": 2, "n_test": 200},
+                "a smoke test: 4paths, N = 10, three loads, two temperatures, two draws, 200 test sequences")
+register_preset(PRESETS, "full", {}, "the map in the README (the defaults): both networks, N = 10 and 100, alpha "
+                "0.1 ... 100, T 1e-3 ... 10, four draws")
 
 
 # ----------------------------------------------------------------------------------------------------------------

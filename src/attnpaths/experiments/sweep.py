@@ -159,7 +159,7 @@ def start_client(scheduler: str | None = None, workers: int | None = None):
     n = default_workers() if workers is None else int(workers)
     if n < 1:
         raise ValueError(f"workers must be an int >= 1; got {workers!r}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            env=dict(THREAD_ENV))
     return Client(cluster)
 
