@@ -27,9 +27,8 @@ COMMANDS = DOCS / "snippets" / "commands.sh"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "snippets" not in p.parts)
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```", re.S | re.M)
 # pages allowed to show Python that the suite does not run (info string `py`), and why
-NOT_RUN = {"sweeps.md": "Dask / SLURM recipes: the `sweep` extra has not landed, and CI has no SLURM"}
+NOT_RUN = {"sweeps.md": "Dask cluster / SLURM recipes: they start worker processes or need SLURM (CI has none)"}
 SECTION = re.compile(r"--8<-- \[start:(?P<name>[\w-]+)\]\n(?P<body>.*?)--8<-- \[end:(?P=name)\]", re.S)
-PLANNED = "sweep-planned"  # commands of issue 10 that do not exist yet
 
 
 def fences(page: Path) -> list[tuple[str, str]]:
@@ -107,7 +106,7 @@ def test_commands_on_the_site_exist(capsys):
             words = shlex.split(line)
             if words[0] == "make":
                 assert words[1] in targets, line
-            elif words[0] == "attnpaths" and name != PLANNED:
+            elif words[0] == "attnpaths":
                 build_parser().parse_args(words[1:])  # a usage error (SystemExit) fails the test
                 # argparse also takes unambiguous prefixes (--temp for --temperature): the site spells them out
                 helps.setdefault(words[1], help_text(words[1], capsys))
@@ -118,15 +117,3 @@ def test_commands_on_the_site_exist(capsys):
             elif words[0].endswith("python"):
                 assert (ROOT / words[1]).is_file(), line
     assert checked >= 8
-
-
-def test_planned_sweep_commands_do_not_exist_yet(capsys):
-    """A tripwire: when `attnpaths sweep` lands, this fails. Then complete docs/sweeps.md (the parts marked
-    'To be completed'), move the sweep lines of docs/snippets/commands.sh out of the `sweep-planned` section
-    so that test_commands_on_the_site_exist checks them, and delete this test."""
-    lines = command_sections()[PLANNED]
-    assert lines
-    for line in lines:
-        with pytest.raises(SystemExit):
-            build_parser().parse_args(shlex.split(line)[1:])
-    capsys.readouterr()

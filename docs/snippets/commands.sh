@@ -52,10 +52,16 @@ dask scheduler                                           # prints the address, e
 dask worker tcp://10.0.0.5:8786 --nworkers 1 --nthreads 1   # on every machine, once per core to use
 # --8<-- [end:dask-cluster]
 
-# The `attnpaths sweep` command does not exist yet (issue 10). These lines are what the issue specifies;
-# tests/test_docs.py checks that they do NOT parse yet, so the day the command lands the test goes red and
-# whoever lands it moves them into a checked section and completes docs/sweeps.md.
-# --8<-- [start:sweep-planned]
+# --8<-- [start:sweep]
 attnpaths sweep grid.toml                                # LocalCluster, one worker process per core
+attnpaths sweep grid.toml --resume                       # continue an interrupted sweep (stored cells are kept)
 attnpaths sweep grid.toml --scheduler tcp://10.0.0.5:8786   # an existing Dask cluster
-# --8<-- [end:sweep-planned]
+attnpaths sweep grid.toml --workers 2 --set axes.temperature=0.01,0.1 --out results/sweep-T
+# --8<-- [end:sweep]
+
+# --8<-- [start:studies]
+attnpaths phase-map --out results/phase-map --workers 2         # Delta acc, Delta MSE over (alpha, T), both networks
+attnpaths phase-map --preset quick --out results/phase-map-quick
+attnpaths finite-size --out results/finite-size --workers 2     # theory vs Gibbs samples as N grows at fixed alpha
+attnpaths finite-size --out results/finite-size --workers 2 --resume
+# --8<-- [end:studies]

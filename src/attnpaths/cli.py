@@ -25,10 +25,13 @@ def _default(value) -> str:
     return f" (default: {format_value(value)})"
 
 
-def add_settings_options(parser: argparse.ArgumentParser, settings_cls) -> None:
+SETTINGS_TITLE = "settings (also settable with --set KEY=VALUE or in a --config file)"
+
+
+def add_settings_options(parser: argparse.ArgumentParser, settings_cls, title: str = SETTINGS_TITLE) -> None:
     """One option per settings field, with its help text and default; values stay text until the settings
     parse them (so every error names the field)."""
-    group = parser.add_argument_group("settings (also settable with --set KEY=VALUE or in a --config file)")
+    group = parser.add_argument_group(title)
     for f in settings_cls.fields():
         flag = "--" + f.name.replace("_", "-")
         help_text = f.help + _default(f.default)
@@ -94,6 +97,37 @@ def _sample(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from attnpaths.experiments.sweep import SweepOptions, sweep_command
+
+    options = SweepOptions.resolve(None, None, None, (), _flags(args))
+    try:
+        sweep_command(args.grid, options, args.overrides, args.resume, args.print_settings)
+    except ImportError as err:
+        print(f"attnpaths sweep: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_sweep(sub) -> None:
+    from attnpaths.experiments.sweep import SweepOptions
+
+    p = sub.add_parser("sweep", help="run a grid of cells (theory + GP, optional samples) on Dask into one "
+                                     "labelled store", description="run a grid of cells on a Dask cluster; see "
+                                     "docs/sweeps.md for the grid file")
+    p.add_argument("grid", help="TOML grid file: task, preset, [settings], [axes], [sampling]")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="change the grid file (repeatable): settings.n_test=200, axes.temperature=0.1,1, "
+                        "task=markov" + _default(None))
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep in the output folder (same grid): stored cells are never computed "
+                        "again" + _default(False))
+    p.add_argument("--print-settings", action="store_true",
+                   help="print the resolved grid as TOML and exit" + _default(False))
+    add_settings_options(p, SweepOptions, "where and how the sweep runs")
+    p.set_defaults(func=_sweep)
+
+
 def _preset_list(presets) -> str:
     lines = [f"  {name}: {presets[name].description}" for name in presets.names()]
     return "presets:\n" + "\n".join(lines) if lines else ""
@@ -120,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(s)
     add_settings_options(s, SampleSettings)
     s.set_defaults(func=_sample)
+    _add_sweep(sub)
     return parser
 
 

@@ -5,3 +5,4 @@ Importing this package registers the library's experiments in `base.EXPERIMENTS`
 
 from attnpaths.experiments import markov, oneshot  # noqa: F401 (registration)
 from attnpaths.experiments.oneshot import study  # noqa: F401 (registration)
+from attnpaths.experiments import finite_size, phase_map  # noqa: F401 (registration; Dask, xarray load when run)

@@ -1,0 +1,217 @@
+"""`attnpaths finite-size`: theory vs posterior samples of the real network as N grows at fixed load alpha = P/N.
+
+The theory is exact in the limit N, P -> infinity at fixed alpha. For each alpha and N (P = alpha N) and several
+independent training sets (draws), a sweep cell solves the theory and samples the network's weight posterior
+with the exact blocked Gibbs sampler (draws streamed to OUT/samples/, resumable, time-boxed per cell), and stores
+
+    e_f = |mean_sampled - mean_theory| / |mean_theory|   (predictor mean over the test set)
+    e_U = |U_sampled - U_theory|_F / |U_theory|_F          (path-path order parameter)
+
+each next to its Monte Carlo floor, the same norm of the standard errors of the sampled quantity (what e would be
+if the theory were exact). An error at the floor is no evidence of a theory error. Besides the raw errors the
+table gives the floor-corrected error sqrt(max(<e^2> - <floor^2>, 0)) (the Monte Carlo part of e^2 is
+floor^2 on average).
+
+The N-scaling exponent b of e ~ N^b is the least-squares slope of log(mean e over draws) against log N; its
+interval is the percentile interval of the slope over bootstrap resamples of the draws (at every N the draws
+are resampled with replacement). Everything goes to OUT/results.json, OUT/finite_size.csv and
+OUT/finite_size.png.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from attnpaths._src.registry import Registry
+from attnpaths._src.tasks.markov import MARKOV_NETWORKS
+from attnpaths.experiments.base import EXPERIMENTS, Experiment
+from attnpaths.experiments.io import write_json_atomic
+from attnpaths.experiments.settings import (Settings, at_least, between, each, positive, register_preset,
+                                            setting)
+from attnpaths.experiments.sweep_grid import Grid
+
+ERRORS = (("relative_error_mean", "monte_carlo_floor_mean", "predictor mean"),
+          ("relative_error_U", "monte_carlo_floor_U", "order parameter U"))
+
+
+@dataclass(frozen=True)
+class FiniteSizeSettings(Settings):
+    """The finite-size study: grid, sampling budget, statistics, and where it runs."""
+
+    network: str = setting("4paths", "Markov network", choices=MARKOV_NETWORKS)
+    alphas: tuple[float, ...] = setting((0.5, 2.0), "loads alpha = P / N", check=each(positive))
+    widths: tuple[float, ...] = setting((10.0, 30.0, 100.0, 300.0, 1000.0), "widths N (P = alpha N)",
+                                        check=each(positive))
+    temperature: float = setting(0.01, "temperature T", check=positive)
+    draws: int = setting(3, "independent training sets (train seeds first_seed, first_seed + 1, ...)",
+                         check=at_least(2))
+    first_seed: int = setting(1, "train seed of the first draw", check=at_least(0))
+    n_test: int = setting(200, "test sequences (the predictor mean is compared on them)", check=at_least(2))
+    n_samples: int = setting(200, "most posterior draws per chain (the time box may stop a cell earlier)",
+                             check=at_least(4))
+    n_chains: int = setting(2, "independent Gibbs chains per cell", check=at_least(1))
+    n_warmup: int = setting(10, "Gibbs sweeps discarded before the first draw (the chains mix in a few sweeps "
+                            "at large N: IAT ~ 1)", check=at_least(0))
+    sample_seed: int = setting(0, "seed of the chains", check=at_least(0))
+    time_budget: float | None = setting(600.0, "seconds of sampling per cell; the draws made by then are kept "
+                                        "(none: no limit)", check=positive)
+    n_bootstrap: int = setting(2000, "bootstrap resamples of the draws for the exponents' intervals",
+                               check=at_least(100))
+    confidence: float = setting(0.95, "level of the intervals", check=between(0, 1))
+    scheduler: str | None = setting(None, "address of a running Dask scheduler (none: a LocalCluster)",
+                                    identity=False)
+    workers: int | None = setting(None, "LocalCluster worker processes, one thread each (none: one per core)",
+                                  check=at_least(1), identity=False)
+
+
+def finite_size_grid(s: FiniteSizeSettings) -> Grid:
+    """alpha x N x train seed on the Markov task, with Gibbs samples in every cell."""
+    return Grid.from_dict({
+        "task": "markov",
+        "settings": {"network": s.network, "n_test": s.n_test, "temperature": s.temperature},
+        "axes": {"alpha": list(s.alphas), "N": list(s.widths),
+                 "train_seed": list(range(s.first_seed, s.first_seed + s.draws))},
+        "sampling": {"method": "gibbs", "n_samples": s.n_samples, "n_chains": s.n_chains, "n_warmup": s.n_warmup,
+                     "seed": s.sample_seed, "time_budget": s.time_budget}}, "finite-size study")
+
+
+def scaling_exponent(N, errors, n_bootstrap: int, confidence: float, seed: int = 0) -> dict:
+    """Slope b of log(mean over draws of e) vs log N, with a bootstrap interval over draws.
+
+    Args:
+      N: (n_N,) widths; errors: (n_N, n_draws) errors (NaN: missing draw).
+    Returns:
+      {"exponent": b, "low": ..., "high": ...}; NaN where fewer than 2 widths have data.
+    """
+    N, errors = np.asarray(N, dtype=float), np.asarray(errors, dtype=float)
+    keep = np.array([np.isfinite(e).any() and np.nanmean(e) > 0 for e in errors])
+    if keep.sum() < 2:
+        return {"exponent": float("nan"), "low": float("nan"), "high": float("nan")}
+    x, E = np.log(N[keep]), errors[keep]
+
+    def slope(means):
+        return float(np.polyfit(x, np.log(means), 1)[0])
+
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_bootstrap):
+        means = []
+        for e in E:
+            e = e[np.isfinite(e)]
+            means.append(np.mean(rng.choice(e, size=e.size, replace=True)))
+        if np.all(np.asarray(means) > 0):
+            reps.append(slope(np.asarray(means)))
+    q = (1 - confidence) / 2
+    return {"exponent": slope(np.array([np.nanmean(e) for e in E])), "low": float(np.quantile(reps, q)),
+            "high": float(np.quantile(reps, 1 - q))}
+
+
+def finite_size_table(ds, s: FiniteSizeSettings) -> dict:
+    """Rows (alpha, N): mean errors and floors over draws (with their standard errors), floor-corrected errors,
+    diagnostics; and per alpha the fitted exponents of the raw errors (and of the floor-corrected ones)."""
+    ok = (ds.done & (ds.error == "")).values
+    rows, exponents = [], {}
+    for i, alpha in enumerate(ds.alpha.values):
+        exponents[float(alpha)] = {}
+        for err_name, floor_name, label in ERRORS:
+            E = np.where(ok[i], ds[err_name].values[i], np.nan)
+            F = np.where(ok[i], ds[floor_name].values[i], np.nan)
+            corrected = np.sqrt(np.clip(np.nanmean(E ** 2, axis=1) - np.nanmean(F ** 2, axis=1), 0, None))
+            exponents[float(alpha)][label] = {
+                "raw": scaling_exponent(ds.N.values, E, s.n_bootstrap, s.confidence),
+                "floor": scaling_exponent(ds.N.values, F, s.n_bootstrap, s.confidence),
+                "widths_above_2x_floor": [float(n) for n, e, f in zip(ds.N.values, np.nanmean(E, 1),
+                                                                       np.nanmean(F, 1)) if e > 2 * f]}
+            for j, N in enumerate(ds.N.values):
+                if len(rows) <= i * len(ds.N) + j:
+                    rows.append({"alpha": float(alpha), "N": float(N), "P": float(np.nanmax(ds.P.values[i, j])),
+                                 "draws": int(ok[i, j].sum()),
+                                 "n_draws": float(np.nanmean(ds.n_draws.values[i, j])),
+                                 "max_rhat": float(np.nanmax(ds.max_rhat.values[i, j])),
+                                 "sample_seconds": float(np.nanmean(ds.sample_seconds.values[i, j]))})
+                e, f = E[j][np.isfinite(E[j])], F[j][np.isfinite(F[j])]
+                key = "mean" if label == "predictor mean" else "U"
+                rows[i * len(ds.N) + j].update({
+                    f"error_{key}": float(np.mean(e)) if e.size else float("nan"),
+                    f"error_{key}_se": float(np.std(e, ddof=1) / np.sqrt(e.size)) if e.size > 1 else float("nan"),
+                    f"floor_{key}": float(np.mean(f)) if f.size else float("nan"),
+                    f"corrected_{key}": float(corrected[j])})
+    return {"rows": rows, "exponents": exponents}
+
+
+def finite_size_figure(table: dict, out) -> Path:
+    """Errors (points: mean over draws, bars: se) and Monte Carlo floors (dashed) vs N, per alpha."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table["rows"]
+    alphas = sorted({r["alpha"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (key, label) in zip(axes, (("mean", "predictor mean"), ("U", "order parameter U"))):
+        for k, alpha in enumerate(alphas):
+            r = [x for x in rows if x["alpha"] == alpha]
+            N = np.array([x["N"] for x in r])
+            color = f"C{k}"
+            ax.errorbar(N, [x[f"error_{key}"] for x in r], yerr=[x[f"error_{key}_se"] for x in r], fmt="o-",
+                        color=color, label=rf"$\alpha$ = {alpha:g}: |sampled $-$ theory| / |theory|")
+            ax.plot(N, [x[f"floor_{key}"] for x in r], "--", color=color, label=rf"$\alpha$ = {alpha:g}: Monte "
+                    "Carlo floor")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("width N (P = alpha N)")
+        ax.set_title(f"relative error of the {label}", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(out) / "finite_size.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_finite_size(s: FiniteSizeSettings | None = None, out="results/finite-size", resume: bool = False,
+                    log: Callable[[str], None] = print) -> dict:
+    """Compute (or resume) the study's sweep, then write OUT/results.json, OUT/finite_size.csv and the figure."""
+    from attnpaths.experiments.sweep import run_sweep
+    from attnpaths.experiments.sweep_store import open_sweep
+
+    s = s or FiniteSizeSettings()
+    out = Path(out)
+    run_sweep(finite_size_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, log=log)
+    table = finite_size_table(open_sweep(out).load(), s)
+    import pandas as pd
+
+    pd.DataFrame(table["rows"]).to_csv(out / "finite_size.csv", index=False)
+    results = {"experiment": "finite-size", "settings": s.to_dict(), **table}
+    write_json_atomic(out / "results.json", results)
+    path = finite_size_figure(table, out)
+    log(f"wrote {out / 'finite_size.csv'}, {out / 'results.json'} and {path}")
+    return results
+
+
+def _report(results: dict, seconds: float) -> list[str]:
+    lines = [f"{'alpha':>5} {'N':>6} {'P':>6} {'draws':>5} {'e_mean':>8} {'floor':>8} {'e_U':>8} {'floor':>8}"]
+    for r in results["rows"]:
+        lines.append(f"{r['alpha']:5g} {r['N']:6g} {r['P']:6g} {r['draws']:5d} {r['error_mean']:8.4f} "
+                     f"{r['floor_mean']:8.4f} {r['error_U']:8.4f} {r['floor_U']:8.4f}")
+    for alpha, fits in results["exponents"].items():
+        for label, fit in fits.items():
+            raw = fit["raw"]
+            lines.append(f"alpha {alpha:g}, {label}: error ~ N^{raw['exponent']:.2f} [{raw['low']:.2f}, "
+                         f"{raw['high']:.2f}]; widths with error > 2 x floor: {fit['widths_above_2x_floor']}")
+    return lines + [f"total {seconds:.1f} s"]
+
+
+PRESETS: Registry = Registry("preset of finite-size")
+register_preset(PRESETS, "quick", {"widths": [10.0, 30.0], "draws": 2, "n_samples": 50, "n_test": 50},
+                "a smoke test: N = 10 and 30, two draws, 50 draws per chain, 50 test sequences")
+register_preset(PRESETS, "full", {}, "the table in the README (the defaults)")
+EXPERIMENTS.register("finite-size", Experiment(
+    name="finite-size", help="theory vs posterior samples as N grows at fixed alpha = P/N (Markov task, a sweep "
+                             "on Dask)", settings=FiniteSizeSettings, presets=PRESETS,
+    run=lambda s, out, resume, log: run_finite_size(s, out, resume, log), report=_report))

@@ -1,0 +1,212 @@
+"""`attnpaths phase-map`: where finite width helps on the Markov task, beyond the paper.
+
+For each Markov network (4paths, 2paths) and each width N, the load alpha = P / N and the temperature T span a
+grid; every cell solves the theory at (N, P = alpha N, T) on several independent training sets (draws) and
+compares it with the GP limit on the same test set:
+
+    delta_accuracy = accuracy(theory) - accuracy(GP),   delta_mse = MSE(theory) - MSE(GP)
+
+(the MSE of the predictor mean on the test set). delta_accuracy > 0 and delta_mse < 0 mean that the
+finite-width renormalisation of the path kernels (the interplay of the paths) generalises better than the GP.
+The cells run through the sweep runner (`attnpaths.experiments.sweep`), so the map is resumable and runs on any
+Dask cluster; the averages over draws, their standard errors, the heat maps with the delta = 0 contour and a
+summary go to OUT/phase_map.nc, OUT/results.json and OUT/phase_map_*.png.
+
+P is rounded to the nearest even number >= 2 (the Markov data are class-balanced): at N = 10 the loads 0.1 and
+0.5 give P = 2 and P = 6; the store holds the P of every cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from attnpaths._src.registry import Registry
+from attnpaths._src.tasks.markov import MARKOV_NETWORKS
+from attnpaths.experiments.base import EXPERIMENTS, Experiment
+from attnpaths.experiments.io import write_json_atomic
+from attnpaths.experiments.settings import Settings, at_least, each, positive, register_preset, setting
+from attnpaths.experiments.sweep_grid import Grid
+
+ALPHAS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+TEMPERATURES = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+@dataclass(frozen=True)
+class PhaseMapSettings(Settings):
+    """The grid of the phase map and where it runs."""
+
+    networks: tuple[str, ...] = setting(("4paths", "2paths"), "Markov networks", choices=MARKOV_NETWORKS)
+    widths: tuple[float, ...] = setting((10.0, 100.0), "widths N (P varies at fixed N)", check=each(positive))
+    alphas: tuple[float, ...] = setting(ALPHAS, "loads alpha = P / N", check=each(positive))
+    temperatures: tuple[float, ...] = setting(TEMPERATURES, "temperatures T", check=each(positive))
+    draws: int = setting(4, "independent training sets per cell (train seeds first_seed, first_seed + 1, ...)",
+                         check=at_least(1))
+    first_seed: int = setting(1, "train seed of the first draw (the test seed must not be among the draws)",
+                              check=at_least(0))
+    n_test: int = setting(1000, "test sequences (the same test set for every cell)", check=at_least(2))
+    test_seed: int = setting(59, "seed of the test set", check=at_least(0))
+    scheduler: str | None = setting(None, "address of a running Dask scheduler (none: a LocalCluster)",
+                                    identity=False)
+    workers: int | None = setting(None, "LocalCluster worker processes, one thread each (none: one per core)",
+                                  check=at_least(1), identity=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.first_seed <= self.test_seed < self.first_seed + self.draws:
+            raise ValueError(f"setting 'test_seed' ({self.test_seed}) is one of the train seeds {self.first_seed} "
+                             f"... {self.first_seed + self.draws - 1}: the test set would be a training set")
+
+
+def phase_map_grid(s: PhaseMapSettings) -> Grid:
+    """The sweep grid of the phase map: network x N x alpha x T x train seed on the Markov task."""
+    return Grid.from_dict({
+        "task": "markov",
+        "settings": {"n_test": s.n_test, "test_seed": s.test_seed},
+        "axes": {"network": list(s.networks), "N": list(s.widths), "alpha": list(s.alphas),
+                 "temperature": list(s.temperatures),
+                 "train_seed": list(range(s.first_seed, s.first_seed + s.draws))}}, "phase map")
+
+
+PRESETS: Registry = Registry("preset of phase-map")
+register_preset(PRESETS, "quick", {"networks": ["4paths"], "widths": [10.0], "alphas": [1.0, 10.0, 100.0],
+                                   "temperatures": [0.01, 1.0], "draws": 2, "n_test": 200},
+                "a smoke test: 4paths, N = 10, three loads, two temperatures, two draws, 200 test sequences")
+register_preset(PRESETS, "full", {}, "the map in the README (the defaults): both networks, N = 10 and 100, alpha "
+                "0.1 ... 100, T 1e-3 ... 10, four draws")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from the store to the map
+# ----------------------------------------------------------------------------------------------------------------
+
+def draw_average(ds, draw_axis: str = "train_seed"):
+    """Means over the data draws (finished cells only) with standard errors: an xarray Dataset over the other
+    axes holding delta_accuracy, delta_mse (theory - GP), the accuracies and MSEs, P, and n_draws."""
+    import xarray as xr
+
+    ok = ds.done & (ds.error == "")
+    fields = {"delta_accuracy": ds.theory_accuracy - ds.gp_accuracy, "delta_mse": ds.theory_mse - ds.gp_mse,
+              "theory_accuracy": ds.theory_accuracy, "gp_accuracy": ds.gp_accuracy,
+              "theory_mse": ds.theory_mse, "gp_mse": ds.gp_mse}
+    n = ok.sum(draw_axis)
+    out = {"n_draws": n, "P": ds.P.where(ok).max(draw_axis)}
+    for name, value in fields.items():
+        v = value.where(ok)
+        out[name] = v.mean(draw_axis)
+        out[f"{name}_se"] = v.std(draw_axis, ddof=1) / np.sqrt(n.where(n > 1))
+    return xr.Dataset(out)
+
+
+def summary_rows(avg) -> list[dict]:
+    """Per network and width: where the theory beats the GP by more than 2 standard errors, where it loses, and
+    the extremes (with their load and temperature)."""
+    rows = []
+    for net in avg.network.values:
+        for N in avg.N.values:
+            a = avg.sel(network=net, N=N)
+            d, se = a.delta_accuracy.values, a.delta_accuracy_se.values
+            valid = np.isfinite(d)
+            best = np.unravel_index(np.nanargmax(d), d.shape)
+            worst = np.unravel_index(np.nanargmin(d), d.shape)
+            m, mse = a.delta_mse.values, a.delta_mse_se.values
+            rows.append({
+                "network": str(net), "N": float(N), "cells": int(valid.sum()),
+                "helps": int(np.sum(d - 2 * se > 0)), "hurts": int(np.sum(d + 2 * se < 0)),
+                "mse_helps": int(np.sum(m + 2 * mse < 0)), "mse_hurts": int(np.sum(m - 2 * mse > 0)),
+                "best": {"delta_accuracy": float(d[best]), "se": float(se[best]),
+                         "alpha": float(a.alpha.values[best[0]]), "T": float(a.temperature.values[best[1]]),
+                         "theory": float(a.theory_accuracy.values[best]), "gp": float(a.gp_accuracy.values[best])},
+                "worst": {"delta_accuracy": float(d[worst]), "se": float(se[worst]),
+                          "alpha": float(a.alpha.values[worst[0]]), "T": float(a.temperature.values[worst[1]]),
+                          "theory": float(a.theory_accuracy.values[worst]),
+                          "gp": float(a.gp_accuracy.values[worst])},
+            })
+    return rows
+
+
+def phase_map_figures(avg, out) -> list[Path]:
+    """One figure per network: rows = widths, columns = delta accuracy and delta MSE over (alpha, T), diverging
+    colours centred at 0, the delta = 0 contour in black, cells that differ from 0 by < 2 se hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    files = []
+    alphas, temps = avg.alpha.values.astype(float), avg.temperature.values.astype(float)
+    for net in avg.network.values:
+        widths = avg.N.values
+        fig, axes = plt.subplots(len(widths), 2, figsize=(10, 3.6 * len(widths)), squeeze=False)
+        for row, N in enumerate(widths):
+            a = avg.sel(network=net, N=N)
+            for col, (name, label, sign) in enumerate((("delta_accuracy", r"$\Delta$acc = theory $-$ GP", 1),
+                                                        ("delta_mse", r"$\Delta$MSE = theory $-$ GP", -1))):
+                ax = axes[row, col]
+                z, se = a[name].values.T, a[f"{name}_se"].values.T  # (T, alpha)
+                vmax = float(np.nanmax(np.abs(z))) or 1.0
+                mesh = ax.pcolormesh(alphas, temps, sign * z, cmap="RdBu", vmin=-vmax, vmax=vmax, shading="nearest")
+                if np.nanmin(z) < 0 < np.nanmax(z):
+                    ax.contour(alphas, temps, z, levels=[0.0], colors="k", linewidths=1.5)
+                weak = np.abs(z) < 2 * np.nan_to_num(se, nan=np.inf)
+                ax.scatter(*np.meshgrid(alphas, temps)[::1], s=6 * weak, c="k", marker="x", linewidths=0.6)
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_xlabel(r"load $\alpha = P/N$")
+                ax.set_ylabel("temperature T")
+                ax.set_title(f"{net}, N = {float(N):g}: {label}", fontsize=9)
+                cb = fig.colorbar(mesh, ax=ax)
+                cb.set_label(("blue: theory better" if sign > 0 else "blue: theory better (lower MSE)"), fontsize=8)
+                ticks = cb.get_ticks()
+                cb.set_ticks(ticks, labels=[f"{sign * t:.3g}" for t in ticks])
+        fig.suptitle(f"Markov task, {net}: finite width vs GP (mean over draws; black line: delta = 0; x: |delta| "
+                     "< 2 se)", fontsize=10)
+        fig.tight_layout()
+        path = out / f"phase_map_{net}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def phase_map_results(avg, s: PhaseMapSettings) -> dict:
+    return {"experiment": "phase-map", "settings": s.to_dict(), "summary": summary_rows(avg),
+            "cells": avg.to_dataframe().reset_index().to_dict(orient="records")}
+
+
+def run_phase_map(s: PhaseMapSettings | None = None, out="results/phase-map", resume: bool = False,
+                  log: Callable[[str], None] = print) -> dict:
+    """Compute (or resume) the phase map's sweep, then write OUT/phase_map.csv, OUT/results.json and the figures."""
+    from attnpaths.experiments.sweep import run_sweep
+    from attnpaths.experiments.sweep_store import open_sweep
+
+    s = s or PhaseMapSettings()
+    out = Path(out)
+    run_sweep(phase_map_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, log=log)
+    avg = draw_average(open_sweep(out).load())
+    avg.to_dataframe().reset_index().to_csv(out / "phase_map.csv", index=False)
+    results = phase_map_results(avg, s)
+    write_json_atomic(out / "results.json", results)
+    files = phase_map_figures(avg, out)
+    log(f"wrote {out / 'phase_map.csv'}, {out / 'results.json'} and " + ", ".join(map(str, files)))
+    return results
+
+
+def _report(results: dict, seconds: float) -> list[str]:
+    lines = []
+    for r in results["summary"]:
+        b, w = r["best"], r["worst"]
+        lines.append(f"{r['network']} N={r['N']:g}: theory > GP in {r['helps']}/{r['cells']} cells, < GP in "
+                     f"{r['hurts']} (2 se); best {100 * b['delta_accuracy']:+.1f} points at alpha={b['alpha']:g}, "
+                     f"T={b['T']:g}; worst {100 * w['delta_accuracy']:+.1f} at alpha={w['alpha']:g}, T={w['T']:g}")
+    return lines + [f"total {seconds:.1f} s"]
+
+
+EXPERIMENTS.register("phase-map", Experiment(
+    name="phase-map", help="Markov task: theory - GP accuracy and test MSE over load alpha = P/N and temperature "
+                           "(a sweep on Dask)", settings=PhaseMapSettings, presets=PRESETS,
+    run=lambda s, out, resume, log: run_phase_map(s, out, resume, log), report=_report))

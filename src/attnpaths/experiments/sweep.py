@@ -1,0 +1,347 @@
+"""`attnpaths sweep`: a grid of cells (theory + GP, optionally posterior samples) run as tasks on Dask.
+
+    grid = Grid.from_toml("grid.toml")
+    summary = run_sweep(grid, "results/sweep")                 # a LocalCluster, one worker process per core
+    summary = run_sweep(grid, "results/sweep", scheduler="tcp://10.0.0.5:8786", resume=True)
+    ds = open_sweep("results/sweep")                            # xarray.Dataset over the grid's axes
+
+How it runs:
+* Cells that share their data (every setting but the width and the temperature) share one *problem* task,
+  which builds the data, the path features and the training data in its route's form once; Dask keeps it on the
+  worker that built it and runs that problem's cells there.
+* Along the width axis N a cell depends on the cell of the next larger width and warm-starts from its solution
+  (a chain of tasks, largest width first); a failed cell passes on the warm start it was given. Lines of the
+  other axes are independent and run in parallel. The warm start of every cell is the same however the sweep is
+  scheduled or resumed, so the numbers do not depend on the cluster.
+* The driver (this process) writes every cell to the store as it finishes (`sweep_store`: atomic per chunk,
+  the done flag last). A resumed sweep submits only the cells not stored yet, taking its warm starts from the
+  store, and never computes a stored cell again. A failed cell stores its error (and is not retried unless
+  `retry_failed`); the other cells go on.
+* OUT holds a lock while a sweep writes to it (the lock of a killed sweep is taken over).
+
+Threads: each worker process should run one thread of XLA/BLAS work (`THREAD_ENV`); the LocalCluster this
+module starts sets these variables for its workers, and workers you start yourself need them in their
+environment before they import JAX (docs/sweeps.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from attnpaths._src.atomic import write_atomic
+from attnpaths.experiments.runner import OutputLock
+from attnpaths.experiments.settings import Settings, at_least, setting
+from attnpaths.experiments.settings import _toml_value as toml_value
+from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid
+from attnpaths.experiments.sweep_store import STORE_NAME, SweepStore, create_store, open_store
+from attnpaths.experiments.sweep_tasks import CellResult, SweepTask, compute_cell, failure_text
+
+THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+"""One thread of XLA, OpenMP and BLAS work per worker process (read when the process starts)."""
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a call of `run_sweep` did. cells: the grid's cells; before: stored before this call; computed: cells
+    computed now; failed: cells stored with an error (all calls); seconds: wall time of this call."""
+
+    out: Path
+    cells: int
+    before: int
+    computed: int
+    failed: int
+    seconds: float
+
+    @property
+    def store(self) -> Path:
+        return self.out / STORE_NAME
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what runs on the workers
+# ----------------------------------------------------------------------------------------------------------------
+
+def build_problem(task: SweepTask, settings, keep_features: bool):
+    """A Dask task: the problem shared by the cells with these data settings."""
+    return task.build(settings, keep_features)
+
+
+def run_cell(task: SweepTask, settings, problem, previous, sampling, draws_path) -> CellResult:
+    """A Dask task: one cell (see `sweep_tasks.compute_cell`)."""
+    N = float(getattr(settings, task.width_field)[0])
+    T = float(getattr(settings, task.temperature_field))
+    spec = problem.spec.with_width(N).replace(temperature=T)
+    return compute_cell(problem, spec, previous, sampling, draws_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the driver
+# ----------------------------------------------------------------------------------------------------------------
+
+def _key(prefix: str, data) -> str:
+    return f"{prefix}-" + hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cell_name(index: tuple) -> str:
+    return "cell-" + "-".join(map(str, index))
+
+
+def _lines(grid: Grid) -> dict:
+    """Cells grouped by their position on every axis but N; each line sorted by decreasing width."""
+    width_pos = list(grid.axes).index(WIDTH_AXIS)
+    lines: dict = {}
+    for cell in grid.cells():
+        rest = cell.index[:width_pos] + cell.index[width_pos + 1:]
+        lines.setdefault(rest, []).append(cell)
+    for cells in lines.values():
+        cells.sort(key=lambda c: -float(c.coords[WIDTH_AXIS]))
+    return lines
+
+
+def _sizes(grid: Grid) -> tuple[int, int]:
+    """(largest H, largest packed size sum_l n_l^2) over the networks of the grid (the store's extra dims)."""
+    specs, seen = [], set()
+    for cell in grid.cells():
+        key = tuple((k, v) for k, v in cell.coords.items() if isinstance(v, str))  # where the network can change
+        if key not in seen:
+            seen.add(key)
+            try:
+                s = grid.cell_settings(cell.coords)
+            except ValueError:
+                s = grid.base_settings().updated({k: v for k, v in key})
+            specs.append(grid.sweep_task.network(s))
+    return max(s.n_paths for s in specs), max(sum(n * n for n in s.level_sizes) for s in specs)
+
+
+def _problem_order(grid: Grid, cell) -> str:
+    """Lines whose cells share their data are submitted together (the problem stays on one worker)."""
+    try:
+        return json.dumps(grid.sweep_task.problem_key(grid.cell_settings(cell.coords)), sort_keys=True)
+    except ValueError:
+        return ""
+
+
+def _store_for(grid: Grid, out: Path, resume: bool) -> SweepStore:
+    from attnpaths import __version__
+
+    if (out / STORE_NAME).exists():
+        if not resume:
+            raise ValueError(f"{out} already holds a sweep; pass --resume (resume=True) to continue it, or choose "
+                             f"another --out (delete {out / STORE_NAME} to start over)")
+        return open_store(out, grid.identity())
+    n_paths, order_size = _sizes(grid)
+    return create_store(out, grid.axes, grid.identity(), n_paths, order_size, grid.sampling is not None,
+                        {"task": grid.task, "grid_file": grid.to_dict(), "version": __version__})
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def start_client(scheduler: str | None = None, workers: int | None = None):
+    """A Dask client: connected to `scheduler` (an address), else to a new LocalCluster of `workers` single-threaded
+    worker processes (default: one per core) whose environment pins XLA and BLAS to one thread."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("sweeps need the `sweep` extra (Dask): pip install 'attnpaths[sweep]'") from None
+    if scheduler:
+        return Client(scheduler)
+    n = default_workers() if workers is None else int(workers)
+    if n < 1:
+        raise ValueError(f"workers must be an int >= 1; got {workers!r}")
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           env=dict(THREAD_ENV))
+    return Client(cluster)
+
+
+class _Submitter:
+    """Submits the pending cells of a grid: one problem task per distinct data, chains of cells along N."""
+
+    def __init__(self, client, grid: Grid, store: SweepStore, out: Path, pending: set):
+        self.client, self.grid, self.store, self.out, self.pending = client, grid, store, out, pending
+        self.task = grid.sweep_task
+        self.token = uuid.uuid4().hex[:8]  # keys unique to this call (a resumed sweep may reuse the client)
+        self.problems: dict = {}
+        self.futures: dict = {}  # future -> cell index
+        self.invalid: dict = {}  # cell index -> error (settings that cannot be built)
+
+    def _problem(self, settings):
+        key = self.task.problem_key(settings)
+        name = _key("problem", key) + "-" + self.token
+        if name not in self.problems:
+            self.problems[name] = self.client.submit(build_problem, self.task, settings,
+                                                     self.grid.sampling is not None, key=name, pure=False)
+        return self.problems[name]
+
+    def _draws_path(self, cell) -> Path | None:
+        sampling = self.grid.sampling
+        if sampling is None:
+            return None
+        if sampling.method != "gibbs":
+            return None
+        return (self.out / "samples" / f"{_cell_name(cell.index)}.npz").resolve()
+
+    def _sampling_for(self, cell):
+        s = self.grid.sampling
+        if s is None or (s.widths is not None and float(cell.coords[WIDTH_AXIS]) not in s.widths):
+            return None
+        return s
+
+    def submit_line(self, cells: list) -> None:
+        previous = None  # the warm start: None (GP), a stored packed U, or the future of the previous cell
+        for cell in cells:
+            if cell.index not in self.pending:
+                stored = self.store.order_parameters(cell.index)
+                previous = stored if stored is not None else previous
+                continue
+            try:
+                settings = self.grid.cell_settings(cell.coords)
+            except ValueError as err:
+                self.invalid[cell.index] = failure_text(err)
+                continue
+            future = self.client.submit(run_cell, self.task, settings, self._problem(settings), previous,
+                                        self._sampling_for(cell), self._draws_path(cell),
+                                        key=f"{_cell_name(cell.index)}-{self.token}", pure=False)
+            self.futures[future] = cell.index
+            previous = future
+
+
+def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, workers: int | None = None,
+              resume: bool = False, retry_failed: bool = False, progress: bool = True,
+              log: Callable[[str], None] = print,
+              callback: Callable[[tuple, CellResult], None] | None = None) -> SweepSummary:
+    """Run (or resume) the sweep of `grid` into folder `out` (see the module docstring).
+
+    Args:
+      grid: the grid (`Grid.from_toml`).
+      out: output folder; the store is OUT/sweep.zarr, posterior draws (if sampled) OUT/samples/.
+      client: a `dask.distributed.Client` to use (not closed); default: one made from `scheduler` / `workers`.
+      scheduler: address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); None: a LocalCluster.
+      workers: LocalCluster worker processes (one thread each); None: one per core.
+      resume: continue the sweep stored in OUT (the same grid); without it an existing store is refused.
+      retry_failed: compute the failed cells of a resumed sweep again.
+      progress: show a progress bar over the cells.
+      log: where progress lines go.
+      callback: called as callback(index, result) after every stored cell.
+
+    Returns:
+      SweepSummary.
+    """
+    out = Path(out)
+    t0 = time.perf_counter()
+    with OutputLock(out):
+        store = _store_for(grid, out, resume)
+        done, errors = store.done(), store.errors()
+        if retry_failed:
+            for index in zip(*(errors != "").nonzero()):
+                store.clear(tuple(int(i) for i in index))
+            done = store.done()
+        before = int(done.sum())
+        pending = {c.index for c in grid.cells() if not done[c.index]}
+        log(f"sweep {grid.task}: {grid.size} cells ({' x '.join(f'{k} {len(v)}' for k, v in grid.axes.items())}), "
+            f"{before} stored before, {len(pending)} to compute; store {store.path}")
+        computed = 0
+        if pending:
+            own = client is None
+            client = start_client(scheduler, workers) if own else client
+            try:
+                computed = _run_pending(client, grid, store, out, pending, before, progress, callback)
+            finally:
+                if own:
+                    cluster = getattr(client, "cluster", None)
+                    client.close()
+                    if cluster is not None:
+                        cluster.close()
+        failed = int((store.errors() != "").sum())
+    summary = SweepSummary(out, grid.size, before, computed, failed, time.perf_counter() - t0)
+    log(f"sweep done: {summary.computed} cells computed in {summary.seconds:.1f} s, {summary.failed} failed "
+        f"(errors in the store's `error` variable)")
+    return summary
+
+
+def _run_pending(client, grid: Grid, store: SweepStore, out: Path, pending: set, before: int, progress: bool,
+                 callback) -> int:
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    submitter = _Submitter(client, grid, store, out, pending)
+    for cells in sorted(_lines(grid).values(), key=lambda cells: _problem_order(grid, cells[0])):
+        submitter.submit_line(cells)
+    submitter.problems.clear()  # the scheduler keeps each problem until its last cell has run
+    bar = tqdm(total=grid.size, initial=before, unit="cell", disable=not progress, desc="sweep")
+    computed = 0
+    try:
+        for index, error in submitter.invalid.items():
+            result = CellResult({}, error, None, 0.0)
+            store.write(index, result)
+            computed += 1
+            bar.update()
+            if callback is not None:
+                callback(index, result)
+        for future in as_completed(list(submitter.futures)):
+            index = submitter.futures.pop(future)
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001 (the problem task failed, or a worker died)
+                result = CellResult({}, failure_text(err), None, 0.0)
+            store.write(index, result)
+            computed += 1
+            bar.update()
+            if callback is not None:
+                callback(index, result)
+    finally:
+        bar.close()
+        if submitter.futures:
+            client.cancel(list(submitter.futures))
+    return computed
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the command's options
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepOptions(Settings):
+    """Options of `attnpaths sweep GRID` (where and how it runs; the grid file says what it computes)."""
+
+    out: str = setting("results/sweep", "output folder: the store OUT/sweep.zarr, OUT/grid.toml, OUT/samples/")
+    scheduler: str | None = setting(None, "address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                    "(none: start a LocalCluster)")
+    workers: int | None = setting(None, "worker processes of the LocalCluster, one thread each (none: one per "
+                                  "core)", check=at_least(1))
+    retry_failed: bool = setting(False, "compute the failed cells of a resumed sweep again")
+    progress: bool = setting(True, "show a progress bar over the cells")
+
+
+def grid_toml(grid: Grid) -> str:
+    """The grid as a TOML file that `Grid.from_toml` reads back."""
+    raw = grid.to_dict()
+    lines = [f"{k} = {toml_value(raw[k])}" for k in ("task", "preset") if k in raw]
+    for table in ("settings", "axes", "sampling"):
+        if raw.get(table):
+            lines += ["", f"[{table}]"] + [f"{k} = {toml_value(v)}" for k, v in raw[table].items()]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
+                  print_settings: bool = False, log=print) -> SweepSummary | None:
+    """`attnpaths sweep GRID`: read the grid, write OUT/grid.toml, run or resume the sweep."""
+    grid = Grid.from_toml(grid_file, overrides)
+    text = grid_toml(grid)
+    if print_settings:
+        print(text, end="")
+        return None
+    summary = run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
+                        retry_failed=options.retry_failed, progress=options.progress, log=log)
+    write_atomic(Path(options.out) / "grid.toml", lambda f: f.write(text.encode()))
+    return summary
