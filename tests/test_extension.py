@@ -9,6 +9,7 @@ class: NumPy loops over examples, heads and queries. Also: the curated public su
 from __future__ import annotations
 
 import ast
+import json
 import re
 import textwrap
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ import numpy as np
 import pytest
 
 import attnpaths as ap
+from attnpaths.experiments import EXPERIMENTS, Experiment, Registry, Settings, setting
+from attnpaths.experiments.io import write_json_atomic
+from attnpaths.experiments.settings import at_least, positive
 from test_paths_kernels import brute_force_path_inputs
 
 
@@ -154,11 +158,67 @@ def test_user_head_through_the_gibbs_sampler(network):
     from_heads = ap.BlockedGibbs(spec, layers, x, y)
     from_loops = ap.BlockedGibbs.from_features(spec, xi_ref, y)
     xit = ap.path_features(spec, layers, xt)
-    a = ap.gibbs_draws(from_heads, xit, 3, n_chains=2, n_warmup=2, seed=5, progress=False)
-    b = ap.gibbs_draws(from_loops, xit_ref, 3, n_chains=2, n_warmup=2, seed=5, progress=False)
+    a = ap.run_sampler(from_heads, xit, 3, n_chains=2, n_warmup=2, seed=5, progress=False)
+    b = ap.run_sampler(from_loops, xit_ref, 3, n_chains=2, n_warmup=2, seed=5, progress=False)
     assert a.f_test.shape == (2, 3, len(xt)) and np.all(np.isfinite(a.f_test))
     np.testing.assert_allclose(a.f_test, b.f_test, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(a.U, b.U, rtol=1e-9, atol=1e-12)
+
+
+# ---- a user's task through the command line --------------------------------------------------------------
+@dataclass(frozen=True)
+class UserTaskSettings(Settings):
+    """The user's own task: the ALiBi network of the `network` fixture at one width."""
+
+    width: float = setting(4.0, "width N of the theory and the sampled network", check=positive)
+    n_draws: int = setting(3, "Gibbs draws per chain", check=at_least(1))
+
+
+def _user_task(network):
+    spec0, layers, x, y, xt, *_ = network
+
+    def run(s: UserTaskSettings, out, resume, log):
+        spec = spec0.with_width(s.width)
+        xi, xit = ap.path_features(spec, layers, x), ap.path_features(spec, layers, xt)
+        saddle = ap.solve_saddle(spec, xi, y)
+        draws = ap.sample(spec, layers, x, y, xt, method="gibbs", n_draws=s.n_draws, n_chains=2, n_warmup=2,
+                          seed=3, path=Path(out) / "draws.npz", progress=False)
+        results = {"U1": saddle.U1.tolist(), "mean": ap.predict(spec, xi, y, xit, saddle.U1).mean.tolist(),
+                   "sampled_mean": np.asarray(draws.f_test).mean(axis=(0, 1)).tolist()}
+        write_json_atomic(Path(out) / "results.json", results)
+        log(f"user task: N = {s.width:g}, {saddle.iterations} Newton steps")
+        return results
+
+    return Experiment(name="user-alibi", help="the test's own task on its own heads", settings=UserTaskSettings,
+                      presets=Registry("preset of user-alibi"), run=run, report=lambda r, sec: ["done"])
+
+
+@pytest.fixture
+def user_task(network):
+    EXPERIMENTS.register("user-alibi", _user_task(network))
+    yield network
+    EXPERIMENTS.unregister("user-alibi")
+
+
+def test_user_task_on_user_heads_runs_from_the_command_line(user_task, tmp_path, capsys):
+    from attnpaths.cli import main
+
+    spec, layers, x, y, xt, xi_ref, xit_ref = user_task
+    assert main(["user-alibi", "--set", "width=7", "--n-draws", "4", "--out", str(tmp_path)]) == 0
+    assert "user task: N = 7" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    # the command ran the theory at the width it was given, on the user's heads (against the loop features)
+    expected = ap.solve_saddle(spec.with_width(7.0), xi_ref, y).U1
+    np.testing.assert_allclose(results["U1"], expected, rtol=1e-8, atol=1e-10)
+    stored = ap.load_draws(tmp_path / "draws.npz")
+    assert stored.f_test.shape == (2, 4, len(xt))
+    np.testing.assert_allclose(results["sampled_mean"], np.asarray(stored.f_test).mean(axis=(0, 1)), rtol=1e-12)
+    # its settings are options with help, and unknown keys are refused by name
+    with pytest.raises(SystemExit):
+        main(["user-alibi", "--help"])
+    assert "width N of the theory" in capsys.readouterr().out
+    assert main(["user-alibi", "--set", "widht=3", "--out", str(tmp_path / "b")]) == 2
+    assert "widht" in capsys.readouterr().err
 
 
 # ---- the public surface --------------------------------------------------------------------------------------

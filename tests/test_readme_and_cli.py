@@ -15,11 +15,14 @@ def test_readme_opens_with_the_two_commands_and_quickstart_runs():
     text = (ROOT / "README.md").read_text()
     first_block = re.search(r"```\n(.*?)```", text, re.S).group(1)
     assert first_block.splitlines()[0].startswith("make run") and first_block.splitlines()[1].startswith("make test")
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
     namespace = {}
-    exec(compile(code, "README quickstart", "exec"), namespace)
-    assert namespace["saddle"].converged
+    for i, code in enumerate(blocks):  # in order, sharing one namespace, as a reader would paste them
+        exec(compile(code, f"README python block {i + 1}", "exec"), namespace)
+    assert namespace["saddle"].converged and namespace["fit"].converged
     assert np.all(np.isfinite(namespace["pred"].mean))
+    assert namespace["draws"].f_test.shape[-1] == 10 and np.all(np.isfinite(namespace["draws"].f_test))
 
 
 def test_markov_experiment_end_to_end(tmp_path):

@@ -69,7 +69,7 @@ def test_a_third_method_is_one_registered_class(tmp_path):
         resumed = sample(spec, att, x, y, x_test, heads_test=att_test, n_draws=1500, path=path, resume=True, **kw)
         np.testing.assert_array_equal(resumed.f_test, full.f_test)
     finally:
-        protocol._REGISTRY.pop("exact-readout")
+        protocol.SAMPLERS.unregister("exact-readout")
     xi, xit = path_features(spec, att, x), path_features(spec, att_test, x_test)
     assert_exact_readout_posterior(full, spec, w, xi, xit, y)
 

@@ -25,7 +25,7 @@ attnpaths sample results/markov --method nuts --widths 10 --n-samples 100 --n-ch
 attnpaths oneshot --out results/oneshot                                          # scikit-learn digits, no files needed
 attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --out results/oneshot-omniglot
 attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --out results/oneshot-omniglot --resume
-attnpaths oneshot --quick --out results/oneshot-quick                            # smoke test, under a minute
+attnpaths oneshot --preset quick --out results/oneshot-quick                       # smoke test, under a minute
 # --8<-- [end:oneshot]
 
 # --8<-- [start:install]

@@ -13,6 +13,7 @@ import sys
 import time
 import typing
 
+from attnpaths._src.compile_cache import CompileTime
 from attnpaths.experiments.base import EXPERIMENTS
 from attnpaths.experiments.runner import OutputInUse
 from attnpaths.experiments.settings import format_value
@@ -57,7 +58,23 @@ def _flags(args) -> dict:
     return out
 
 
+def _add_compile_cache(p: argparse.ArgumentParser) -> None:
+    from attnpaths._src.compile_cache import default_cache_dir
+
+    p.add_argument("--compile-cache", metavar="DIR|off", default=None,
+                   help="folder of JAX's persistent compilation cache, so that a second run compiles nothing; "
+                        "'off' turns it off" + _default(str(default_cache_dir())))
+
+
+def _use_compile_cache(value: str | None) -> None:
+    from attnpaths._src.compile_cache import set_compile_cache
+
+    if value is not None:
+        set_compile_cache(None if value.lower() == "off" else value)
+
+
 def _add_common(p: argparse.ArgumentParser, presets=None) -> None:
+    _add_compile_cache(p)
     if presets is not None:
         p.add_argument("--preset", choices=presets.names(), default=None,
                        help="start from a named preset (listed at the end)" + _default(None))
@@ -79,9 +96,11 @@ def _experiment_command(experiment):
             print(settings.to_toml(), end="")
             return 0
         start = time.perf_counter()
-        results = experiment.run(settings, args.out, args.resume, print)
+        with CompileTime() as compiling:
+            results = experiment.run(settings, args.out, args.resume, print)
         for line in experiment.report(results, time.perf_counter() - start):
             print(line)
+        print(compiling.summary())
         return 0
     return run
 
@@ -124,6 +143,7 @@ def _add_sweep(sub) -> None:
                         "again" + _default(False))
     p.add_argument("--print-settings", action="store_true",
                    help="print the resolved grid as TOML and exit" + _default(False))
+    _add_compile_cache(p)
     add_settings_options(p, SweepOptions, "where and how the sweep runs")
     p.set_defaults(func=_sweep)
 
@@ -161,9 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _use_compile_cache(args.compile_cache)
         return args.func(args)
-    except (ValueError, FileNotFoundError, OutputInUse) as err:
+    except (ValueError, OutputInUse) as err:
         print(f"attnpaths {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a missing input, an unwritable --out, a full disk: finished records stay intact
+        what = f"{err.strerror}: {err.filename}" if err.filename and err.strerror else str(err)
+        print(f"attnpaths {args.command}: error: {what}", file=sys.stderr)
         return 2
 
 

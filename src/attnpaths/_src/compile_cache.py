@@ -106,6 +106,15 @@ class CompileTime:
         self.cache_hits = 0
         self.cache_misses = 0
 
+    @property
+    def total_seconds(self) -> float:
+        """Tracing + compiling + loading executables from the persistent cache."""
+        return self.seconds + self.cache_seconds
+
+    def summary(self) -> str:
+        return (f"JAX compilation {self.total_seconds:.1f} s ({self.cache_misses} executables compiled, "
+                f"{self.cache_hits} loaded from the persistent cache)")
+
     def __enter__(self) -> "CompileTime":
         global _listening
         if not _listening:

@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from attnpaths._src.compile_cache import CompileTime
 from attnpaths._src.analysis import format_order_parameter, pc_alignment
 from attnpaths._src.kernels import gp_kernel, renormalized_kernel
 from attnpaths._src.paths import path_features
@@ -30,7 +31,7 @@ from attnpaths._src.store import load_record, save_record
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_preset
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import read_json, write_json_atomic
-from attnpaths.experiments.runner import Runner
+from attnpaths.experiments.runner import Runner, load_run_header
 from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
                                             draws_file, format_row)
 from attnpaths.experiments.settings import Settings, at_least, each, packaged_presets, positive, setting
@@ -117,6 +118,7 @@ def gp_stage(problem: MarkovProblem) -> GPAccuracies:
 class TheorySweep:
     rows: list  # one dict per width, in the order of settings.widths (N, action, U, U_a, accuracy, ...)
     seconds: float  # wall time of the solves (summed over resumed calls)
+    compile_seconds: float = 0.0  # of which JAX tracing, compiling and loading from the compilation cache
 
 
 def _solve_width(problem: MarkovProblem, N: float, init) -> dict:
@@ -133,23 +135,27 @@ def _solve_width(problem: MarkovProblem, N: float, init) -> dict:
 def theory_stage(s: MarkovSettings, problem: MarkovProblem, progress_file: Path, log) -> TheorySweep:
     """Solve every width, largest first, warm-starting each from the previous one; after every width the rows
     so far go to `progress_file` (a killed run resumes from it with the same warm starts)."""
-    solved, seconds = {}, 0.0
+    solved, seconds, compiling = {}, 0.0, 0.0
     if progress_file.exists():
         header = load_record(progress_file, kind="progress:theory").header
         solved, seconds = {float(r["N"]): r for r in header["rows"]}, float(header["seconds"])
+        compiling = float(header.get("compile_seconds", 0.0))
     init = None
     for N in sorted(s.widths, reverse=True):
         if N in solved:
             init = [np.asarray(u) for u in solved[N]["U"]]
             continue
         t0 = time.perf_counter()
-        row = solved[N] = _solve_width(problem, N, init)
+        with CompileTime() as ct:
+            row = solved[N] = _solve_width(problem, N, init)
         init = [np.asarray(u) for u in row["U"]]
         seconds += time.perf_counter() - t0
-        save_record(progress_file, "progress:theory", {"rows": list(solved.values()), "seconds": seconds}, {})
+        compiling += ct.total_seconds
+        save_record(progress_file, "progress:theory", {"rows": list(solved.values()), "seconds": seconds,
+                                                        "compile_seconds": compiling}, {})
         log(f"  N={N:g}: accuracy {100 * row['accuracy']:.1f}%, S={row['action']:.6f}, {row['iterations']} Newton "
             f"steps, max|dS/dU|={row['grad_max']:.1e}, min Hessian eig {row['min_hessian_eigenvalue']:.2e}")
-    return TheorySweep([solved[w] for w in s.widths], seconds)
+    return TheorySweep([solved[w] for w in s.widths], seconds, compiling)
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,7 @@ def markov_results(s: MarkovSettings, problem: MarkovProblem, gp: GPAccuracies, 
         "theory": theory.rows,
         "alignment": {"N": alignment.N, "finite_width": alignment.finite_width, "gp": alignment.gp},
         "seconds": theory.seconds,
+        "compile_seconds": theory.compile_seconds,
     }
     if samples is not None:
         results["samples"] = samples.rows
@@ -272,7 +279,7 @@ def add_markov_samples(out, sample: SampleSettings, resume: bool = False, log=pr
     from attnpaths.experiments.plots import markov_figures
 
     out = Path(out)
-    header = load_record(out / "run.npz", kind="run").header
+    header = load_run_header(out)
     s = MarkovSettings().updated(header["all_settings"], f"{out}/run.npz")
     widths = tuple(sample.widths or DEFAULT_SAMPLE_WIDTHS)
     missing = [w for w in widths if w not in s.widths]
@@ -293,7 +300,8 @@ def add_markov_samples(out, sample: SampleSettings, resume: bool = False, log=pr
 
 
 def _report(results: dict, seconds: float) -> list[str]:
-    return [f"theory {results['seconds']:.1f} s, total {seconds:.1f} s"]
+    return [f"theory {results['seconds']:.1f} s (of which JAX compilation {results.get('compile_seconds', 0.0):.1f} s), "
+            f"total {seconds:.1f} s"]
 
 
 def _run_for_cli(settings, out, resume, log):

@@ -180,6 +180,17 @@ def output_from_record(cls, header: dict, arrays: dict):
     return cls(**values)
 
 
+def load_run_header(out) -> dict:
+    """The header of OUT/run.npz (experiment, settings, all_settings); ValueError naming the file if it lacks one."""
+    path = Path(out) / RUN_RECORD
+    header = load_record(path, kind="run").header
+    missing = [k for k in ("experiment", "settings", "all_settings") if k not in header]
+    if missing:
+        raise ValueError(f"{path} is not a complete run record (it lacks {', '.join(missing)}); run the experiment "
+                         "again into this folder, without --resume")
+    return header
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the runner
 # ----------------------------------------------------------------------------------------------------------------
@@ -224,7 +235,7 @@ class Runner:
         remove_stale_temporaries(self.out)
         remove_stale_temporaries(self.stages_dir)
         if self.resume and run_path.exists():
-            header = load_record(run_path, kind="run").header
+            header = load_run_header(self.out)
             if header.get("experiment") != self.experiment:
                 raise ValueError(f"{self.out} holds a {header.get('experiment')!r} run, not {self.experiment!r}; "
                                  "choose another --out")

@@ -15,44 +15,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from attnpaths._src.predictor import accuracy, predict
-from attnpaths._src.registry import Registry
+from attnpaths._src.sampling.api import sample_from_features
 from attnpaths._src.sampling.diagnostics import summarize
-from attnpaths._src.sampling.gibbs import BlockedGibbs, PosteriorDraws, gibbs_draws
-from attnpaths._src.sampling.nuts import nuts_draws
-from attnpaths._src.store import load_record
+from attnpaths._src.sampling.draws import PosteriorDraws
+from attnpaths._src.sampling.protocol import SAMPLERS
 from attnpaths.experiments.settings import Settings, at_least, each, positive, setting
-
-Sampler = Callable[..., PosteriorDraws]
-SAMPLERS: Registry[Sampler] = Registry("sampler")
-"""name -> function(spec, xi, y, xi_test, *, n_draws, n_chains, n_warmup, seed, path, resume, progress)."""
-
-
-@SAMPLERS.register("gibbs")
-def _gibbs(spec, xi, y, xi_test, *, n_draws, n_chains, n_warmup, seed, path, resume, progress):
-    sampler = BlockedGibbs.from_features(spec, xi, y)
-    return gibbs_draws(sampler, xi_test, n_draws, n_chains=n_chains, n_warmup=n_warmup, seed=seed, path=path,
-                       resume=resume, save_every=max(1, n_draws // 20), progress=progress)
-
-
-@SAMPLERS.register("nuts")
-def _nuts(spec, xi, y, xi_test, *, n_draws, n_chains, n_warmup, seed, path, resume, progress):
-    return nuts_draws(spec, xi, y, xi_test, n_warmup=n_warmup, n_draws=n_draws, n_chains=n_chains, seed=seed,
-                      progress=progress)
 
 
 def draw_posterior(method: str, spec, xi, y, xi_test, *, n_draws: int, n_chains: int, n_warmup: int, seed: int,
                    path: Path | None, resume: bool, progress: bool = True) -> PosteriorDraws:
-    """Posterior draws of the network (spec at its width) with the sampler registered as `method`.
+    """Posterior draws of the network (spec at its width) with the sampler registered as `method` (`SAMPLERS`,
+    the library's registry: `attnpaths.register_sampler` adds one), through the shared driver.
 
-    path: the draws file (kept as the sampler goes, resumable) for samplers that store draws; None otherwise.
+    path: the draws file (streamed as the sampler goes, resumable); None keeps the draws in memory.
     """
-    return SAMPLERS[method](spec, xi, y, xi_test, n_draws=n_draws, n_chains=n_chains, n_warmup=n_warmup,
-                            seed=seed, path=path, resume=resume, progress=progress)
+    return sample_from_features(spec, xi, y, xi_test, method=method, n_draws=n_draws, n_chains=n_chains,
+                                n_warmup=n_warmup, seed=seed, path=path, resume=resume,
+                                save_every=max(1, n_draws // 20), progress=progress)
 
 
 def compare_with_theory(draws: PosteriorDraws, spec, xi, y, xi_test, y_test, U1, method: str) -> dict:
@@ -111,12 +94,13 @@ def sample_saved_run(run, settings: SampleSettings, resume: bool = False, log=pr
     """`attnpaths sample RUN`: add posterior samples to the saved run in folder `run` (any experiment) and
     redraw its figures. Returns the run's updated results."""
     from attnpaths.experiments.base import EXPERIMENTS
+    from attnpaths.experiments.runner import load_run_header
 
     run = Path(run)
     path = run / "run.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{run} holds no saved attnpaths run (no run.npz); give the --out folder of a run")
-    name = load_record(path, kind="run").header.get("experiment")
+    name = load_run_header(run)["experiment"]
     experiment = EXPERIMENTS[name]
     if experiment.add_samples is None:
         raise ValueError(f"the {name} experiment has no posterior samples")

@@ -28,6 +28,7 @@ import jax
 
 from attnpaths._src.network import Weights
 from attnpaths._src.spec import NetworkSpec
+from attnpaths._src.registry import Registry
 
 State = Any  # a pytree of arrays whose leaves have a leading chain axis
 
@@ -62,7 +63,8 @@ class Sampler(Protocol):
 
 
 SamplerFactory = Callable[..., Sampler]
-_REGISTRY: dict[str, SamplerFactory] = {}
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
+"""name -> factory(spec, xi, y, **options) -> Sampler; the command line's --method choices come from here."""
 
 
 def register_sampler(name: str, factory: SamplerFactory | None = None):
@@ -76,7 +78,7 @@ def register_sampler(name: str, factory: SamplerFactory | None = None):
     def add(f: SamplerFactory) -> SamplerFactory:
         if not callable(f):
             raise ValueError(f"sampler {name!r} must be registered with a callable factory; got {f!r}")
-        _REGISTRY[name] = f
+        SAMPLERS.register(name, f, replace=True)
         return f
 
     return add if factory is None else add(factory)
@@ -84,7 +86,7 @@ def register_sampler(name: str, factory: SamplerFactory | None = None):
 
 def sampler_names() -> tuple[str, ...]:
     """Names of the registered sampling methods, sorted."""
-    return tuple(sorted(_REGISTRY))
+    return tuple(sorted(SAMPLERS))
 
 
 def make_sampler(method: str, spec: NetworkSpec, xi, y, options: Mapping | None = None) -> Sampler:
@@ -92,10 +94,10 @@ def make_sampler(method: str, spec: NetworkSpec, xi, y, options: Mapping | None 
 
     Raises ValueError for an unknown method or an option the method does not take (both named).
     """
-    if method not in _REGISTRY:
+    if method not in SAMPLERS:
         raise ValueError(f"method must be one of {sampler_names()}; got {method!r} (add your own with "
                          "attnpaths.register_sampler)")
-    factory = _REGISTRY[method]
+    factory = SAMPLERS[method]
     options = dict(options or {})
     params = inspect.signature(factory).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -29,7 +29,7 @@ from attnpaths.experiments.oneshot.data import PROTOCOLS, EpisodeSets, build_epi
 from attnpaths.experiments.oneshot.settings import PRESETS, OneShotSettings
 from attnpaths.experiments.oneshot.theory import TheoryGrid, features, theory_stage
 from attnpaths.experiments.oneshot.train import NetworkAccuracy, TrainedNetwork, gd_stage, train_stage
-from attnpaths.experiments.runner import Runner
+from attnpaths.experiments.runner import Runner, load_run_header
 from attnpaths.experiments.sampling import SampleSettings
 
 
@@ -173,11 +173,10 @@ def run_oneshot(settings: OneShotSettings | None = None, out="results/oneshot", 
 def add_oneshot_samples(out, sample: SampleSettings, resume: bool = False, log=print) -> dict:
     """`attnpaths sample OUT` for a one-shot run: posterior draws at the smallest width (or sample.widths[0])
     with its validation T; the run's results.json and figures are updated."""
-    from attnpaths._src.store import load_record
     from attnpaths.experiments.oneshot_figures import oneshot_figures
 
     out = Path(out)
-    s = OneShotSettings().updated(load_record(out / "run.npz", kind="run").header["all_settings"],
+    s = OneShotSettings().updated(load_run_header(out)["all_settings"],
                                   f"{out}/run.npz")
     e = build_episodes(s)
     with Runner(out, "oneshot", s, resume=True, log=log) as run:
