@@ -22,10 +22,12 @@ attnpaths sample results/markov --method nuts --widths 10 --n-samples 100 --n-ch
 # --8<-- [end:markov-samples]
 
 # --8<-- [start:oneshot]
-attnpaths oneshot --out results/oneshot                                          # scikit-learn digits, no files needed
-attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --out results/oneshot-omniglot
-attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --out results/oneshot-omniglot --resume
-attnpaths oneshot --preset quick --out results/oneshot-quick                       # smoke test, under a minute
+attnpaths oneshot --preset quick --out results/oneshot-quick                       # smoke test on scikit-learn digits (seconds)
+attnpaths oneshot --out results/oneshot                                            # the defaults: scikit-learn digits, no files needed
+attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/oneshot-cpu            # Omniglot, the paper's input, small network
+attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/oneshot-cpu --resume   # continue a killed run
+attnpaths oneshot --preset paper --data-dir /path/to/omniglot --out results/oneshot-paper        # exactly spec E (GPU-sized)
+attnpaths oneshot-study --preset cpu --data-dir /path/to/omniglot --seeds 0 1 2 3 4 --out results/oneshot-study   # the claim over seeds x draws
 # --8<-- [end:oneshot]
 
 # --8<-- [start:install]
