@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnpaths._src.checks import as_float_array
+from attnpaths._src.registry import Registry
 
 
 @runtime_checkable
@@ -234,7 +235,7 @@ def attention_matrices(layers: Sequence, x) -> list[jax.Array]:
 
 
 # ---- registry of head types, so that configuration files and the CLI can name a user's head type ----------
-_HEAD_TYPES: dict[str, Callable[..., Heads]] = {}
+HEAD_TYPES: Registry[Callable[..., Heads]] = Registry("head type")
 
 
 def register_heads(name: str, factory: Callable[..., Heads] | None = None, *, overwrite: bool = False):
@@ -265,30 +266,30 @@ def register_heads(name: str, factory: Callable[..., Heads] | None = None, *, ov
         return lambda f: register_heads(name, f, overwrite=overwrite)
     if not callable(factory):
         raise ValueError(f"factory must be callable (e.g. a class); got {type(factory).__name__}")
-    if name in _HEAD_TYPES and not overwrite and _HEAD_TYPES[name] is not factory:
-        raise ValueError(f"a head type named {name!r} is already registered ({_HEAD_TYPES[name].__name__}); "
+    if name in HEAD_TYPES and not overwrite and HEAD_TYPES[name] is not factory:
+        raise ValueError(f"a head type named {name!r} is already registered ({HEAD_TYPES[name].__name__}); "
                          "pass overwrite=True to replace it")
-    _HEAD_TYPES[name] = factory
+    HEAD_TYPES.register(name, factory, replace=True)
     return factory
 
 
 def unregister_heads(name: str) -> None:
     """Remove the head type `name` from the registry (ValueError if it is not registered)."""
-    if name not in _HEAD_TYPES:
+    if name not in HEAD_TYPES:
         raise ValueError(f"unknown head type {name!r}; registered: {', '.join(head_types())}")
-    del _HEAD_TYPES[name]
+    HEAD_TYPES.unregister(name)
 
 
 def head_types() -> tuple[str, ...]:
     """Names of the registered head types, sorted (the choices a configuration or the CLI offers)."""
-    return tuple(sorted(_HEAD_TYPES))
+    return tuple(sorted(HEAD_TYPES))
 
 
 def make_heads(name: str, **params) -> Heads:
     """Build the registered head type `name` with keyword parameters; the result is checked against `Heads`."""
-    if name not in _HEAD_TYPES:
+    if name not in HEAD_TYPES:
         raise ValueError(f"unknown head type {name!r}; registered: {', '.join(head_types())}")
-    factory = _HEAD_TYPES[name]
+    factory = HEAD_TYPES[name]
     try:  # refuse unknown or missing parameters by name before building anything
         inspect.signature(factory).bind(**params)
     except TypeError as err:
