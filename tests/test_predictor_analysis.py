@@ -124,3 +124,11 @@ def test_predict_in_chunks_is_textbook_gp_regression(problem, route):
     np.testing.assert_allclose(got.mean, k.T @ np.linalg.solve(K, y), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(got.var, Kss - np.einsum("mn,mn->n", k, np.linalg.solve(K, k)), rtol=1e-8,
                                atol=1e-12)
+    # the padded last chunk has the shape of a full one: the whole call used one executable per route
+    from attnpaths._src import predictor as predictor_module
+
+    apply = predictor_module._gram_apply if route == "gram" else predictor_module._example_apply
+    ap.predict(spec, xi, y, xit[:3], U, chunk_size=3, route=route)  # one full chunk
+    before = apply._cache_size()
+    ap.predict(spec, xi, y, xit[:4], U, chunk_size=3, route=route)  # a padded last chunk: no new executable
+    assert apply._cache_size() == before

@@ -35,6 +35,7 @@ class Prediction(NamedTuple):
 
 
 def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    # exactly `rows` rows: the last chunk then has the shape of a full one and reuses its executable
     return np.concatenate([a, np.zeros((rows - a.shape[0],) + a.shape[1:], a.dtype)]) if a.shape[0] < rows else a
 
 
@@ -79,6 +80,9 @@ def _gram_apply(R, stats: GramStatistics, fit, xi_test, s0, T):
 
 def _psd_factor(U1: np.ndarray) -> np.ndarray:
     """R with U1 = R R^T; ValueError unless U1 is symmetric positive semi-definite (to rounding)."""
+    # The tolerances below are judgement calls: mutating them (x2, *->/, > ->=) changes which U1 at 1e-8 from the
+    # boundary is refused, which no test pins down on purpose; symmetrising with U1 instead of U1.T is equivalent
+    # for the U1 that pass the symmetry check.
     lam, V = np.linalg.eigh(0.5 * (U1 + U1.T))
     floor = -1e-10 * max(1.0, float(np.max(np.abs(lam))))
     if lam[0] < floor or np.max(np.abs(U1 - U1.T)) > 1e-8 * max(1.0, float(np.max(np.abs(U1)))):
