@@ -122,6 +122,10 @@ def test_certificate_is_the_hessian_of_the_action_in_packed_coordinates():
     assert lanczos.min_hessian_eigenvalue == pytest.approx(np.linalg.eigvalsh(np.asarray(whitened))[0],
                                                            rel=1e-6)
     assert lanczos.hessian_products > 0
+    # the count adds the Steihaug steps' products (at least one per iteration) to the certificate's
+    cold = ap.solve_saddle(saddle.spec, xi, y, method="krylov")
+    assert lanczos.iterations == 0 and cold.iterations > 0
+    assert cold.hessian_products - lanczos.hessian_products >= cold.iterations - 5
 
 
 def test_gram_statistics_streams_chunks_and_equals_in_memory():

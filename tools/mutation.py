@@ -98,6 +98,9 @@ MODULES = {
         "tests/test_action_saddle.py::test_width_sweep_does_not_recompile",
         "tests/test_action_saddle.py::test_large_width_tends_to_gp_limit",
         "tests/test_predictor_analysis.py::test_non_convergence_raises_not_returns",
+        "tests/test_action_saddle.py::test_dense_trust_region_step_is_the_constrained_minimum",
+        "tests/test_action_saddle.py::test_steihaug_step_decreases_the_model_within_the_region",
+        "tests/test_action_saddle.py::test_warm_start_uses_the_symmetric_part_of_init",
         "tests/test_bad_input.py",
     ]),
     "gibbs": ("attnpaths/_src/sampling/gibbs.py", _GIBBS_FUNCS, [

