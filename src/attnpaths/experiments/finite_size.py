@@ -20,6 +20,7 @@ OUT/finite_size.png.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -112,7 +113,16 @@ def scaling_exponent(N, errors, n_bootstrap: int, confidence: float, seed: int =
 
 def finite_size_table(ds, s: FiniteSizeSettings) -> dict:
     """Rows (alpha, N): mean errors and floors over draws (with their standard errors), floor-corrected errors,
-    diagnostics; and per alpha the fitted exponents of the raw errors (and of the floor-corrected ones)."""
+    diagnostics; and per alpha the fitted exponents of the raw errors (and of the floor-corrected ones).
+
+    A point whose cells all failed has NaN entries (and says so in its `draws` count): NumPy's warnings about the
+    empty means would only repeat that, once per variable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _table(ds, s)
+
+
+def _table(ds, s: FiniteSizeSettings) -> dict:
     ok = (ds.done & (ds.error == "")).values
     rows, exponents = [], {}
     for i, alpha in enumerate(ds.alpha.values):
