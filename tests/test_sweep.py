@@ -8,6 +8,8 @@ the slow tests of tests/test_sweep_slow.py.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 
 import numpy as np
@@ -192,3 +194,28 @@ def test_sweep_command_reads_the_grid_file_and_its_overrides(tmp_path, capsys):
     assert back.base_settings().network == "2paths" and back.base_settings().n_train == 40
     assert main(["sweep", str(path), "--set", "axes.temprature=1"]) == 2
     assert "did you mean 'temperature'" in capsys.readouterr().err
+
+
+def _thread_affinities():
+    """{core set} of every thread of this (worker) process, after it has run JAX."""
+    import jax.numpy as jnp
+
+    float(jnp.ones(3).sum())  # start JAX's CPU runtime and its threads
+    return sorted({tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir("/proc/self/task")})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pins to cores on Linux with at least 2 cores")
+def test_local_cluster_workers_each_run_on_their_own_core():
+    """The thread flags leave JAX's runtime on more than one core; pinning makes a worker single-threaded in
+    fact. Worker i runs every thread on core i; pin=False leaves them on every core."""
+    cores = tuple(sorted(os.sched_getaffinity(0)))
+    for pin, expected in ((True, {((cores[0],),), ((cores[1],),)}), (False, {(cores,)})):
+        client = sweep_module.start_client(workers=2, pin=pin)
+        try:
+            got = {tuple(a) for a in client.run(_thread_affinities).values()}
+        finally:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
+        assert got == expected, (pin, got)

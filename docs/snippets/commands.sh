@@ -54,6 +54,13 @@ dask scheduler                                           # prints the address, e
 dask worker tcp://10.0.0.5:8786 --nworkers 1 --nthreads 1   # on every machine, once per core to use
 # --8<-- [end:dask-cluster]
 
+# --8<-- [start:pinned-workers]
+# one single-threaded worker per core, each on its own core (Linux), with the thread variables above exported
+for core in 0 1 2 3; do
+  taskset -c "$core" dask worker tcp://10.0.0.5:8786 --nworkers 1 --nthreads 1 &
+done
+# --8<-- [end:pinned-workers]
+
 # --8<-- [start:sweep]
 attnpaths sweep grid.toml                                # LocalCluster, one worker process per core
 attnpaths sweep grid.toml --resume                       # continue an interrupted sweep (stored cells are kept)
