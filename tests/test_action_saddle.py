@@ -356,3 +356,95 @@ def test_warm_start_uses_the_symmetric_part_of_init(problem):
     assert b.iterations == 0
     for Ua, Ub in zip(a.U, b.U):
         np.testing.assert_allclose(Ub, Ua, rtol=1e-12, atol=1e-14)
+
+
+# ---- the trust region's bookkeeping and the solver's reports ------------------------------------------------
+@pytest.mark.parametrize("radius, rho, boundary, expected", [
+    (1.0, -1.0, True, 0.25),     # rejected step: shrink by 4
+    (1.0, 0.2499, False, 0.25),
+    (1.0, 0.25, True, 1.0),      # 1/4 itself keeps the radius
+    (1.0, 0.5, True, 1.0),
+    (1.0, 0.75, True, 1.0),      # 3/4 itself does not grow it
+    (1.0, 0.76, True, 2.0),      # good step on the boundary: double
+    (3.0, 0.9, True, 6.0),
+    (1.0, 0.9, False, 1.0),      # good step inside the region: the radius was not what limited it
+    (8.0, 1.0, True, 10.0),      # capped
+])
+def test_trust_radius_follows_the_textbook_rule(radius, rho, boundary, expected):
+    """Nocedal and Wright, Alg. 4.1, as documented in `next_radius`."""
+    from attnpaths._src.saddle import next_radius
+
+    assert next_radius(radius, rho, boundary) == expected
+
+
+@pytest.mark.parametrize("S, trial, predicted, expected", [
+    (2.0, 1.0, 2.0, 0.5),             # actual / predicted decrease
+    (2.0, 3.0, 2.0, -0.5),            # the action rose
+    (2.0, np.nan, 1.0, -1.0),         # a non-finite trial is rejected, whatever it would give
+    (2.0, -np.inf, 1.0, -1.0),
+    (2.0, 1.0, 0.0, -1.0),            # no predicted decrease
+    (2.0, 1.0, -1.0, -1.0),
+    (1e6, 1e6, 1e-8, 1.0),            # predicted decrease below 1e3 eps |S| = 2.2e-7: the model is exact there
+    (1e6, 1e6, 1e-6, 0.0),            # above it: measured, not trusted
+    (1.0, 1.0, 1e-13, 1.0),           # the floor is relative to |S| (and at least 1e3 eps)
+    (1.0, 1.0, 1e-12, 0.0),
+])
+def test_step_quality_ratio(S, trial, predicted, expected):
+    from attnpaths._src.saddle import step_quality
+
+    assert step_quality(S, trial, predicted) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_solver_rejects_a_non_finite_trial_and_recovers(monkeypatch, problem):
+    """A trial point whose action is not finite (here injected once) is rejected, the radius shrinks, and the
+    solver reaches the same minimum as without the fault."""
+    import attnpaths._src.saddle as saddle_module
+
+    spec, _, _, y, _, _, xi, _ = problem
+    clean = ap.solve_saddle(spec, xi, y)
+    real_trial, calls = saddle_module._trial, []
+
+    def faulty_trial(*args):
+        S, Us = real_trial(*args)
+        calls.append(1)
+        if len(calls) == 1:
+            return jnp.nan, tuple(jnp.full_like(U, jnp.nan) for U in Us)
+        return S, Us
+
+    monkeypatch.setattr(saddle_module, "_trial", faulty_trial)
+    start = ap.solve_saddle(spec, xi, y, max_iter=0, raise_on_failure=False).action
+    actions = []
+    faulty = ap.solve_saddle(spec, xi, y, callback=lambda i, S, g: actions.append(S))
+    assert actions[0] == start  # the first step was rejected: the solver stayed at the GP point
+    assert faulty.converged and faulty.iterations > 1
+    np.testing.assert_allclose(faulty.U[0], clean.U[0], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["dense", "krylov"])
+def test_reported_hessian_products_are_the_ones_made(monkeypatch, problem, method):
+    import attnpaths._src.saddle as saddle_module
+
+    spec, _, _, y, _, _, xi, _ = problem
+    real_hvp, made = saddle_module._hvp, []
+
+    def counting_hvp(*args, **kwargs):
+        made.append(1)
+        return real_hvp(*args, **kwargs)
+
+    monkeypatch.setattr(saddle_module, "_hvp", counting_hvp)
+    result = ap.solve_saddle(spec, xi, y, method=method)
+    assert result.converged
+    assert result.hessian_products == len(made)
+    assert (len(made) == 0) == (method == "dense")
+
+
+def test_saddle_compares_and_hashes_by_identity(problem):
+    """Saddle holds arrays: field-wise == would raise on them (and make it unhashable), so it compares by
+    identity and can key a dict."""
+    import dataclasses
+
+    spec, _, _, y, _, _, xi, _ = problem
+    result = ap.solve_saddle(spec, xi, y)
+    copy = dataclasses.replace(result)
+    assert result == result and result != copy
+    assert {result: 1, copy: 2}[result] == 1

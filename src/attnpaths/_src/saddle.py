@@ -312,6 +312,32 @@ def _steihaug_step(g: np.ndarray, hvp: Callable[[np.ndarray], np.ndarray], radiu
     return z, float(-(g @ z + 0.5 * z @ Bz)), False, products
 
 
+# ---- the trust region's bookkeeping (Nocedal and Wright, Alg. 4.1) -------------------------------------------
+_ACCEPT = 1e-4  # a step is taken when it achieves more than this fraction of the model's predicted decrease
+
+
+def step_quality(S: float, trial: float, predicted: float) -> float:
+    """rho = actual / predicted decrease of the action for a step from S to `trial`.
+
+    -1 (reject) when the trial action is not finite or the model predicts no decrease; 1 when the predicted
+    decrease is below rounding of S, where the model is exact and the actual difference is noise."""
+    if not math.isfinite(trial) or predicted <= 0:
+        return -1.0
+    if predicted <= 1e3 * np.finfo(np.float64).eps * max(1.0, abs(S)):
+        return 1.0
+    return (S - trial) / predicted
+
+
+def next_radius(radius: float, rho: float, boundary: bool) -> float:
+    """The trust radius after a step of quality rho: x1/4 below rho = 1/4, x2 (capped at 10) above rho = 3/4
+    when the step reached the boundary, unchanged otherwise."""
+    if rho < 0.25:
+        return 0.25 * radius
+    if rho > 0.75 and boundary:
+        return min(2.0 * radius, _MAX_RADIUS)
+    return radius
+
+
 # ---- the solver ---------------------------------------------------------------------------------------------
 def _keep_M(data, dense: bool) -> bool:
     """Whether the energy factors keep M (D x D) rather than W (P x D): the smaller object for the method."""
@@ -407,10 +433,6 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             raise ValueError("the training kernel K_U is singular at the initial U and temperature T = 0: "
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
-    # The trust-region constants below (rho thresholds 0.25 / 0.75, radius x0.25 / x2, acceptance 1e-4) are the
-    # textbook ones (Nocedal & Wright, Alg. 4.1): other values change how many iterations it takes, not the
-    # minimum the tests check, so their mutants survive by design. A non-finite trial action (rho = -1) is
-    # rejected; no problem in the suite produces one.
     radius, iterations, products, stalled = 1.0, 0, 0, False
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
@@ -421,19 +443,9 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             products += used
         iterations += 1
         trial, trial_Us = _trial(Ls, jnp.asarray(step), data, hyper, heads)
-        trial = float(trial)
-        noise = 1e3 * np.finfo(np.float64).eps * max(1.0, abs(S))
-        if not math.isfinite(trial) or predicted <= 0:
-            rho = -1.0
-        elif predicted <= noise:  # the model is exact to rounding here: the function difference is noise
-            rho = 1.0
-        else:
-            rho = (S - trial) / predicted
-        if rho < 0.25:
-            radius *= 0.25
-        elif rho > 0.75 and boundary:
-            radius = min(2.0 * radius, _MAX_RADIUS)
-        if rho > 1e-4:
+        rho = step_quality(S, float(trial), predicted)
+        radius = next_radius(radius, rho, boundary)
+        if rho > _ACCEPT:
             Us = list(trial_Us)
             S, grad, grads, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
             S, grad, (grad_max, relative_max) = float(S), np.asarray(grad), np.asarray(grads)
