@@ -133,3 +133,50 @@ def test_predict_in_chunks_is_textbook_gp_regression(problem, route):
     before = apply._cache_size()
     ap.predict(spec, xi, y, xit[:4], U, chunk_size=3, route=route)  # a padded last chunk: no new executable
     assert apply._cache_size() == before
+
+
+def _with_entry(U, i, j, value):
+    U = np.array(U, dtype=np.float64)
+    U[i, j] += value
+    return U
+
+
+_EYE = np.eye(6)
+
+
+@pytest.mark.parametrize("U1, accepted", [
+    (_with_entry(_EYE, 0, 1, 1e-8), True),           # asymmetry exactly at the tolerance (scale 1)
+    (_with_entry(_EYE, 0, 1, 1.5e-8), False),
+    (_with_entry(100 * _EYE, 0, 1, 9e-7), True),     # the tolerance scales with max |U1| = 100: 1e-6
+    (_with_entry(100 * _EYE, 0, 1, 2e-6), False),
+    (np.diag([1, 1, 1, 1, 1, -0.5e-10]), True),      # eigenvalue floor -1e-10 at scale 1
+    (np.diag([1, 1, 1, 1, 1, -2e-10]), False),
+    (np.diag([100, 1, 1, 1, 1, -0.5e-8]), True),     # and -1e-8 at max |eigenvalue| = 100
+    (np.diag([100, 1, 1, 1, 1, -2e-8]), False),
+], ids=["sym-at-tol", "sym-over", "sym-scaled", "sym-scaled-over", "psd-at", "psd-over", "psd-scaled",
+        "psd-scaled-over"])
+def test_U1_tolerances_are_the_documented_ones(problem, U1, accepted):
+    spec, _, _, y, _, _, xi, xit = problem
+    if accepted:
+        prediction = ap.predict(spec, xi, y, xit, U1)
+        assert np.all(np.isfinite(prediction.mean)) and np.all(prediction.var >= 0)
+    else:
+        what = "symmetric \\(" if U1[0, 1] != U1[1, 0] else "symmetric positive semi-definite"
+        with pytest.raises(ValueError, match=f"U1 must be {what}"):
+            ap.predict(spec, xi, y, xit, U1)
+
+
+def test_predictor_uses_the_symmetric_part_of_U1(problem):
+    """A U1 asymmetric within the tolerance predicts exactly as its symmetric part (not as one triangle)."""
+    spec, _, _, y, _, _, xi, xit = problem
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(6, 6))
+    U1 = 100 * (A @ A.T / 6 + np.eye(6))
+    lopsided = _with_entry(U1, 0, 1, 9e-7)
+    symmetric = 0.5 * (lopsided + lopsided.T)
+    np.testing.assert_allclose(ap.predict(spec, xi, y, xit, lopsided).mean, ap.predict(spec, xi, y, xit, symmetric).mean,
+                               rtol=1e-13, atol=1e-15)
+    # one triangle of it differs by 4.5e-7 in one entry: visible at this tolerance
+    lower = np.tril(lopsided) + np.tril(lopsided, -1).T
+    assert not np.allclose(ap.predict(spec, xi, y, xit, lower).mean, ap.predict(spec, xi, y, xit, symmetric).mean,
+                           rtol=1e-13, atol=1e-15)

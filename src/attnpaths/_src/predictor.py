@@ -78,14 +78,21 @@ def _gram_apply(R, stats: GramStatistics, fit, xi_test, s0, T):
     return mean, T * s0 * jnp.sum(z * z, axis=0)
 
 
+SYMMETRY_RTOL = 1e-8
+"""U1 counts as symmetric when max |U1 - U1^T| <= SYMMETRY_RTOL max(1, max |U1|)."""
+PSD_RTOL = 1e-10
+"""U1 counts as positive semi-definite when its eigenvalues are >= -PSD_RTOL max(1, max |eigenvalue|)."""
+
+
 def _psd_factor(U1: np.ndarray) -> np.ndarray:
-    """R with U1 = R R^T; ValueError unless U1 is symmetric positive semi-definite (to rounding)."""
-    # The tolerances below are judgement calls: mutating them (x2, *->/, > ->=) changes which U1 at 1e-8 from the
-    # boundary is refused, which no test pins down on purpose; symmetrising with U1 instead of U1.T is equivalent
-    # for the U1 that pass the symmetry check.
+    """R with sym(U1) = R R^T (sym(U1) = (U1 + U1^T) / 2); ValueError unless U1 is symmetric and positive
+    semi-definite to the tolerances above, which absorb the rounding of a solver's or a user's U1."""
+    asymmetry = float(np.max(np.abs(U1 - U1.T)))
+    if asymmetry > SYMMETRY_RTOL * max(1.0, float(np.max(np.abs(U1)))):
+        raise ValueError(f"U1 must be symmetric (it weights the path-path kernels); max |U1 - U1^T| is "
+                         f"{asymmetry:.3g}")
     lam, V = np.linalg.eigh(0.5 * (U1 + U1.T))
-    floor = -1e-10 * max(1.0, float(np.max(np.abs(lam))))
-    if lam[0] < floor or np.max(np.abs(U1 - U1.T)) > 1e-8 * max(1.0, float(np.max(np.abs(U1)))):
+    if lam[0] < -PSD_RTOL * max(1.0, float(np.max(np.abs(lam)))):
         raise ValueError(f"U1 must be symmetric positive semi-definite (it weights the path-path kernels); its "
                          f"smallest eigenvalue is {lam[0]:.3g}")
     return V * np.sqrt(np.clip(lam, 0.0, None))[None, :]
@@ -101,7 +108,8 @@ def predict(spec: NetworkSpec, xi_train, y_train, xi_test, U1=None, temperature:
         `gram_statistics`, for P up to 10^6; then y_train is None).
       y_train: (P,) labels.
       xi_test: (P*, N0, H) path features.
-      U1: (H, H) symmetric positive semi-definite path-path order parameter; default the GP limit U_GP (B.7).
+      U1: (H, H) symmetric positive semi-definite path-path order parameter (to `SYMMETRY_RTOL` and `PSD_RTOL`;
+        its symmetric part is used); default the GP limit U_GP (B.7).
       temperature: override T for the predictor only (the code's `forced_temperature`).
       chunk_size: test examples per chunk (memory P x chunk_size or D x chunk_size).
       route: 'auto' (P x P work when P <= N0 H, else D x D), 'example' or 'gram'; all give the same numbers.
