@@ -450,3 +450,19 @@ def test_gibbs_matches_theory_on_markov_task():
         rel_U[N] = np.linalg.norm(s.U - U1) / np.linalg.norm(U1)
     assert rel_mean[10] < 0.05 and rel_mean[100] < 0.05, rel_mean
     assert rel_U[100] < rel_U[10] / 2, rel_U
+
+
+def test_path_gram_is_kept_up_to_its_memory_cap_only(monkeypatch):
+    """The fixed (H, H, P, P) path Gram is built while H^2 P^2 entries fit the cap, and not beyond (the V0
+    draw then builds its Gram from the factors; the same draw, see the sweep test above)."""
+    import attnpaths._src.sampling.gibbs as gibbs_module
+
+    spec, x, att, *_ = _problem((2, 3), "last")
+    xi = path_features(spec, att, x)
+    P, _, H = xi.shape
+    monkeypatch.setattr(gibbs_module, "_PATH_GRAM_MAX", H * H * P * P)
+    C0 = gibbs_module.path_gram(xi)
+    assert C0 is not None and C0.shape == (H, H, P, P)
+    np.testing.assert_allclose(C0[1, 4], np.asarray(xi)[:, :, 1] @ np.asarray(xi)[:, :, 4].T, rtol=1e-13)
+    monkeypatch.setattr(gibbs_module, "_PATH_GRAM_MAX", H * H * P * P - 1)
+    assert gibbs_module.path_gram(xi) is None

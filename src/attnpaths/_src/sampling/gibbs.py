@@ -244,11 +244,10 @@ def path_gram(xi: jnp.ndarray) -> jnp.ndarray | None:
     return jnp.einsum("mip,niq->pqmn", xi, xi)
 
 
-def _block_update(block: LinearBlock, w0, eps, y, s, T, C0=None, reduce: bool = True) -> jnp.ndarray:
+def _block_update(block: LinearBlock, w0, eps, y, s, T, C0, reduce: bool) -> jnp.ndarray:
     """The block's conditional draw by the cheaper exact route: the path Gram (V0 with C0), r x r algebra when
     the data sees fewer than P of the block's weights (`reduced_update`), else P x P (`matheron_update`)."""
-    # "st" or "ts" below: u u^T is symmetric. reduce=False gives the same draw by P x P algebra (tested), so
-    # its default is a speed choice.
+    # "st" or "ts" below: u u^T is symmetric. reduce=False gives the same draw by P x P algebra (tested).
     if C0 is not None:  # V0: c = 1, Phi Phi^T = sum_{pi pi'} (u_pi . u_pi') C0[pi, pi']: O(H^2 P^2)
         return matheron_update(block, w0, eps, y, s, T, jnp.einsum("st,stpq->pq", block.u @ block.u.T, C0))
     if reduce and reduced_rank(block) < y.shape[0]:
