@@ -1,7 +1,7 @@
 """`attnpaths sweep` on 1 vs 2 single-threaded LocalCluster workers, in one run (speed-up = ratio of wall times).
 
-Single-threaded means pinned: `start_client` runs worker i on core i only, because the XLA thread flags alone
-leave JAX's CPU runtime on ~1.3 cores. The unpinned 1-worker cluster (`--unpinned`, on by default) is timed too,
+Single-threaded means pinned: `start_client(pin=True)` runs worker i on core i only, because the XLA thread
+flags alone leave JAX's CPU runtime on ~1.3 cores (a sweep pins by default when it has one worker per core). The unpinned 1-worker cluster (`--unpinned`, on by default) is timed too,
 so the table also shows the speed-up over what one worker gets when it is free to use spare cores.
 
 Each timed sweep runs the same Markov grid into a fresh store: N (5 widths, warm-started) x T (4) x training
@@ -45,7 +45,7 @@ def sweep_seconds(grid: Grid, client, out: Path) -> float:
 def timed(grid: Grid, workers: int, pin: bool, root: Path) -> tuple[float, float]:
     """(seconds of the sweep on a warm cluster, seconds including the cluster's start and warm-up)."""
     t0 = time.perf_counter()
-    client = start_client(workers=workers, pin=pin)
+    client = start_client(workers=workers, pin=pin)  # pin=True also for fewer workers than cores
     try:
         sweep_seconds(Grid.from_dict(WARM_UP), client, root / "warm-up")
         start = time.perf_counter() - t0

@@ -148,10 +148,14 @@ def default_workers() -> int:
     return len(available_cores())
 
 
-def start_client(scheduler: str | None = None, workers: int | None = None, pin: bool = True):
+def start_client(scheduler: str | None = None, workers: int | None = None, pin: bool | None = None):
     """A Dask client: connected to `scheduler` (an address), else to a new LocalCluster of `workers` single-threaded
-    worker processes (default: one per core) whose environment pins XLA and BLAS to one thread; with `pin` (and
-    no more workers than cores, on Linux) worker i also runs on the i-th core only."""
+    worker processes (default: one per core) whose environment pins XLA and BLAS to one thread.
+
+    pin: run worker i on the i-th core this process may use, and nowhere else (Linux, at most one worker per
+    core). None (default): pin when there is one worker per core, so that the workers share the machine's cores
+    without oversubscribing them; fewer workers are left free to use idle cores (and two sweeps started side by
+    side do not crowd onto the same first cores)."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -165,7 +169,7 @@ def start_client(scheduler: str | None = None, workers: int | None = None, pin: 
                            env=dict(THREAD_ENV))
     client = Client(cluster)
     cores = available_cores()
-    if pin and n <= len(cores) and sys.platform.startswith("linux"):
+    if (n == len(cores) if pin is None else pin) and n <= len(cores) and sys.platform.startswith("linux"):
         # The thread flags alone leave JAX's CPU runtime using ~1.3 cores per worker (measured with getrusage),
         # so workers would compete for cores; one core each makes them single-threaded in fact.
         from attnpaths.experiments.sweep_workers import PinToCore
