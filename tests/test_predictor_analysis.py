@@ -129,9 +129,11 @@ def test_predict_in_chunks_is_textbook_gp_regression(problem, route):
     from attnpaths._src import predictor as predictor_module
 
     apply = predictor_module._gram_apply if route == "gram" else predictor_module._example_apply
-    ap.predict(spec, xi, y, xit[:3], U, chunk_size=3, route=route)  # one full chunk
+    # chunks of 4 rows, fewer than the 5 token dimensions, and a last chunk of 3 rows, a shape not seen above
+    more = np.concatenate([xit, xit])
+    ap.predict(spec, xi, y, more[:4], U, chunk_size=4, route=route)  # one full chunk
     before = apply._cache_size()
-    ap.predict(spec, xi, y, xit[:4], U, chunk_size=3, route=route)  # a padded last chunk: no new executable
+    ap.predict(spec, xi, y, more[:7], U, chunk_size=4, route=route)  # a padded last chunk: no new executable
     assert apply._cache_size() == before
 
 
@@ -149,12 +151,13 @@ _EYE = np.eye(6)
     (_with_entry(_EYE, 0, 1, 1.5e-8), False),
     (_with_entry(100 * _EYE, 0, 1, 9e-7), True),     # the tolerance scales with max |U1| = 100: 1e-6
     (_with_entry(100 * _EYE, 0, 1, 2e-6), False),
-    (np.diag([1, 1, 1, 1, 1, -0.5e-10]), True),      # eigenvalue floor -1e-10 at scale 1
+    (np.diag([1, 1, 1, 1, 1, -1e-10]), True),        # eigenvalue exactly at the floor -1e-10 (scale 1)
+    (np.diag([1, 1, 1, 1, 1, -0.5e-10]), True),
     (np.diag([1, 1, 1, 1, 1, -2e-10]), False),
     (np.diag([100, 1, 1, 1, 1, -0.5e-8]), True),     # and -1e-8 at max |eigenvalue| = 100
     (np.diag([100, 1, 1, 1, 1, -2e-8]), False),
-], ids=["sym-at-tol", "sym-over", "sym-scaled", "sym-scaled-over", "psd-at", "psd-over", "psd-scaled",
-        "psd-scaled-over"])
+], ids=["sym-at-tol", "sym-over", "sym-scaled", "sym-scaled-over", "psd-at-tol", "psd-within", "psd-over",
+        "psd-scaled", "psd-scaled-over"])
 def test_U1_tolerances_are_the_documented_ones(problem, U1, accepted):
     spec, _, _, y, _, _, xi, xit = problem
     if accepted:
