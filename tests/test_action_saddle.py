@@ -301,18 +301,58 @@ def _subproblems():
             ("indefinite", g, indefinite, 0.7, True), ("hard case", hard_g, indefinite, 1.5, True)]
 
 
-@pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
+def _dense_only_subproblems():
+    return [
+        # indefinite with a gradient so small that the Newton step -B^-1 g fits: still not the minimum
+        ("indefinite, small g", np.array([0.01, 0.01]), np.diag([-1.0, 2.0]), 1.0, True),
+        # close to the hard case without being in it: g has a small component along the lowest eigenvector
+        ("near hard case", np.array([1e-3, 1.0]), np.diag([-1.0, 1.0]), 2.0, True),
+        # singular B (a zero eigenvalue) with g along its null direction
+        ("singular", np.array([1.0, 1.0]), np.diag([0.0, 1.0]), 0.5, True),
+        # nearer still: rounding stops the secular equation short of ||p|| = radius; the lowest eigenvector
+        # closes the gap
+        ("rounding-near hard case", np.full(3, 1e-5), np.diag([-10.0, 3.0, 12.0]), 1.2, True),
+        ("rounding-near hard case 2", np.array([1e-7, 1e-3, 1e-3]), np.diag([-1.0, 1.0, 2.0]), 1.0, True),
+    ]
+
+
+@pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems() + _dense_only_subproblems())
 def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, boundary):
+    import warnings
+
     from attnpaths._src.saddle import _dense_step
 
-    p, predicted, on_boundary = _dense_step(g, B, radius)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by a zero eigenvalue on the way
+        p, predicted, on_boundary = _dense_step(g, B, radius)
     model = g @ p + 0.5 * p @ B @ p
-    assert np.linalg.norm(p) <= radius * (1 + 1e-9)
+    assert np.linalg.norm(p) <= radius * (1 + 1e-13)
     assert on_boundary == boundary
     if boundary:
-        assert np.linalg.norm(p) == pytest.approx(radius, rel=1e-9)
+        assert np.linalg.norm(p) == pytest.approx(radius, rel=1e-13)
     assert predicted == pytest.approx(-model, rel=1e-9)
     assert model == pytest.approx(brute_trust_region(g, B, radius), rel=1e-6, abs=1e-10)
+
+
+def test_secular_equation_takes_few_newton_steps(monkeypatch):
+    """Newton on 1/||p(mu)|| from the left converges in a handful of steps on well-conditioned subproblems (the
+    bisection safeguard alone would take ~50); near the hard case it stops once the bracket is down to rounding."""
+    import attnpaths._src.saddle as saddle_module
+
+    real, steps = saddle_module._boundary_shift, {}
+
+    def counting(*args):
+        mu, iterations = real(*args)
+        steps[name] = iterations
+        return mu, iterations
+
+    monkeypatch.setattr(saddle_module, "_boundary_shift", counting)
+    for name, g, B, radius, _ in _subproblems() + _dense_only_subproblems():
+        saddle_module._dense_step(g, B, radius)
+    assert set(steps) == {"boundary", "indefinite", "indefinite, small g", "near hard case", "singular",
+                          "rounding-near hard case", "rounding-near hard case 2"}
+    assert max(v for k, v in steps.items() if not k.startswith("rounding")) <= 8, steps
+    assert max(steps.values()) <= 60, steps
 
 
 @pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
@@ -326,7 +366,7 @@ def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius,
     g = scale * g
     p, predicted, on_boundary, products = _steihaug_step(g, lambda d: B @ d, radius, 50)
     model = g @ p + 0.5 * p @ B @ p
-    assert predicted == pytest.approx(-model, rel=1e-12)
+    assert predicted == pytest.approx(-model, rel=1e-12, abs=0)  # the interior case's model is ~1e-20
     assert 1 <= products <= 50
     if name == "interior":
         assert not on_boundary
@@ -377,6 +417,14 @@ def test_trust_radius_follows_the_textbook_rule(radius, rho, boundary, expected)
     assert next_radius(radius, rho, boundary) == expected
 
 
+@pytest.mark.parametrize("rho, accepted", [(-1.0, False), (0.0, False), (1e-4, False), (1.5e-4, True),
+                                            (0.25, True), (1.0, True)])
+def test_step_acceptance_threshold(rho, accepted):
+    from attnpaths._src.saddle import step_accepted
+
+    assert step_accepted(rho) == accepted
+
+
 @pytest.mark.parametrize("S, trial, predicted, expected", [
     (2.0, 1.0, 2.0, 0.5),             # actual / predicted decrease
     (2.0, 3.0, 2.0, -0.5),            # the action rose
@@ -388,6 +436,8 @@ def test_trust_radius_follows_the_textbook_rule(radius, rho, boundary, expected)
     (1e6, 1e6, 1e-6, 0.0),            # above it: measured, not trusted
     (1.0, 1.0, 1e-13, 1.0),           # the floor is relative to |S| (and at least 1e3 eps)
     (1.0, 1.0, 1e-12, 0.0),
+    (1e6, 1e6, 3e-7, 0.0),            # just above the floor 2.2e-7 at |S| = 1e6
+    (1.0, 1.0, 3e-13, 0.0),           # just above the floor 2.2e-13 at |S| <= 1
 ])
 def test_step_quality_ratio(S, trial, predicted, expected):
     from attnpaths._src.saddle import step_quality
@@ -448,3 +498,91 @@ def test_saddle_compares_and_hashes_by_identity(problem):
     copy = dataclasses.replace(result)
     assert result == result and result != copy
     assert {result: 1, copy: 2}[result] == 1
+
+
+# ---- whitened coordinates: the solver's model against the exponential map --------------------------------------
+def _whitened_matrices(x, sizes):
+    """x -> symmetric X_l: upper triangles row-major, off-diagonal entries x / sqrt 2 (so ||x|| = sum ||X_l||_F)."""
+    out, start = [], 0
+    for n in sizes:
+        X = jnp.zeros((n, n))
+        for i in range(n):
+            for j in range(i, n):
+                value = x[start] if i == j else x[start] / np.sqrt(2.0)
+                X = X.at[i, j].set(value).at[j, i].set(value)
+                start += 1
+        out.append(X)
+    return out
+
+
+def _three_layer_problem():
+    spec, attention, x, y, _, _ = random_problem((2, 1, 2), n_train=10, widths=[3.0, 4.0, 5.0, 3.5],
+                                                 variances=[1.2, 0.9, 1.1, 0.8, 1.3], seed=6)
+    return spec, ap.path_features(spec, attention, x), y
+
+
+def test_retraction_is_the_exponential_map_to_second_order():
+    """U(x) = L (I + X + X^2/2) L^T agrees with L expm(X) L^T to O(|x|^3) and is positive definite for any x."""
+    from attnpaths._src.saddle import _retract
+
+    rng = np.random.default_rng(8)
+    sizes = (4, 2)
+    Ls = [jnp.linalg.cholesky(jnp.asarray(random_spd(n, rng))) for n in sizes]
+    direction = rng.normal(size=sum(n * (n + 1) // 2 for n in sizes))
+    errors = []
+    for t in (1e-2, 5e-3):
+        x = jnp.asarray(t * direction)
+        got = _retract(Ls, x)
+        expected = [L @ jax.scipy.linalg.expm(X) @ L.T for L, X in zip(Ls, _whitened_matrices(x, sizes))]
+        errors.append(max(float(jnp.max(jnp.abs(g - e))) for g, e in zip(got, expected)))
+    assert errors[0] < 1e-4 and errors[0] / errors[1] == pytest.approx(8.0, rel=0.05)  # third order
+    for U in _retract(Ls, jnp.asarray(30.0 * direction)):
+        assert np.linalg.eigvalsh(np.asarray(U))[0] > 0
+
+
+@pytest.mark.parametrize("route", ["example", "gram"])
+def test_solver_model_is_the_action_in_exponential_coordinates(route):
+    """At a point that is not the minimum (a random U, three layers), the solver's S, gradient and dense Hessian
+    in whitened coordinates equal those of x -> S(L expm(X) L^T) by autodiff (the exponential map and the
+    retraction agree to second order), and U_a is the minimiser of the entropy over it."""
+    from attnpaths._src.routes import training_data
+    from attnpaths._src.saddle import _model, _sizes
+
+    spec, xi, y = _three_layer_problem()
+    rng = np.random.default_rng(9)
+    Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
+    data = training_data(spec, xi, y, route)
+    S, grad, _, hess, _, Ls, U_a = _model(Us, data, spec.hyper(), spec.heads, True, True)
+    sizes = _sizes(spec.heads)
+
+    def S_of(x):
+        Xs = _whitened_matrices(x, sizes)
+        return ap.action([L @ jax.scipy.linalg.expm(X) @ L.T for L, X in zip(Ls, Xs)], xi, y, spec.hyper(),
+                         spec.heads)
+
+    x0 = jnp.zeros(sum(n * (n + 1) // 2 for n in sizes))
+    assert float(S) == pytest.approx(float(S_of(x0)), rel=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(S_of)(x0), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(hess, jax.hessian(S_of)(x0), rtol=1e-8, atol=1e-10)
+    assert float(U_a) == pytest.approx(brute_entropy(Us, spec)[1], rel=1e-6)
+
+
+def test_three_layer_minimum_and_its_U_a():
+    """Unequal heads per layer (2, 1, 2): the minimum solves the saddle-point equations and U_a minimises the
+    entropy given U (the readout level uses the last layer's heads)."""
+    spec, xi, y = _three_layer_problem()
+    saddle = ap.solve_saddle(spec, xi, y)
+    assert saddle.converged
+    gradient = jax.grad(lambda Us: ap.action([0.5 * (U + U.T) for U in Us], xi, y, spec.hyper(), spec.heads))(
+        [jnp.asarray(U) for U in saddle.U])
+    assert max(float(jnp.max(jnp.abs(g))) for g in gradient) < 1e-8
+    assert saddle.U_a == pytest.approx(brute_entropy(saddle.U, spec)[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("width, hinted", [(0.5, True), (1.0, False), (3.0, False)])
+def test_non_convergence_hints_at_widths_below_one_only(problem, width, hinted):
+    spec, *_, y, _, _, xi, _ = problem
+    with pytest.raises(RuntimeError, match="did not converge") as err:
+        ap.solve_saddle(spec.with_width(width), xi, y, max_iter=0)
+    assert ("are below 1" in str(err.value)) == hinted
+    assert ("Try a warm start" in str(err.value)) != hinted

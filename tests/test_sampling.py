@@ -151,7 +151,7 @@ def test_sweep_redraws_blocks_bottom_up_from_their_conditionals(use_path_gram):
     key = jax.random.PRNGKey(5)
     C0 = path_gram(xi) if use_path_gram else None
     assert not use_path_gram or C0 is not None
-    swept = jax.jit(lambda k, w: _sweep(spec, (True,) * 4, xi, jnp.asarray(y), k, w, True, C0))(key, w)
+    swept = jax.jit(lambda k, w: _sweep(spec, (True,) * 4, xi, jnp.asarray(y), k, w, True, C0, True))(key, w)
     P = x.shape[0]
     sizes = [b.size for b in _blocks(w)]
     noise = np.asarray(jax.random.normal(key, (sum(sizes) + 4 * P,)))  # the sweep's noise, cut in block order
@@ -466,3 +466,17 @@ def test_path_gram_is_kept_up_to_its_memory_cap_only(monkeypatch):
     np.testing.assert_allclose(C0[1, 4], np.asarray(xi)[:, :, 1] @ np.asarray(xi)[:, :, 4].T, rtol=1e-13)
     monkeypatch.setattr(gibbs_module, "_PATH_GRAM_MAX", H * H * P * P - 1)
     assert gibbs_module.path_gram(xi) is None
+
+
+@pytest.mark.parametrize("heads, widths", [((2, 3), [3, 4, 2]), ((2, 1, 2), [3, 2, 4, 2])])
+def test_reduced_rank_bounds_the_rank_of_the_block_features(heads, widths):
+    """r = H_b min(S, N_out) N_in bounds the rank of each block's explicit (P, D) features (P > r), which the
+    r x r route needs to be exact; it equals it for two layers, and is loose for the third block of (2, 1, 2)."""
+    from attnpaths._src.sampling.gibbs import reduced_rank
+
+    spec, x, att, y, w, *_ = _problem(heads, P=80, widths=widths)
+    xi = path_features(spec, att, x)
+    bound = [reduced_rank(b) for b in linear_blocks(spec, w, xi)]
+    rank = [int(np.linalg.matrix_rank(phi)) for phi in _explicit_phis(spec, w, x, att)]
+    assert all(r <= b < 80 for r, b in zip(rank, bound)), (rank, bound)
+    assert (rank == bound) == (len(heads) == 2), (rank, bound)

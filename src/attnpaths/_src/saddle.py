@@ -176,14 +176,11 @@ def _model(Us, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
     return S, grad, grad_max, hess / n_max, f, Ls, U_a
 
 
-@partial(jax.jit, static_argnames=("heads", "whitened"))
-def _hvp(base, f, hyper: Hyper, heads, w, whitened: bool):
-    """d2S/dx2 w at x = 0 without forming the Hessian. base: the Cholesky factors (whitened coordinates) or the
-    matrices U (packed upper-triangle coordinates)."""
-    sizes = _sizes(heads)
+@partial(jax.jit, static_argnames=("heads",))
+def _hvp(Ls, f, hyper: Hyper, heads, w):
+    """d2S/dx2 w at x = 0 in the whitened coordinates of the Cholesky factors Ls, without forming the Hessian."""
     x0 = jnp.zeros_like(w)
-    to_order = partial(_retract, base) if whitened else (lambda p: [u + d for u, d in
-                                                                    zip(base, unpack_order(p, sizes))])
+    to_order = partial(_retract, Ls)
     s0 = hyper.variances[0]
     surrogate = _surrogate(to_order, energy_gradient(f, s0), hyper, heads)
     hv = jax.jvp(jax.grad(surrogate), (x0,), (w,))[1]
@@ -250,24 +247,40 @@ def _dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray
         p[0] = math.sqrt(max(radius ** 2 - float(p @ p), 0.0))
         p = Q @ p
         return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
-    hi = lo + float(np.linalg.norm(g)) / radius + scale
+    mu, _ = _boundary_shift(lam, gq, radius, lo, lo + float(np.linalg.norm(g)) / radius + scale)
+    p = -gq / (lam + mu)
+    # ||p|| <= radius; where rounding kept it short (near the hard case) the lowest eigenvector, along which the
+    # model is flat at this shift, takes it to the boundary (More and Sorensen 1983)
+    p[0] = math.copysign(math.sqrt(max(radius ** 2 - float(p[1:] @ p[1:]), 0.0)), p[0])
+    p = Q @ p
+    return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
+
+
+def _boundary_shift(lam: np.ndarray, gq: np.ndarray, radius: float, lo: float, hi: float) -> tuple[float, int]:
+    """The shift mu in (lo, hi) with ||p(mu)|| = radius, p(mu) = -gq / (lam + mu) (eigenbasis of B).
+
+    Newton's method on the secular equation phi(mu) = 1/||p(mu)|| - 1/radius, which is nearly linear in mu, from
+    the left end, where it converges monotonically and fast (More and Sorensen 1983); a step that leaves the
+    bracket is replaced by bisection. Near the hard case rounding can stop phi short of 0; the search then ends
+    when the bracket has shrunk to rounding, at its right end (||p|| <= radius). Returns (mu, iterations)."""
     mu = lo
-    for _ in range(200):  # safeguarded Newton on 1/||p(mu)|| = 1/radius, monotone in mu
+    for iteration in range(1, 201):
         pm = gq / (lam + mu)
         nm = float(np.linalg.norm(pm))
         phi = 1.0 / nm - 1.0 / radius
         if abs(phi) * radius < 1e-12:
-            break
+            return mu, iteration
         if phi < 0:
             lo = mu
         else:
             hi = mu
         dphi = float(np.sum(pm ** 2 / (lam + mu))) / nm ** 3
+        if hi - lo <= 4 * np.finfo(np.float64).eps * max(abs(lo), abs(hi)):
+            return hi, iteration
         mu = mu - phi / dphi
         if not (lo < mu < hi):
             mu = 0.5 * (lo + hi)
-    p = Q @ (-gq / (lam + mu))
-    return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
+    return mu, 200
 
 
 def _boundary_tau(z: np.ndarray, d: np.ndarray, radius: float) -> float:
@@ -328,6 +341,11 @@ def step_quality(S: float, trial: float, predicted: float) -> float:
     return (S - trial) / predicted
 
 
+def step_accepted(rho: float) -> bool:
+    """Whether the solver moves to a trial point of step quality rho: when rho > 1e-4."""
+    return rho > _ACCEPT
+
+
 def next_radius(radius: float, rho: float, boundary: bool) -> float:
     """The trust radius after a step of quality rho: x1/4 below rho = 1/4, x2 (capped at 10) above rho = 3/4
     when the step reached the boundary, unchanged otherwise."""
@@ -366,11 +384,12 @@ def _smallest_eigenvalue(Us, Ls, f, hyper, heads, dense: bool) -> tuple[float, i
     if dense:
         return float(np.linalg.eigvalsh(np.asarray(_packed_hessian_from(Us, f, hyper, heads)))[0]), 0
     n = sum(_n_tri(U.shape[0]) for U in Us)
-    products = []
+    products = 0
 
     def matvec(w):
-        products.append(1)
-        return np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(np.ravel(w)), whitened=True))
+        nonlocal products
+        products += 1
+        return np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(np.ravel(w))))
 
     op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
     try:
@@ -378,7 +397,7 @@ def _smallest_eigenvalue(Us, Ls, f, hyper, heads, dense: bool) -> tuple[float, i
                             return_eigenvectors=False)[0]
     except spla.ArpackNoConvergence as err:
         lowest = err.eigenvalues[0] if len(err.eigenvalues) else np.nan
-    return float(lowest), len(products)
+    return float(lowest), products
 
 
 def _check_init(init, spec: NetworkSpec) -> list[jnp.ndarray]:
@@ -438,14 +457,14 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
         if dense:
             step, predicted, boundary = _dense_step(grad, np.asarray(hess), radius)
         else:
-            hvp = lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w), whitened=True))  # noqa: E731
+            hvp = lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w)))  # noqa: E731
             step, predicted, boundary, used = _steihaug_step(grad, hvp, radius, max_products)
             products += used
         iterations += 1
         trial, trial_Us = _trial(Ls, jnp.asarray(step), data, hyper, heads)
         rho = step_quality(S, float(trial), predicted)
         radius = next_radius(radius, rho, boundary)
-        if rho > _ACCEPT:
+        if step_accepted(rho):
             Us = list(trial_Us)
             S, grad, grads, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
             S, grad, (grad_max, relative_max) = float(S), np.asarray(grad), np.asarray(grads)

@@ -131,8 +131,8 @@ def matheron_update(block: LinearBlock, w0: jnp.ndarray, eps: jnp.ndarray, y: jn
 
 
 def reduced_rank(block: LinearBlock) -> int:
-    """r = H_b min(S, N_out) N_in: the dimension of the block's weights that the data sees (see
-    `reduced_update`); static (from shapes)."""
+    """r = H_b min(S, N_out) N_in: the dimension of a subspace of the block's weights that holds all the data
+    sees (the block's (P, D) features have rank <= r; see `reduced_update`); static (from shapes)."""
     S, n_out = block.u.shape
     _, H_b, _, n_in = block.Z.shape
     return H_b * min(S, n_out) * n_in
@@ -255,8 +255,8 @@ def _block_update(block: LinearBlock, w0, eps, y, s, T, C0, reduce: bool) -> jnp
     return matheron_update(block, w0, eps, y, s, T)
 
 
-def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate=True,
-           C0: jnp.ndarray | None = None, reduce: bool = True) -> Weights:
+def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Weights, gate,
+           C0: jnp.ndarray | None, reduce: bool) -> Weights:
     """One systematic sweep V0, V1, ..., VL, a of one chain. gate: a traced True (see `_normal`).
     C0: `path_gram(xi)` or None.
 
