@@ -297,7 +297,12 @@ def _subproblems():
     indefinite = Q @ np.diag([-2.0, -0.5, 1.0, 2.0, 3.0, 4.0]) @ Q.T
     g = rng.normal(size=n)
     hard_g = Q @ np.array([0.0, 0.3, -0.2, 0.5, 0.1, 0.4])  # no component along the lowest eigenvector
+    # a radius between the Cauchy point's norm and the Newton step's: CG takes a step inside, then crosses
+    cauchy = (g @ g) / (g @ spd @ g) * np.linalg.norm(g)
+    newton = np.linalg.norm(np.linalg.solve(spd, g))
+    assert cauchy < newton
     return [("interior", g, spd, 10.0, False), ("boundary", g, spd, 0.05, True),
+            ("boundary after CG steps", g, spd, np.sqrt(cauchy * newton), True),
             ("indefinite", g, indefinite, 0.7, True), ("hard case", hard_g, indefinite, 1.5, True)]
 
 
@@ -313,6 +318,8 @@ def _dense_only_subproblems():
         # closes the gap
         ("rounding-near hard case", np.full(3, 1e-5), np.diag([-10.0, 3.0, 12.0]), 1.2, True),
         ("rounding-near hard case 2", np.array([1e-7, 1e-3, 1e-3]), np.diag([-1.0, 1.0, 2.0]), 1.0, True),
+        # the hard case with a radius below 1
+        ("hard case, small radius", np.array([0.0, 0.1]), np.diag([-1.0, 1.0]), 0.5, True),
     ]
 
 
@@ -349,8 +356,8 @@ def test_secular_equation_takes_few_newton_steps(monkeypatch):
     monkeypatch.setattr(saddle_module, "_boundary_shift", counting)
     for name, g, B, radius, _ in _subproblems() + _dense_only_subproblems():
         saddle_module._dense_step(g, B, radius)
-    assert set(steps) == {"boundary", "indefinite", "indefinite, small g", "near hard case", "singular",
-                          "rounding-near hard case", "rounding-near hard case 2"}
+    assert set(steps) == {"boundary", "boundary after CG steps", "indefinite", "indefinite, small g",
+                          "near hard case", "singular", "rounding-near hard case", "rounding-near hard case 2"}
     assert max(v for k, v in steps.items() if not k.startswith("rounding")) <= 8, steps
     assert max(steps.values()) <= 60, steps
 
@@ -375,6 +382,8 @@ def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius,
         np.testing.assert_allclose(p, -np.linalg.solve(B, g), rtol=1e-3)
         return
     assert on_boundary and np.linalg.norm(p) == pytest.approx(radius, rel=1e-9)
+    if name == "boundary after CG steps":
+        assert products >= 2  # the boundary is crossed after a step inside
     # Cauchy point: the model's minimum along -g within the region
     gBg = g @ B @ g
     t = radius / np.linalg.norm(g)
@@ -402,6 +411,7 @@ def test_warm_start_uses_the_symmetric_part_of_init(problem):
 @pytest.mark.parametrize("radius, rho, boundary, expected", [
     (1.0, -1.0, True, 0.25),     # rejected step: shrink by 4
     (1.0, 0.2499, False, 0.25),
+    (4.0, 0.0, False, 1.0),
     (1.0, 0.25, True, 1.0),      # 1/4 itself keeps the radius
     (1.0, 0.5, True, 1.0),
     (1.0, 0.75, True, 1.0),      # 3/4 itself does not grow it
@@ -490,7 +500,7 @@ def test_reported_hessian_products_are_the_ones_made(monkeypatch, problem, metho
 
 def test_saddle_compares_and_hashes_by_identity(problem):
     """Saddle holds arrays: field-wise == would raise on them (and make it unhashable), so it compares by
-    identity and can key a dict."""
+    identity and can key a dict; like every result it is frozen."""
     import dataclasses
 
     spec, _, _, y, _, _, xi, _ = problem
@@ -498,6 +508,8 @@ def test_saddle_compares_and_hashes_by_identity(problem):
     copy = dataclasses.replace(result)
     assert result == result and result != copy
     assert {result: 1, copy: 2}[result] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.action = 0.0
 
 
 # ---- whitened coordinates: the solver's model against the exponential map --------------------------------------
@@ -546,7 +558,7 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     in whitened coordinates equal those of x -> S(L expm(X) L^T) by autodiff (the exponential map and the
     retraction agree to second order), and U_a is the minimiser of the entropy over it."""
     from attnpaths._src.routes import training_data
-    from attnpaths._src.saddle import _model, _sizes
+    from attnpaths._src.saddle import _hvp, _model, _sizes
 
     spec, xi, y = _three_layer_problem()
     rng = np.random.default_rng(9)
@@ -563,8 +575,44 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     x0 = jnp.zeros(sum(n * (n + 1) // 2 for n in sizes))
     assert float(S) == pytest.approx(float(S_of(x0)), rel=1e-12)
     np.testing.assert_allclose(grad, jax.grad(S_of)(x0), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(hess, jax.hessian(S_of)(x0), rtol=1e-8, atol=1e-10)
+    reference = jax.hessian(S_of)(x0)
+    np.testing.assert_allclose(hess, reference, rtol=1e-8, atol=1e-10)
     assert float(U_a) == pytest.approx(brute_entropy(Us, spec)[1], rel=1e-6)
+    # the Krylov method's Hessian-vector products, from the factors this model kept
+    f = _model(Us, data, spec.hyper(), spec.heads, False, False)[4]
+    for w in np.random.default_rng(10).normal(size=(3, x0.size)):
+        np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w)), reference @ w,
+                                   rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))
+    # the stopping rule's two gradients: max |dS/dU| and max |L^T dS/dU L| over the levels
+    dS = jax.grad(lambda U: ap.action([0.5 * (u + u.T) for u in U], xi, y, spec.hyper(), spec.heads))(Us)
+    absolute = max(float(jnp.max(jnp.abs(g))) for g in dS)
+    relative = max(float(jnp.max(jnp.abs(L.T @ g @ L))) for g, L in zip(dS, Ls))
+    np.testing.assert_allclose(_model(Us, data, spec.hyper(), spec.heads, True, True)[2], [absolute, relative],
+                               rtol=1e-9)
+
+
+def test_packed_hessian_away_from_the_minimum():
+    """The dense certificate's Hessian in packed coordinates at a random U (three layers, unequal variances)
+    against jax.hessian of the public action."""
+    from attnpaths._src.saddle import packed_hessian
+
+    spec, xi, y = _three_layer_problem()
+    rng = np.random.default_rng(12)
+    Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
+    sizes = spec.level_sizes
+    reference = jax.hessian(lambda p: ap.action(unpack_order(p, sizes), xi, jnp.asarray(y), spec.hyper(),
+                                                spec.heads))(pack_order(Us))
+    np.testing.assert_allclose(packed_hessian(Us, xi, y, spec.hyper(), spec.heads), reference, rtol=1e-8,
+                               atol=1e-10 * float(jnp.max(jnp.abs(reference))))
+
+
+@pytest.mark.parametrize("method, n_paths, chosen", [("auto", 1, "dense"), ("auto", 64, "dense"),
+                                                     ("auto", 65, "krylov"), ("dense", 300, "dense"),
+                                                     ("krylov", 2, "krylov")])
+def test_auto_method_is_dense_up_to_64_paths(method, n_paths, chosen):
+    from attnpaths._src.saddle import _choose_method
+
+    assert _choose_method(method, n_paths) == chosen
 
 
 def test_three_layer_minimum_and_its_U_a():
@@ -586,3 +634,58 @@ def test_non_convergence_hints_at_widths_below_one_only(problem, width, hinted):
         ap.solve_saddle(spec.with_width(width), xi, y, max_iter=0)
     assert ("are below 1" in str(err.value)) == hinted
     assert ("Try a warm start" in str(err.value)) != hinted
+
+
+@pytest.mark.parametrize("partial, expected", [([0.123], 0.123), ([], None)])
+def test_certificate_when_lanczos_does_not_converge(monkeypatch, problem, partial, expected):
+    """ARPACK that stops unconverged: the certificate is its converged eigenvalue if it has one, else NaN, and
+    a NaN certificate is a failure, not a pass."""
+    import scipy.sparse.linalg as spla
+
+    spec, _, _, y, _, _, xi, _ = problem
+
+    def unconverged(op, k, **kwargs):
+        raise spla.ArpackNoConvergence("no convergence", np.array(partial), np.zeros((op.shape[0], len(partial))))
+
+    monkeypatch.setattr(spla, "eigsh", unconverged)
+    result = ap.solve_saddle(spec, xi, y, method="krylov", raise_on_failure=False)
+    if expected is None:
+        assert np.isnan(result.min_hessian_eigenvalue) and not result.converged
+    else:
+        assert result.min_hessian_eigenvalue == expected and result.converged
+
+
+def test_a_solve_whose_every_trial_fails_stops_and_says_so(monkeypatch, problem):
+    import attnpaths._src.saddle as saddle_module
+
+    spec, _, _, y, _, _, xi, _ = problem
+    real_trial = saddle_module._trial
+
+    def failing(*args):
+        _, Us = real_trial(*args)
+        return jnp.nan, Us
+
+    monkeypatch.setattr(saddle_module, "_trial", failing)
+    with pytest.raises(RuntimeError, match=r"after \d+ iterations \(the trust region collapsed: no step decreases S\)"):
+        ap.solve_saddle(spec, xi, y)
+
+
+def test_solve_widths_goes_largest_first_with_warm_starts(monkeypatch, problem):
+    import attnpaths._src.saddle as saddle_module
+
+    spec, _, _, y, _, _, xi, _ = problem
+    real, calls = saddle_module.solve_saddle, []
+
+    def spy(spec, data, init=None, **kwargs):
+        result = real(spec, data, init=init, **kwargs)
+        calls.append((spec.widths[0], init, result))
+        return result
+
+    monkeypatch.setattr(saddle_module, "solve_saddle", spy)
+    saddles = ap.solve_widths(spec, xi, y, [3.0, 30.0, 10.0])
+    assert [w for w, _, _ in calls] == [30.0, 10.0, 3.0]
+    assert calls[0][1] is None
+    for (_, init, _), (_, _, previous) in zip(calls[1:], calls[:-1]):
+        assert all(np.array_equal(a, b) for a, b in zip(init, previous.U))
+    assert [s.spec.widths[0] for s in saddles] == [3.0, 30.0, 10.0]
+    assert len(ap.solve_widths(spec, xi, y, [5.0])) == 1

@@ -115,6 +115,11 @@ MODULES = {
         "tests/test_action_saddle.py::test_solver_model_is_the_action_in_exponential_coordinates",
         "tests/test_action_saddle.py::test_three_layer_minimum_and_its_U_a",
         "tests/test_action_saddle.py::test_non_convergence_hints_at_widths_below_one_only",
+        "tests/test_action_saddle.py::test_packed_hessian_away_from_the_minimum",
+        "tests/test_action_saddle.py::test_auto_method_is_dense_up_to_64_paths",
+        "tests/test_action_saddle.py::test_certificate_when_lanczos_does_not_converge",
+        "tests/test_action_saddle.py::test_a_solve_whose_every_trial_fails_stops_and_says_so",
+        "tests/test_action_saddle.py::test_solve_widths_goes_largest_first_with_warm_starts",
         "tests/test_bad_input.py",
     ]),
     "gibbs": ("attnpaths/_src/sampling/gibbs.py", _GIBBS_FUNCS, [
