@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import functools
 import json
 import os
 import random
@@ -411,7 +412,13 @@ def _equivalent_reasons(path: Path = EQUIVALENT) -> dict:
     return reasons
 
 
-def equivalence(row: dict, reasons: dict, current: dict) -> tuple[str, str] | None:
+@functools.lru_cache(maxsize=None)
+def _current(module: str) -> tuple[list[Mutant], list[str]]:
+    """The module's mutants and source lines as they are now (read once per process)."""
+    return mutants(module), (SRC / MODULES[module][0]).read_text().splitlines()
+
+
+def equivalence(row: dict, reasons: dict) -> tuple[str, str] | None:
     """(kind, why) of the reviewed entry for the surviving mutant of `row`, or None.
 
     An entry names the mutation and a `site`, text of the mutated source line; it applies only while the row's
@@ -419,11 +426,7 @@ def equivalence(row: dict, reasons: dict, current: dict) -> tuple[str, str] | No
     candidates = reasons.get((row["module"], row["operator"], row["before"], row["after"]))
     if not candidates:
         return None
-    if row["module"] not in current:
-        ms = mutants(row["module"])
-        lines = (SRC / MODULES[row["module"]][0]).read_text().splitlines()
-        current[row["module"]] = (ms, lines)
-    ms, lines = current[row["module"]]
+    ms, lines = _current(row["module"])
     m = ms[row["index"]] if row["index"] < len(ms) else None
     if m is None or (m.operator, m.before, m.after) != (row["operator"], row["before"], row["after"]):
         return None
@@ -438,8 +441,8 @@ def report(paths: list[Path]) -> None:
         for r in _read(p):
             key = (r["module"], r["index"]) if r["status"] != "removed" else (r["module"], "removed", r["index"])
             rows[key] = r  # later files (reruns) override
-    reasons, current = _equivalent_reasons(), {}
-    why = {k: equivalence(r, reasons, current) for k, r in rows.items() if r["status"] == "survived"}
+    reasons = _equivalent_reasons()
+    why = {k: equivalence(r, reasons) for k, r in rows.items() if r["status"] == "survived"}
     removed = [r for r in rows.values() if r["status"] == "removed"]
     by_module = {}
     for r in rows.values():
@@ -468,17 +471,17 @@ def report(paths: list[Path]) -> None:
 
 
 def _source_line(module: str, line: int) -> str:
-    return (SRC / MODULES[module][0]).read_text().splitlines()[line - 1].strip()
+    return _current(module)[1][line - 1].strip()
 
 
 def annotate(path: Path) -> None:
     """Add to each row of a results file the text of its mutated source line (from the current source, which
     must be the one the campaign ran on), so that `migrate` can find the mutant again after the module changes."""
-    rows, current = _read(path), {}
+    rows = _read(path)
     for r in rows:
         if "source_line" in r:
             continue
-        ms = current.setdefault(r["module"], mutants(r["module"]))
+        ms = _current(r["module"])[0]
         m = ms[r["index"]] if r["index"] < len(ms) else None
         if m is None or (m.operator, m.before, m.after) != (r["operator"], r["before"], r["after"]):
             raise SystemExit(f"{r['module']}#{r['index']} does not match the current source: annotate before "
@@ -492,9 +495,9 @@ def migrate(path: Path, out: Path) -> None:
     """Rewrite an annotated results file for the module as it is now: each row gets the index, line and column of
     the same mutation (operator, before, after) on the same source line text; a row whose code is gone becomes
     status "removed" (left out of the scores, listed by the report)."""
-    rows, current, moved, removed = _read(path), {}, 0, 0
+    rows, moved, removed = _read(path), 0, 0
     for r in rows:
-        ms = current.setdefault(r["module"], mutants(r["module"]))
+        ms = _current(r["module"])[0]
         same = [m for m in ms if (m.operator, m.before, m.after) == (r["operator"], r["before"], r["after"])
                 and _source_line(r["module"], m.line) == r["source_line"]]
         if not same:
