@@ -86,6 +86,7 @@ def test_the_sweep_summary_warns_about_its_unconverged_cells():
                                     "min_ess": np.array([[400.0, 300.0], [np.nan, 80.0]])})
     line = sampling_warning(store)
     assert "in 2 of 3 sampled cells" in line and "R-hat 1.35" in line and "ESS 80" in line
+    assert "[sampling] n_samples" in line  # the grid's names, not a command's options
     store.arrays["max_rhat"][:] = 1.0
     store.arrays["min_ess"][:] = 400.0
     assert sampling_warning(store) == ""

@@ -74,3 +74,7 @@ attnpaths phase-map --preset quick --out results/phase-map-quick
 attnpaths finite-size --out results/finite-size --workers 2     # theory vs Gibbs samples as N grows at fixed alpha
 attnpaths finite-size --out results/finite-size --workers 2 --resume
 # --8<-- [end:studies]
+
+# --8<-- [start:results]
+attnpaths sweep grid.toml --out results/sweep-markov    # the grid above, saved as grid.toml (20 cells: 30 s on one core)
+# --8<-- [end:results]

@@ -78,10 +78,6 @@ def to_netcdf(ds, path, engine: str | None = None) -> Path:
 
         ds = open_sweep(ds)
     ds = ds.load()
-    # netCDF has no variable-length string dtype of NumPy's: plain Python strings are written as netCDF strings
-    for name in list(ds.variables):
-        if isinstance(ds[name].dtype, np.dtypes.StringDType):
-            ds[name] = (ds[name].dims, ds[name].values.astype(object), ds[name].attrs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

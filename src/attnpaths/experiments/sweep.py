@@ -315,7 +315,8 @@ def sampling_warning(store: SweepStore) -> str:
     if not bad.any():
         return ""
     where = f"in {int(bad.sum())} of {int(np.isfinite(rhat).sum())} sampled cells (the store's max_rhat, min_ess)"
-    return convergence_warning(float(np.nanmax(rhat[bad])), float(np.nanmin(ess[bad])), where)
+    return convergence_warning(float(np.nanmax(rhat[bad])), float(np.nanmin(ess[bad])), where,
+                               ("[sampling] n_samples", "n_warmup", "n_chains"))
 
 
 def _run_pending(client, grid: Grid, store: SweepStore, out: Path, pending: set, before: int, progress: bool,

@@ -105,17 +105,26 @@ ESS_LIMIT = 100.0
 """Effective sample size below this: the Monte Carlo errors and R-hat itself are unreliable (same reference)."""
 
 
-def convergence_warning(max_rhat: float, min_ess: float = math.inf, where: str = "") -> str:
+SAMPLE_OPTIONS = ("--n-samples", "--n-warmup", "--n-chains")
+"""How the commands name the draws per chain, the warm-up and the chains (the advice of `convergence_warning`)."""
+
+
+def convergence_warning(max_rhat: float, min_ess: float = math.inf, where: str = "",
+                        options: tuple[str, str, str] = SAMPLE_OPTIONS) -> str:
     """The warning line for a worst R-hat above `RHAT_LIMIT` or a smallest ESS below `ESS_LIMIT`, saying what to
-    do; '' when both pass (NaN, a quantity that did not vary, passes). `where` names the run, e.g. "N=10"."""
-    problems, advice = [], []
+    do; '' when both pass (NaN, a quantity that did not vary, passes).
+
+    where: names the run, e.g. "N=10"; options: the names of the settings of the draws per chain, the warm-up and
+    the chains where the warning is printed (default the `--n-samples`, `--n-warmup`, `--n-chains` options).
+    """
+    draws, warmup, chains = options
+    problems = []
     if max_rhat > RHAT_LIMIT:
-        problems.append(f"R-hat {max_rhat:.3g} > {RHAT_LIMIT}")
-        advice.append("the chains disagree: run more draws per chain (--n-samples) and a longer warm-up "
-                      "(--n-warmup), and keep several chains (--n-chains) to check it")
+        problems.append(f"R-hat {max_rhat:.3g} > {RHAT_LIMIT} (the chains disagree)")
     if min_ess < ESS_LIMIT:
-        problems.append(f"ESS {min_ess:.3g} < {ESS_LIMIT:g}")
-        advice.append("too few effective draws: run more draws (--n-samples) or more chains (--n-chains)")
+        problems.append(f"ESS {min_ess:.3g} < {ESS_LIMIT:g} (too few effective draws)")
     if not problems:
         return ""
-    return f"  WARNING{' ' + where if where else ''}: {' and '.join(problems)}; " + "; ".join(advice)
+    longer = f", a longer warm-up ({warmup})" if max_rhat > RHAT_LIMIT else ""
+    return (f"  WARNING{' ' + where if where else ''}: {' and '.join(problems)}; run more draws per chain "
+            f"({draws}){longer} and more chains ({chains})")

@@ -82,7 +82,8 @@ def samples_stage(s: OneShotSettings, out: Path, grid: TheoryGrid, choices: dict
         f"{100 * row['accuracy']:.1f}% (theory {100 * row['theory_accuracy']:.1f}%), |mean - theory|/|theory| = "
         f"{row['relative_error_mean']:.3f} (Monte Carlo floor {row['monte_carlo_floor']:.3f}), max R-hat "
         f"{row['max_rhat']:.2f}, min ESS {row['min_ess']:.0f}")
-    warning = convergence_warning(row["max_rhat"], row["min_ess"], f"N={N:g} T={T:g}")
+    warning = convergence_warning(row["max_rhat"], row["min_ess"], f"N={N:g} T={T:g}",
+                                  ("--sample-draws", "--sample-warmup", "--sample-chains"))
     if warning:
         log(warning)
     return Analysis(row)
