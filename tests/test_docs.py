@@ -55,6 +55,7 @@ def test_site_builds_strict_with_the_executed_tutorial(tmp_path):
     assert not [line for line in log.splitlines() if line.startswith("WARNING")], log
     tutorial = (site / "tutorial" / "index.html").read_text()
     assert "Newton steps" in tutorial and "data:image/png" in tutorial  # executed: printed output and a plot
+    assert not re.search(r"\w+Warning: ", tutorial), "the executed tutorial shows a warning"
     api = (site / "api" / "index.html").read_text()
     missing = [name for name in attnpaths.__all__ if f'id="attnpaths.{name}"' not in api]
     assert not missing, f"API reference lacks rendered entries for {missing}"

@@ -26,9 +26,14 @@ attnpaths oneshot --preset quick --out results/oneshot-quick                    
 attnpaths oneshot --out results/oneshot                                            # the defaults: scikit-learn digits, no files needed
 attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/oneshot-cpu            # Omniglot, the paper's input, small network
 attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/oneshot-cpu --resume   # continue a killed run
-attnpaths oneshot --preset paper --data-dir /path/to/omniglot --out results/oneshot-paper        # exactly spec E (GPU-sized)
+attnpaths oneshot --preset paper --data-dir /path/to/omniglot --out results/oneshot-paper        # exactly the authors' Fig. 3 setup (GPU-sized)
 attnpaths oneshot-study --preset cpu --data-dir /path/to/omniglot --seeds 0 1 2 3 4 --out results/oneshot-study   # the claim over seeds x draws
 # --8<-- [end:oneshot]
+
+# --8<-- [start:oneshot-results]
+attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --preset cpu --out results/oneshot-cpu   # the seed-0 tables
+attnpaths oneshot-study --data-dir /path/to/omniglot --preset cpu --set widths=10,100,1000 --set temperatures=0.05,0.1,0.25,0.5,1,2 --set extra_temperatures=3,5,10 --out results/oneshot-study
+# --8<-- [end:oneshot-results]
 
 # --8<-- [start:install]
 make run                                 # creates .venv, installs, runs the Fig. 2 experiment into results/markov
@@ -41,7 +46,21 @@ make docs                                # this site, into site/ (mkdocs build -
 .venv/bin/python benchmarks/solver.py    # Newton vs Adam on the same action
 .venv/bin/python benchmarks/sampler.py   # blocked Gibbs vs NumPyro NUTS, effective samples per second
 .venv/bin/python benchmarks/kernels.py   # P = 5000, 16 paths: kernel time and peak memory
+.venv/bin/python benchmarks/scale.py     # the theory engine at scale, old vs new solver (the table on the scale page)
+.venv/bin/python benchmarks/sweep.py     # attnpaths sweep on 1 vs 2 workers (the table on the sweeps page)
+.venv/bin/python benchmarks/oneshot_training.py   # seconds per training step of each one-shot preset
+.venv/bin/python tools/mutation.py report tools/mutation-results/current/*.jsonl   # mutation scores of the numerical core
 # --8<-- [end:validation]
+
+# --8<-- [start:scale]
+.venv/bin/python benchmarks/scale.py                     # the full table, each cell in a fresh process (about an hour on 2 cores)
+.venv/bin/python benchmarks/scale.py --quick             # P <= 10^4 and the special cases
+.venv/bin/python benchmarks/scale.py --cells 100000x4 1000000x4   # chosen cells: P x paths
+# --8<-- [end:scale]
+
+# --8<-- [start:sweep-benchmark]
+.venv/bin/python benchmarks/sweep.py     # 40 Markov cells at P = 1000 on 1 and 2 workers, pinned and unpinned
+# --8<-- [end:sweep-benchmark]
 
 # --8<-- [start:threads]
 # one thread per worker process: set these before the worker imports JAX (in the shell that starts it)
@@ -74,6 +93,11 @@ attnpaths phase-map --preset quick --out results/phase-map-quick
 attnpaths finite-size --out results/finite-size --workers 2     # theory vs Gibbs samples as N grows at fixed alpha
 attnpaths finite-size --out results/finite-size --workers 2 --resume
 # --8<-- [end:studies]
+
+# --8<-- [start:finite-size-runs]
+attnpaths finite-size --workers 2 --set time_budget=60 --set draws=3 --out results/finite-size   # the table
+attnpaths finite-size --workers 2 --set alphas=2 --set widths=1000 --set time_budget=300 --set n_samples=60 --out results/finite-size-N1000   # its row alpha = 2, N = 1000
+# --8<-- [end:finite-size-runs]
 
 # --8<-- [start:results]
 attnpaths sweep grid.toml --out results/sweep-markov    # the grid above, saved as grid.toml (20 cells: 30 s on one core)

@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     try:
         _use_compile_cache(args.compile_cache)
         return args.func(args)
-    except (ValueError, OutputInUse) as err:
+    except (ValueError, OutputInUse, ImportError) as err:  # ImportError: a missing extra, with its pip hint
         print(f"attnpaths {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a missing input, an unwritable --out, a full disk: finished records stay intact

@@ -251,7 +251,7 @@ def _report(results: dict, seconds: float) -> list[str]:
 PRESETS: Registry = Registry("preset of finite-size")
 register_preset(PRESETS, "quick", {"widths": [10.0, 30.0], "draws": 2, "n_samples": 50, "n_test": 50},
                 "a smoke test: N = 10 and 30, two draws, 50 draws per chain, 50 test sequences")
-register_preset(PRESETS, "full", {}, "the table in the README (the defaults)")
+register_preset(PRESETS, "full", {}, "the table in docs/experiments/studies.md (the defaults)")
 EXPERIMENTS.register("finite-size", Experiment(
     name="finite-size", help="theory vs posterior samples as N grows at fixed alpha = P/N (Markov task, a sweep "
                              "on Dask)", settings=FiniteSizeSettings, presets=PRESETS,

@@ -76,8 +76,8 @@ PRESETS: Registry = Registry("preset of phase-map")
 register_preset(PRESETS, "quick", {"networks": ["4paths"], "widths": [10.0], "alphas": [1.0, 10.0, 100.0],
                                    "temperatures": [0.01, 1.0], "draws": 2, "n_test": 200},
                 "a smoke test: 4paths, N = 10, three loads, two temperatures, two draws, 200 test sequences")
-register_preset(PRESETS, "full", {}, "the map in the README (the defaults): both networks, N = 10 and 100, alpha "
-                "0.1 ... 100, T 1e-3 ... 10, four draws")
+register_preset(PRESETS, "full", {}, "the map in docs/experiments/studies.md (the defaults): both networks, "
+                "N = 10 and 100, alpha 0.1 ... 100, T 1e-3 ... 10, four draws")
 
 
 # ----------------------------------------------------------------------------------------------------------------

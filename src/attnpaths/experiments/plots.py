@@ -13,6 +13,22 @@ import numpy as np  # noqa: E402
 GP_STYLES = {"all paths": "-", "good": "--", "good+denoising": ":", "g+d": "-"}
 
 
+def gp_lines(gp_accuracy: dict) -> list[tuple[float, str, str]]:
+    """(accuracy, line style, legend label) of each distinct GP reference line, in the order of gp_accuracy.
+
+    References with the same accuracy share one line: the 2-path network's reference 'g+d' is the network
+    itself, and two lines drawn on top of each other would show one while the legend names two."""
+    merged: dict[float, list[str]] = {}
+    for name, value in gp_accuracy.items():
+        merged.setdefault(float(value), []).append(name)
+    lines = []
+    for value, names in merged.items():
+        labels = ["all paths" if n == "all paths" else f"paths {n}" for n in names]
+        label = "GP, " + labels[0] if len(labels) == 1 else "GP, " + " = ".join(labels) + " (coincide)"
+        lines.append((value, GP_STYLES.get(names[0], "-."), label))
+    return lines
+
+
 def order_parameter_panel(ax, U, names, title):
     """U as a heat map, RdBu centred at 0, paths labelled."""
     U = np.asarray(U)
@@ -47,9 +63,8 @@ def markov_figures(results: dict, out: str | Path) -> list[Path]:
     if "samples" in results:
         s = results["samples"]
         ax.plot([r["N"] for r in s], [100 * r["accuracy"] for r in s], "o", color="k", label="samples")
-    for name, value in results["gp_accuracy"].items():
-        label = "GP, all paths" if name == "all paths" else f"GP, paths {name}"
-        ax.axhline(100 * value, color="tab:red", ls=GP_STYLES.get(name, "-."), lw=1.2, label=label)
+    for value, style, label in gp_lines(results["gp_accuracy"]):
+        ax.axhline(100 * value, color="tab:red", ls=style, lw=1.2, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("width N")
     ax.set_ylabel("test accuracy (%)")
