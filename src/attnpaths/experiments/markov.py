@@ -328,7 +328,7 @@ def _run_for_cli(settings, out, resume, log):
 
     results = run_markov(settings, out, resume, log)
     files = markov_figures(results, out)
-    log(f"wrote {Path(out) / 'results.json'} and " + ", ".join(str(f) for f in files))
+    log(f"wrote {Path(out) / 'results.json'}, {Path(out) / 'markov.csv'} and " + ", ".join(str(f) for f in files))
     return results
 
 
