@@ -114,10 +114,10 @@ def test_to_arviz_has_chain_and_draw_dims():
     f, U = rng.normal(size=(3, 50, 4)), rng.normal(size=(3, 50, 2, 2))
     idata = attnpaths._src.sampling.PosteriorDraws(f, U, 2, 1.0).to_arviz()
     post = idata.posterior
-    assert dict(post["f_test"].sizes) == {"chain": 3, "draw": 50, "test_point": 4}
-    assert dict(post["U"].sizes) == {"chain": 3, "draw": 50, "path": 2, "path_": 2}
+    assert dict(post["f_test"].sizes) == {"chain": 3, "draw": 50, "test_example": 4}
+    assert dict(post["U_1"].sizes) == {"chain": 3, "draw": 50, "path_i": 2, "path_j": 2}
     np.testing.assert_array_equal(post["f_test"].values, f)
-    np.testing.assert_array_equal(post["U"].values[1, 7], U[1, 7])
+    np.testing.assert_array_equal(post["U_1"].values[1, 7], U[1, 7])
 
 
 def test_nuts_resumes_bit_for_bit(tmp_path):

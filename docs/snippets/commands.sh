@@ -98,3 +98,7 @@ attnpaths finite-size --out results/finite-size --workers 2 --resume
 attnpaths finite-size --workers 2 --set time_budget=60 --set draws=3 --out results/finite-size   # the table
 attnpaths finite-size --workers 2 --set alphas=2 --set widths=1000 --set time_budget=300 --set n_samples=60 --out results/finite-size-N1000   # its row alpha = 2, N = 1000
 # --8<-- [end:finite-size-runs]
+
+# --8<-- [start:results]
+attnpaths sweep grid.toml --out results/sweep-markov    # the grid above, saved as grid.toml (20 cells: 30 s on one core)
+# --8<-- [end:results]

@@ -14,12 +14,13 @@ floor^2 on average).
 
 The N-scaling exponent b of e ~ N^b is the least-squares slope of log(mean e over draws) against log N; its
 interval is the percentile interval of the slope over bootstrap resamples of the draws (at every N the draws
-are resampled with replacement). Everything goes to OUT/results.json, OUT/finite_size.csv and
-OUT/finite_size.png.
+are resampled with replacement). Everything goes to OUT/results.json, OUT/finite_size.csv (the table),
+OUT/finite_size.nc (the table over alpha x N, with CF attributes) and OUT/finite_size.png.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,10 @@ from typing import Callable
 import numpy as np
 
 from attnpaths._src.registry import Registry
+from attnpaths._src.sampling.diagnostics import convergence_warning
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
-from attnpaths.experiments.io import write_json_atomic
+from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
 from attnpaths.experiments.settings import (Settings, at_least, between, each, positive, register_preset,
                                             setting)
 from attnpaths.experiments.sweep_grid import Grid
@@ -142,6 +144,7 @@ def _table(ds, s: FiniteSizeSettings) -> dict:
                                  "draws": int(ok[i, j].sum()),
                                  "n_draws": float(np.nanmean(ds.n_draws.values[i, j])),
                                  "max_rhat": float(np.nanmax(ds.max_rhat.values[i, j])),
+                                 "min_ess": float(np.nanmin(ds.min_ess.values[i, j])),
                                  "sample_seconds": float(np.nanmean(ds.sample_seconds.values[i, j]))})
                 e, f = E[j][np.isfinite(E[j])], F[j][np.isfinite(F[j])]
                 key = "mean" if label == "predictor mean" else "U"
@@ -151,6 +154,29 @@ def _table(ds, s: FiniteSizeSettings) -> dict:
                     f"floor_{key}": float(np.mean(f)) if f.size else float("nan"),
                     f"corrected_{key}": float(corrected[j])})
     return {"rows": rows, "exponents": exponents}
+
+
+_ERROR_OF = {"mean": "the predictor mean", "U": "the order parameter U"}
+LABELS = {"alpha": ("load alpha = P / N", "1"), "N": ("width N", "1"), "P": ("training examples P", "1"),
+          "draws": ("finished draws (training sets)", "1"), "n_draws": ("posterior draws per cell (chains x draws)",
+                                                                         "1"),
+          "max_rhat": ("worst split R-hat over the draws' cells", "1"),
+          "min_ess": ("smallest effective sample size over the draws' cells", "1"),
+          "sample_seconds": ("wall time of the sampling, mean over draws", "s"),
+          **{k: v for key, what in _ERROR_OF.items() for k, v in (
+              (f"error_{key}", (f"relative error of {what}, |sampled - theory| / |theory|, mean over draws", "1")),
+              (f"error_{key}_se", (f"standard error of the relative error of {what}", "1")),
+              (f"floor_{key}", (f"Monte Carlo floor of the relative error of {what}, mean over draws", "1")),
+              (f"corrected_{key}", (f"floor-corrected relative error of {what}", "1")))}}
+
+
+def table_dataset(rows: list[dict]):
+    """The table's rows as an xarray Dataset over (alpha, N) with CF long_name and units (`LABELS`)."""
+    import pandas as pd
+
+    from attnpaths.experiments.cf import label
+
+    return label(pd.DataFrame(rows).set_index(["alpha", "N"]).to_xarray(), LABELS)
 
 
 def finite_size_figure(table: dict, out) -> Path:
@@ -187,6 +213,7 @@ def finite_size_figure(table: dict, out) -> Path:
 def run_finite_size(s: FiniteSizeSettings | None = None, out="results/finite-size", resume: bool = False,
                     log: Callable[[str], None] = print) -> dict:
     """Compute (or resume) the study's sweep, then write OUT/results.json, OUT/finite_size.csv and the figure."""
+    from attnpaths.experiments.cf import to_netcdf
     from attnpaths.experiments.sweep import run_sweep
     from attnpaths.experiments.sweep_store import open_sweep
 
@@ -194,21 +221,25 @@ def run_finite_size(s: FiniteSizeSettings | None = None, out="results/finite-siz
     out = Path(out)
     run_sweep(finite_size_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, log=log)
     table = finite_size_table(open_sweep(out).load(), s)
-    import pandas as pd
-
-    pd.DataFrame(table["rows"]).to_csv(out / "finite_size.csv", index=False)
+    write_csv_atomic(out / "finite_size.csv", table["rows"])
+    to_netcdf(table_dataset(table["rows"]), out / "finite_size.nc")
     results = {"experiment": "finite-size", "settings": s.to_dict(), **table}
     write_json_atomic(out / "results.json", results)
     path = finite_size_figure(table, out)
-    log(f"wrote {out / 'finite_size.csv'}, {out / 'results.json'} and {path}")
+    log(f"wrote {out / 'finite_size.csv'}, {out / 'finite_size.nc'}, {out / 'results.json'} and {path}")
     return results
 
 
 def _report(results: dict, seconds: float) -> list[str]:
-    lines = [f"{'alpha':>5} {'N':>6} {'P':>6} {'draws':>5} {'e_mean':>8} {'floor':>8} {'e_U':>8} {'floor':>8}"]
+    lines = [f"{'alpha':>5} {'N':>6} {'P':>6} {'draws':>5} {'e_mean':>8} {'floor':>8} {'e_U':>8} {'floor':>8} "
+             f"{'R-hat':>6}"]
     for r in results["rows"]:
         lines.append(f"{r['alpha']:5g} {r['N']:6g} {r['P']:6g} {r['draws']:5d} {r['error_mean']:8.4f} "
-                     f"{r['floor_mean']:8.4f} {r['error_U']:8.4f} {r['floor_U']:8.4f}")
+                     f"{r['floor_mean']:8.4f} {r['error_U']:8.4f} {r['floor_U']:8.4f} {r['max_rhat']:6.3f}")
+        warning = convergence_warning(r["max_rhat"], r.get("min_ess", math.inf), f"alpha={r['alpha']:g} "
+                                      f"N={r['N']:g}")
+        if warning:
+            lines.append(warning)
     for alpha, fits in results["exponents"].items():
         for label, fit in fits.items():
             raw = fit["raw"]

@@ -6,8 +6,8 @@
     alignment   kernel-PC / label overlap at the smallest width, finite width vs GP (Fig. 2d)
     samples     (with samples = true) exact posterior draws of the real network at `sample_widths`
 
-`OUT/results.json` is written from the stage outputs (atomically); the figures are drawn from it alone
-(`plots.markov_figures`).
+`OUT/results.json` and its table `OUT/markov.csv` (one row per width) are written from the stage outputs
+(atomically); the figures are drawn from results.json alone (`plots.markov_figures`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from attnpaths._src.saddle import solve_saddle
 from attnpaths._src.store import load_record, save_record
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_preset
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
-from attnpaths.experiments.io import read_json, write_json_atomic
+from attnpaths.experiments.io import read_json, write_csv_atomic, write_json_atomic
 from attnpaths.experiments.runner import Runner, load_run_header
 from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
                                             draws_file, format_row)
@@ -223,6 +223,23 @@ def markov_results(s: MarkovSettings, problem: MarkovProblem, gp: GPAccuracies, 
     return results
 
 
+THEORY_COLUMNS = ("accuracy", "gaussian_accuracy", "action", "U_a", "iterations", "grad_max",
+                  "min_hessian_eigenvalue", "seconds")
+SAMPLE_COLUMNS = ("accuracy", "relative_error_mean", "monte_carlo_floor", "relative_error_U", "max_rhat", "min_ess",
+                  "n_chains", "n_draws", "seconds")
+
+
+def markov_table(results: dict) -> list[dict]:
+    """OUT/markov.csv: one row per width, the theory's numbers and, at sampled widths, the samples' (sample_*)."""
+    sampled = {float(r["N"]): r for r in results.get("samples", [])}
+    rows = []
+    for r in results["theory"]:
+        row = {"N": float(r["N"]), **{k: r[k] for k in THEORY_COLUMNS}}
+        row.update({f"sample_{k}": sampled[row["N"]][k] for k in SAMPLE_COLUMNS if row["N"] in sampled})
+        rows.append(row)
+    return rows
+
+
 def _log_u(problem: MarkovProblem, theory: TheorySweep, log) -> None:
     row = min(theory.rows, key=lambda r: r["N"])
     pre = problem.preset
@@ -270,6 +287,7 @@ def run_markov(settings: MarkovSettings | None = None, out=None, resume: bool = 
                                 _sample_settings(s), resume, [], log)
         results = markov_results(s, problem, gp, theory, alignment, samples)
         write_json_atomic(Path(out) / "results.json", results)
+        write_csv_atomic(Path(out) / "markov.csv", markov_table(results))
     return results
 
 
@@ -295,6 +313,7 @@ def add_markov_samples(out, sample: SampleSettings, resume: bool = False, log=pr
         results = read_json(out / "results.json")
         results["samples"] = samples.rows
         write_json_atomic(out / "results.json", results)
+        write_csv_atomic(out / "markov.csv", markov_table(results))
     markov_figures(results, out)
     return results
 
@@ -309,7 +328,7 @@ def _run_for_cli(settings, out, resume, log):
 
     results = run_markov(settings, out, resume, log)
     files = markov_figures(results, out)
-    log(f"wrote {Path(out) / 'results.json'} and " + ", ".join(str(f) for f in files))
+    log(f"wrote {Path(out) / 'results.json'}, {Path(out) / 'markov.csv'} and " + ", ".join(str(f) for f in files))
     return results
 
 

@@ -10,7 +10,8 @@ compares it with the GP limit on the same test set:
 finite-width renormalisation of the path kernels (the interplay of the paths) generalises better than the GP.
 The cells run through the sweep runner (`attnpaths.experiments.sweep`), so the map is resumable and runs on any
 Dask cluster; the averages over draws, their standard errors, the heat maps with the delta = 0 contour and a
-summary go to OUT/phase_map.nc, OUT/results.json and OUT/phase_map_*.png.
+summary go to OUT/phase_map.csv, OUT/phase_map.nc (the averages with CF attributes), OUT/results.json and
+OUT/phase_map_*.png.
 
 P is rounded to the nearest even number >= 2 (the Markov data are class-balanced): at N = 10 the loads 0.1 and
 0.5 give P = 2 and P = 6; the store holds the P of every cell.
@@ -27,7 +28,7 @@ import numpy as np
 from attnpaths._src.registry import Registry
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
-from attnpaths.experiments.io import write_json_atomic
+from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
 from attnpaths.experiments.settings import Settings, at_least, each, positive, register_preset, setting
 from attnpaths.experiments.sweep_grid import Grid
 
@@ -83,10 +84,21 @@ register_preset(PRESETS, "full", {}, "the map in docs/experiments/studies.md (th
 # from the store to the map
 # ----------------------------------------------------------------------------------------------------------------
 
+MEANS = {"delta_accuracy": "test accuracy, theory - GP", "delta_mse": "test MSE of the predictor mean, theory - GP",
+         "theory_accuracy": "test accuracy of the theory", "gp_accuracy": "test accuracy of the GP limit",
+         "theory_mse": "test MSE of the theory's predictor mean", "gp_mse": "test MSE of the GP's predictor mean"}
+LABELS = {"n_draws": ("finished draws (training sets) of the cell", "1"), "P": ("training examples P", "1"),
+          **{k: (f"{v}, mean over draws", "1") for k, v in MEANS.items()},
+          **{f"{k}_se": (f"{v}, standard error of the mean", "1") for k, v in MEANS.items()}}
+
+
 def draw_average(ds, draw_axis: str = "train_seed"):
     """Means over the data draws (finished cells only) with standard errors: an xarray Dataset over the other
-    axes holding delta_accuracy, delta_mse (theory - GP), the accuracies and MSEs, P, and n_draws."""
+    axes holding delta_accuracy, delta_mse (theory - GP), the accuracies and MSEs, P, and n_draws, each with CF
+    long_name and units (`LABELS`)."""
     import xarray as xr
+
+    from attnpaths.experiments.cf import label
 
     ok = ds.done & (ds.error == "")
     fields = {"delta_accuracy": ds.theory_accuracy - ds.gp_accuracy, "delta_mse": ds.theory_mse - ds.gp_mse,
@@ -98,7 +110,7 @@ def draw_average(ds, draw_axis: str = "train_seed"):
         v = value.where(ok)
         out[name] = v.mean(draw_axis)
         out[f"{name}_se"] = v.std(draw_axis, ddof=1) / np.sqrt(n.where(n > 1))
-    return xr.Dataset(out)
+    return label(xr.Dataset(out), LABELS)
 
 
 def summary_rows(avg) -> list[dict]:
@@ -150,7 +162,7 @@ def phase_map_figures(avg, out) -> list[Path]:
                 z, se = a[name].values.T, a[f"{name}_se"].values.T  # (T, alpha)
                 vmax = float(np.nanmax(np.abs(z))) or 1.0
                 mesh = ax.pcolormesh(alphas, temps, sign * z, cmap="RdBu", vmin=-vmax, vmax=vmax, shading="nearest")
-                if np.nanmin(z) < 0 < np.nanmax(z):
+                if min(z.shape) >= 2 and np.nanmin(z) < 0 < np.nanmax(z):  # a contour needs a 2-D grid
                     ax.contour(alphas, temps, z, levels=[0.0], colors="k", linewidths=1.5)
                 weak = np.abs(z) < 2 * np.nan_to_num(se, nan=np.inf)
                 ax.scatter(*np.meshgrid(alphas, temps)[::1], s=6 * weak, c="k", marker="x", linewidths=0.6)
@@ -173,14 +185,20 @@ def phase_map_figures(avg, out) -> list[Path]:
     return files
 
 
+def table_rows(avg) -> list[dict]:
+    """The draw-averaged map as table rows, one per cell (network, N, alpha, temperature, then the means)."""
+    return avg.to_dataframe().reset_index().to_dict(orient="records")
+
+
 def phase_map_results(avg, s: PhaseMapSettings) -> dict:
     return {"experiment": "phase-map", "settings": s.to_dict(), "summary": summary_rows(avg),
-            "cells": avg.to_dataframe().reset_index().to_dict(orient="records")}
+            "cells": table_rows(avg)}
 
 
 def run_phase_map(s: PhaseMapSettings | None = None, out="results/phase-map", resume: bool = False,
                   log: Callable[[str], None] = print) -> dict:
     """Compute (or resume) the phase map's sweep, then write OUT/phase_map.csv, OUT/results.json and the figures."""
+    from attnpaths.experiments.cf import to_netcdf
     from attnpaths.experiments.sweep import run_sweep
     from attnpaths.experiments.sweep_store import open_sweep
 
@@ -188,11 +206,13 @@ def run_phase_map(s: PhaseMapSettings | None = None, out="results/phase-map", re
     out = Path(out)
     run_sweep(phase_map_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, log=log)
     avg = draw_average(open_sweep(out).load())
-    avg.to_dataframe().reset_index().to_csv(out / "phase_map.csv", index=False)
+    write_csv_atomic(out / "phase_map.csv", table_rows(avg))
+    to_netcdf(avg, out / "phase_map.nc")
     results = phase_map_results(avg, s)
     write_json_atomic(out / "results.json", results)
     files = phase_map_figures(avg, out)
-    log(f"wrote {out / 'phase_map.csv'}, {out / 'results.json'} and " + ", ".join(map(str, files)))
+    log(f"wrote {out / 'phase_map.csv'}, {out / 'phase_map.nc'}, {out / 'results.json'} and "
+        + ", ".join(map(str, files)))
     return results
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from attnpaths._src.predictor import accuracy, predict
 from attnpaths._src.sampling.api import sample_from_features
-from attnpaths._src.sampling.diagnostics import summarize
+from attnpaths._src.sampling.diagnostics import convergence_warning, summarize
 from attnpaths._src.sampling.draws import PosteriorDraws
 from attnpaths._src.sampling.protocol import SAMPLERS
 from attnpaths.experiments.settings import Settings, at_least, each, positive, setting
@@ -68,10 +68,12 @@ def draws_file(out, method: str, N: float, T: float | None = None) -> Path | Non
 
 
 def format_row(row: dict) -> str:
-    return (f"  samples N={row['N']:g} ({row['method']}, {row['n_chains']}x{row['n_draws']}): accuracy "
+    """The printed line of a sampled width, followed by a warning line when its R-hat or ESS fails."""
+    line = (f"  samples N={row['N']:g} ({row['method']}, {row['n_chains']}x{row['n_draws']}): accuracy "
             f"{100 * row['accuracy']:.1f}% (theory {100 * row['theory_accuracy']:.1f}%), |mean - theory|/|theory| "
             f"= {row['relative_error_mean']:.3f} (Monte Carlo floor {row['monte_carlo_floor']:.3f}), max R-hat "
-            f"{row['max_rhat']:.3f}, {row['seconds']:.1f} s")
+            f"{row['max_rhat']:.3f}, min ESS {row['min_ess']:.0f}, {row['seconds']:.1f} s")
+    return "\n".join(filter(None, (line, convergence_warning(row["max_rhat"], row["min_ess"]))))
 
 
 @dataclass(frozen=True)

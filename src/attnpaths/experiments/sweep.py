@@ -17,7 +17,8 @@ How it runs:
   the done flag last). A resumed sweep submits only the cells not stored yet, taking its warm starts from the
   store, and never computes a stored cell again. A failed cell stores its error (and is not retried unless
   `retry_failed`); the other cells go on.
-* OUT holds a lock while a sweep writes to it (the lock of a killed sweep is taken over).
+* OUT holds a lock while a sweep writes to it (the lock of a killed sweep is taken over). OUT/grid.toml, the
+  grid as `Grid.from_toml` reads it, is written when the sweep starts.
 
 Threads: each worker process should run one thread of XLA/BLAS work (`THREAD_ENV`); the LocalCluster this
 module starts sets these variables for its workers, and workers you start yourself need them in their
@@ -36,11 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from attnpaths._src.atomic import write_atomic
+from attnpaths._src.sampling.diagnostics import ESS_LIMIT, RHAT_LIMIT, convergence_warning
+from attnpaths._src.spec import path_labels
 from attnpaths.experiments.runner import OutputLock
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.settings import _toml_value as toml_value
-from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid
+from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid, axis_labels
 from attnpaths.experiments.sweep_store import STORE_NAME, SweepStore, create_store, open_store
 from attnpaths.experiments.sweep_tasks import CellResult, SweepTask, compute_cell, failure_text
 
@@ -107,8 +112,9 @@ def _lines(grid: Grid) -> dict:
     return lines
 
 
-def _sizes(grid: Grid) -> tuple[int, int]:
-    """(largest H, largest packed size sum_l n_l^2) over the networks of the grid (the store's extra dims)."""
+def _sizes(grid: Grid) -> tuple[list[str], int]:
+    """(path names of the largest H, largest packed size sum_l n_l^2) over the networks of the grid (the store's
+    extra dims). Networks of different heads have different path names: then the paths are numbered instead."""
     specs, seen = [], set()
     for cell in grid.cells():
         key = tuple((k, v) for k, v in cell.coords.items() if isinstance(v, str))  # where the network can change
@@ -119,7 +125,10 @@ def _sizes(grid: Grid) -> tuple[int, int]:
             except ValueError:
                 s = grid.base_settings().updated({k: v for k, v in key})
             specs.append(grid.sweep_task.network(s))
-    return max(s.n_paths for s in specs), max(sum(n * n for n in s.level_sizes) for s in specs)
+    largest = max(specs, key=lambda s: s.n_paths)
+    same = all(s.heads == largest.heads for s in specs)
+    names = path_labels(largest.heads) if same else [f"path {k + 1}" for k in range(largest.n_paths)]
+    return names, max(sum(n * n for n in s.level_sizes) for s in specs)
 
 
 def _problem_order(grid: Grid, cell) -> str:
@@ -138,9 +147,10 @@ def _store_for(grid: Grid, out: Path, resume: bool) -> SweepStore:
             raise ValueError(f"{out} already holds a sweep; pass --resume (resume=True) to continue it, or choose "
                              f"another --out (delete {out / STORE_NAME} to start over)")
         return open_store(out, grid.identity())
-    n_paths, order_size = _sizes(grid)
-    return create_store(out, grid.axes, grid.identity(), n_paths, order_size, grid.sampling is not None,
-                        {"task": grid.task, "grid_file": grid.to_dict(), "version": __version__})
+    path_names, order_size = _sizes(grid)
+    return create_store(out, grid.axes, grid.identity(), path_names, order_size, grid.sampling is not None,
+                        {"task": grid.task, "grid_file": grid.to_dict(), "version": __version__},
+                        axis_labels(grid))
 
 
 def default_workers() -> int:
@@ -262,6 +272,10 @@ def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, wor
     t0 = time.perf_counter()
     with OutputLock(out):
         store = _store_for(grid, out, resume)
+        # beside the store from the start (an interrupted sweep says what it was), once the store is known to be
+        # this grid's: a refused --out keeps its own grid.toml
+        text = grid_toml(grid)
+        write_atomic(out / "grid.toml", lambda f: f.write(text.encode()))
         done, errors = store.done(), store.errors()
         if retry_failed:
             for index in zip(*(errors != "").nonzero()):
@@ -287,7 +301,22 @@ def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, wor
     summary = SweepSummary(out, grid.size, before, computed, failed, time.perf_counter() - t0)
     log(f"sweep done: {summary.computed} cells computed in {summary.seconds:.1f} s, {summary.failed} failed "
         f"(errors in the store's `error` variable)")
+    if grid.sampling is not None:
+        warning = sampling_warning(store)
+        if warning:
+            log(warning)
     return summary
+
+
+def sampling_warning(store: SweepStore) -> str:
+    """The convergence warning of the sampled cells that fail R-hat or ESS (worst values over them), or ''."""
+    rhat, ess = store.arrays["max_rhat"][...], store.arrays["min_ess"][...]
+    bad = (rhat > RHAT_LIMIT) | (ess < ESS_LIMIT)
+    if not bad.any():
+        return ""
+    where = f"in {int(bad.sum())} of {int(np.isfinite(rhat).sum())} sampled cells (the store's max_rhat, min_ess)"
+    return convergence_warning(float(np.nanmax(rhat[bad])), float(np.nanmin(ess[bad])), where,
+                               ("[sampling] n_samples", "n_warmup", "n_chains"))
 
 
 def _run_pending(client, grid: Grid, store: SweepStore, out: Path, pending: set, before: int, progress: bool,
@@ -356,13 +385,11 @@ def grid_toml(grid: Grid) -> str:
 
 def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
                   print_settings: bool = False, log=print) -> SweepSummary | None:
-    """`attnpaths sweep GRID`: read the grid, write OUT/grid.toml, run or resume the sweep."""
+    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first)."""
     grid = Grid.from_toml(grid_file, overrides)
     text = grid_toml(grid)
     if print_settings:
         print(text, end="")
         return None
-    summary = run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
-                        retry_failed=options.retry_failed, progress=options.progress, log=log)
-    write_atomic(Path(options.out) / "grid.toml", lambda f: f.write(text.encode()))
-    return summary
+    return run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
+                     retry_failed=options.retry_failed, progress=options.progress, log=log)

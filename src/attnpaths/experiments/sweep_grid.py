@@ -229,3 +229,11 @@ def replace_axes(grid: Grid, **axes) -> Grid:
     raw["axes"] = {**raw["axes"], **{k: list(v) for k, v in axes.items()}}
     return Grid.from_dict(raw)
 
+
+
+def axis_labels(grid: Grid) -> dict:
+    """Axis name -> (long_name, units) of its coordinate in the store: the width and the load by their meaning,
+    every other axis by the help text of its settings field (all of them dimensionless)."""
+    base = grid.base_settings()
+    special = {WIDTH_AXIS: "width N", LOAD_AXIS: "load alpha = P / N"}
+    return {name: (special.get(name) or base.field(name).help, "1") for name in grid.axes}

@@ -1,9 +1,12 @@
 """The sweep's labelled N-D store: one xarray Dataset in a zarr folder, written cell by cell.
 
 Dimensions are the grid's axes, in the grid's order (plus `path_i`, `path_j` for the H x H order parameters and
-`order_entry` for the packed U_1, ..., U_L that warm-start the next width). Every numeric variable is float64,
-NaN where a cell has not produced it; `done` (bool) marks the stored cells and `error` (string) holds a failed
-cell's error ('' otherwise). The grid, the task's settings and the package version are in the attributes.
+`order_entry` for the packed U_1, ..., U_L that warm-start the next width); the path coordinates are the path
+names ("1,2": head 1 of layer 1, head 2 of layer 2). Every numeric variable is float64, NaN where a cell has not
+produced it; `done` (bool) marks the stored cells and `error` (string) holds a failed cell's error ('' otherwise).
+Every variable and coordinate carries CF `long_name` and `units`, so `ds.theory_accuracy.plot()` labels its
+axes; the grid, the task's settings and the package version are in the Dataset's attributes. The metadata are
+consolidated when the store is created, so plain `xarray.open_zarr` opens it without a warning, mid-sweep too.
 
 Atomicity: the store is created whole in a temporary folder and renamed into place. Every array is chunked one
 cell per chunk, and zarr writes each chunk to a temporary file that it renames over the old one, so a killed
@@ -22,12 +25,14 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from attnpaths._src.store import describe_differences, differing_fields, jsonable
+from attnpaths.experiments.cf import DIMENSIONLESS, cf, stable_strings
 from attnpaths.experiments.sweep_tasks import CellResult
 
 STORE_NAME = "sweep.zarr"
@@ -37,12 +42,13 @@ ORDER_DIM, PATH_DIMS = "order_entry", ("path_i", "path_j")
 
 class Variable(NamedTuple):
     name: str
-    doc: str
+    long_name: str  # CF long_name: what xarray writes on a plot's axis
+    units: str = DIMENSIONLESS
     extra: str = ""  # "": one number per cell; "path": (path_i, path_j); "order": (order_entry,)
 
 
 THEORY_VARIABLES = (
-    Variable("P", "training examples of the cell"),
+    Variable("P", "training examples P of the cell"),
     Variable("theory_accuracy", "test accuracy of the theory's predictor mean (sign)"),
     Variable("theory_mse", "test mean squared error of the theory's predictor mean"),
     Variable("theory_gaussian_accuracy", "mean of Phi(y mean / std) over the test set, theory"),
@@ -52,29 +58,32 @@ THEORY_VARIABLES = (
     Variable("gp_gaussian_accuracy", "mean of Phi(y mean / std) over the test set, GP limit"),
     Variable("gp_variance", "mean predictive variance over the test set, GP limit"),
     Variable("action", "action S at the saddle point (normalised by N_max)"),
-    Variable("U_a", "scalar readout order parameter at the saddle point"),
+    Variable("U_a", "scalar readout order parameter U_a at the saddle point"),
     Variable("iterations", "trust-region iterations of the solve"),
     Variable("grad_max", "max |dS/dU| at the saddle point"),
     Variable("min_hessian_eigenvalue", "smallest eigenvalue of the packed Hessian (> 0: a minimum)"),
-    Variable("theory_seconds", "wall time of the solve and the two predictions"),
-    Variable("U", "path-path order parameter U_1 (H x H; NaN-padded to the largest H of the grid)", "path"),
-    Variable("order_parameters", "U_1, ..., U_L packed (the warm start of the next width)", "order"),
+    Variable("theory_seconds", "wall time of the solve and the two predictions", "s"),
+    Variable("U", "path-path order parameter U_1 (NaN-padded to the largest H of the grid)", extra="path"),
+    Variable("order_parameters", "U_1, ..., U_L packed (the warm start of the next width)", extra="order"),
 )
 SAMPLE_VARIABLES = (
     Variable("sample_accuracy", "test accuracy of the sampled predictor mean"),
     Variable("relative_error_mean", "|mean_sampled - mean_theory| / |mean_theory| over the test set"),
-    Variable("monte_carlo_floor_mean", "sqrt(sum se^2) / |mean_theory|: the error pure Monte Carlo noise gives"),
+    Variable("monte_carlo_floor_mean", "Monte Carlo floor of the predictor mean's error, sqrt(sum se^2) / "
+             "|mean_theory|"),
     Variable("relative_error_U", "|U_sampled - U_theory|_F / |U_theory|_F"),
-    Variable("monte_carlo_floor_U", "|se(U_sampled)|_F / |U_theory|_F"),
+    Variable("monte_carlo_floor_U", "Monte Carlo floor of U's error, |se(U_sampled)|_F / |U_theory|_F"),
     Variable("max_rhat", "worst split R-hat over the test predictions"),
     Variable("min_ess", "smallest effective sample size over the test predictions"),
-    Variable("median_iat_sweeps", "median integrated autocorrelation time of the test predictions (sweeps)"),
+    Variable("median_iat_sweeps", "median integrated autocorrelation time of the test predictions", "sweeps"),
     Variable("n_draws", "posterior draws (chains x draws per chain)"),
-    Variable("sample_seconds", "wall time of the sampling"),
-    Variable("U_sampled", "posterior mean of w_hat w_hat^T / N_1", "path"),
-    Variable("U_sampled_se", "standard error of U_sampled", "path"),
+    Variable("sample_seconds", "wall time of the sampling", "s"),
+    Variable("U_sampled", "posterior mean of w_hat w_hat^T / N_1 (sampled U_1)", extra="path"),
+    Variable("U_sampled_se", "standard error of the sampled U_1", extra="path"),
 )
-STATUS_VARIABLES = (Variable("seconds", "wall time of the cell"),)
+STATUS_VARIABLES = (Variable("seconds", "wall time of the cell", "s"),)
+DIMENSION_LABELS = {"path_i": "attention path (row of U)", "path_j": "attention path (column of U)",
+                    "order_entry": "entry of the packed U_1, ..., U_L"}
 
 
 def variables(sampling: bool) -> tuple[Variable, ...]:
@@ -148,9 +157,16 @@ class SweepStore:
         self.arrays["error"][index] = ""
 
 
-def create_store(folder, axes: dict, grid_identity: dict, n_paths: int, order_size: int, sampling: bool,
-                 attrs: dict) -> SweepStore:
-    """Create FOLDER/sweep.zarr for a grid with `axes` (name -> values), whole, then rename it into place."""
+def create_store(folder, axes: dict, grid_identity: dict, path_names, order_size: int, sampling: bool,
+                 attrs: dict, axis_labels: dict | None = None) -> SweepStore:
+    """Create FOLDER/sweep.zarr for a grid with `axes` (name -> values), whole, then rename it into place.
+
+    path_names: the labels of the path coordinates path_i, path_j (`spec.path_labels`; their number is H).
+    axis_labels: axis name -> (long_name, units) of its coordinate (default: the axis name, dimensionless).
+    Every variable and coordinate gets CF `long_name` and `units`; the metadata are consolidated once here
+    (the arrays never change shape or attributes afterwards, only their chunks are written), so plain
+    `xarray.open_zarr` opens the store cleanly at any moment, an interrupted sweep's included.
+    """
     xr = _xarray()
     import dask.array as da
 
@@ -158,27 +174,50 @@ def create_store(folder, axes: dict, grid_identity: dict, n_paths: int, order_si
     folder.mkdir(parents=True, exist_ok=True)
     shape = tuple(len(v) for v in axes.values())
     dims = tuple(axes)
+    n_paths = len(path_names)
     extra = {"": ((), ()), "path": (PATH_DIMS, (n_paths, n_paths)), "order": ((ORDER_DIM,), (order_size,))}
     data = {}
     for var in variables(sampling):
         edims, eshape = extra[var.extra]
         lazy = da.full(shape + eshape, np.nan, chunks=(1,) * len(shape) + eshape)
-        data[var.name] = (dims + edims, lazy, {"description": var.doc})
-    data["done"] = (dims, da.zeros(shape, dtype=bool, chunks=1), {"description": "the cell is stored"})
+        data[var.name] = (dims + edims, lazy, cf(var.long_name, var.units))
+    data["done"] = (dims, da.zeros(shape, dtype=bool, chunks=1), cf("cell stored (finished or failed)"))
     blank = np.full(shape, "", dtype=np.dtypes.StringDType())
-    data["error"] = (dims, da.from_array(blank, chunks=1), {"description": "a failed cell's error ('' if none)"})
-    coords = {name: np.asarray(values) for name, values in axes.items()}
-    coords.update({PATH_DIMS[0]: np.arange(n_paths), PATH_DIMS[1]: np.arange(n_paths)})
+    data["error"] = (dims, da.from_array(blank, chunks=1), cf("error of a failed cell ('' if none)"))
+    labels = axis_labels or {}
+    coords = {name: (name, stable_strings(values), cf(*labels.get(name, (name, DIMENSIONLESS))))
+              for name, values in axes.items()}
+    names = stable_strings(list(path_names))
+    coords.update({dim: (dim, names, cf(DIMENSION_LABELS[dim])) for dim in PATH_DIMS})
+    coords[ORDER_DIM] = (ORDER_DIM, np.arange(order_size), cf(DIMENSION_LABELS[ORDER_DIM]))
     meta = {"format": FORMAT, "axes": json.dumps(list(axes)), "grid": json.dumps(jsonable(grid_identity)),
             **{k: json.dumps(jsonable(v)) if not isinstance(v, str) else v for k, v in attrs.items()}}
     ds = xr.Dataset(data, coords=coords, attrs=meta)
     tmp = Path(tempfile.mkdtemp(prefix=f".{STORE_NAME}.", dir=folder))
     try:
-        ds.to_zarr(str(tmp / STORE_NAME), mode="w", compute=False, consolidated=False, zarr_format=3)
+        with warnings.catch_warnings():
+            # zarr notes that consolidated metadata are not part of the zarr 3 specification; xarray reads them
+            # and warns when they are missing, and other readers ignore them
+            warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+            ds.to_zarr(str(tmp / STORE_NAME), mode="w", compute=False, consolidated=True, zarr_format=3)
         os.replace(tmp / STORE_NAME, folder / STORE_NAME)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return SweepStore(folder / STORE_NAME)
+
+
+def consolidated(path: Path) -> bool:
+    """Whether the zarr store at `path` holds consolidated metadata."""
+    return json.loads((Path(path) / "zarr.json").read_text()).get("consolidated_metadata") is not None
+
+
+def consolidate(path: Path) -> None:
+    """Consolidate the metadata of a store written before they were (a store of an older version)."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def open_store(folder, grid_identity: dict | None = None) -> SweepStore:
@@ -188,6 +227,8 @@ def open_store(folder, grid_identity: dict | None = None) -> SweepStore:
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"no sweep store at {path}")
     remove_partial_chunks(path)
+    if not consolidated(path):
+        consolidate(path)
     store = SweepStore(path)
     if store.attrs.get("format") != FORMAT:
         raise ValueError(f"{path} is not an attnpaths sweep store of format {FORMAT!r}")
@@ -217,4 +258,4 @@ def open_sweep(folder):
         path = path / STORE_NAME
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"no sweep store at {path}")
-    return xr.open_zarr(str(path), consolidated=False)
+    return xr.open_zarr(str(path), consolidated=consolidated(path))

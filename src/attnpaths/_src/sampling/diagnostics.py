@@ -4,11 +4,13 @@ Every input array is ordered chain x draw x ... (as `numpyro.diagnostics`). The 
 Geyer's initial monotone sequence estimator pooled over chains (`numpyro.diagnostics.effective_sample_size`,
 Stan reference manual); R-hat is the split Gelman-Rubin statistic. The Monte Carlo standard error of a mean is
 sd / sqrt(ESS); the integrated autocorrelation time is (chains x draws) / ESS, in draws, times the thinning to
-give it in sweeps.
+give it in sweeps. `convergence_warning` is the one line every printed R-hat or ESS that fails the usual
+thresholds (R-hat <= 1.01, ESS >= 100; Vehtari et al. 2021) carries.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -95,3 +97,34 @@ def autocorrelation_time(x: np.ndarray, sweeps_per_draw: int = 1) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return x.shape[0] * x.shape[1] / ess(x) * sweeps_per_draw
+
+
+RHAT_LIMIT = 1.01
+"""Split R-hat above this: the chains have not mixed (Vehtari, Gelman, Simpson, Carpenter, Buerkner 2021)."""
+ESS_LIMIT = 100.0
+"""Effective sample size below this: the Monte Carlo errors and R-hat itself are unreliable (same reference)."""
+
+
+SAMPLE_OPTIONS = ("--n-samples", "--n-warmup", "--n-chains")
+"""How the commands name the draws per chain, the warm-up and the chains (the advice of `convergence_warning`)."""
+
+
+def convergence_warning(max_rhat: float, min_ess: float = math.inf, where: str = "",
+                        options: tuple[str, str, str] = SAMPLE_OPTIONS) -> str:
+    """The warning line for a worst R-hat above `RHAT_LIMIT` or a smallest ESS below `ESS_LIMIT`, saying what to
+    do; '' when both pass (NaN, a quantity that did not vary, passes).
+
+    where: names the run, e.g. "N=10"; options: the names of the settings of the draws per chain, the warm-up and
+    the chains where the warning is printed (default the `--n-samples`, `--n-warmup`, `--n-chains` options).
+    """
+    draws, warmup, chains = options
+    problems = []
+    if max_rhat > RHAT_LIMIT:
+        problems.append(f"R-hat {max_rhat:.3g} > {RHAT_LIMIT} (the chains disagree)")
+    if min_ess < ESS_LIMIT:
+        problems.append(f"ESS {min_ess:.3g} < {ESS_LIMIT:g} (too few effective draws)")
+    if not problems:
+        return ""
+    longer = f", a longer warm-up ({warmup})" if max_rhat > RHAT_LIMIT else ""
+    return (f"  WARNING{' ' + where if where else ''}: {' and '.join(problems)}; run more draws per chain "
+            f"({draws}){longer} and more chains ({chains})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -33,11 +33,20 @@ class PosteriorDraws(NamedTuple):
     def n_draws(self) -> int:
         return int(self.f_test.shape[1])
 
-    def to_arviz(self):
-        """The draws as an ArviZ `InferenceData` (posterior group, dims chain x draw x ...).
+    def to_arviz(self, path_names: Sequence[str] | None = None):
+        """The draws as an ArviZ `InferenceData`, named for `az.summary`, `az.plot_trace` and `az.plot_forest`.
 
-        Variables: ``f_test`` (chain, draw, test_point) and ``U`` (chain, draw, path, path_). Needs ArviZ
-        (``pip install 'attnpaths[arviz]'``); ``arviz.summary(draws.to_arviz())`` then gives ESS and R-hat.
+        Posterior variables (dims chain x draw x ...):
+          ``f_test`` (chain, draw, test_example): the network's output on each test input;
+          ``U_1`` (chain, draw, path_i, path_j): w_hat w_hat^T / N_1, whose posterior mean is the sampled order
+          parameter U_1 of the first layer (the one level the samplers record), its path coordinates labelled by
+          `path_names`.
+
+        Args:
+          path_names: the H path labels, e.g. `attnpaths.path_labels(spec.heads)` ("1,2": head 1 of layer 1,
+            head 2 of layer 2); default "path 1", ..., "path H".
+        Needs ArviZ (``pip install 'attnpaths[arviz]'``); ``az.summary(draws.to_arviz(names))`` gives the
+        posterior means with their ESS and R-hat.
         """
         try:
             with warnings.catch_warnings():  # ArviZ 0.2x announces its 1.0 refactor on import
@@ -46,9 +55,20 @@ class PosteriorDraws(NamedTuple):
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError("PosteriorDraws.to_arviz needs ArviZ: pip install 'attnpaths[arviz]'") from None
         H = self.U.shape[-1]
-        return az.from_dict(
-            posterior={"f_test": np.asarray(self.f_test), "U": np.asarray(self.U)},
-            coords={"test_point": np.arange(self.f_test.shape[-1]), "path": np.arange(H), "path_": np.arange(H)},
-            dims={"f_test": ["test_point"], "U": ["path", "path_"]},
-            attrs={"sweeps_per_draw": int(self.sweeps_per_draw), "sampling_seconds": float(self.seconds)},
+        names = [f"path {k + 1}" for k in range(H)] if path_names is None else [str(n) for n in path_names]
+        if len(names) != H or len(set(names)) != H:
+            raise ValueError(f"path_names must be {H} distinct labels (one per path of U); got {path_names!r}")
+        idata = az.from_dict(
+            posterior={"f_test": np.asarray(self.f_test), "U_1": np.asarray(self.U)},
+            coords={"test_example": np.arange(self.f_test.shape[-1]), "path_i": names, "path_j": names},
+            dims={"f_test": ["test_example"], "U_1": ["path_i", "path_j"]},
+            attrs={"sweeps_per_draw": int(self.sweeps_per_draw), "sampling_seconds": float(self.seconds),
+                   "complete": int(self.complete)},
         )
+        post = idata.posterior
+        post["f_test"].attrs.update(long_name="network output f(x) on the test input", units="1")
+        post["U_1"].attrs.update(long_name="w_hat w_hat^T / N_1 (its mean: the order parameter U_1)", units="1")
+        post["test_example"].attrs.update(long_name="test input", units="1")
+        post["path_i"].attrs.update(long_name="attention path (row of U_1)", units="1")
+        post["path_j"].attrs.update(long_name="attention path (column of U_1)", units="1")
+        return idata

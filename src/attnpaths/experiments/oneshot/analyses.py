@@ -22,6 +22,7 @@ import numpy as np
 
 import attnpaths as ap
 from attnpaths._src import training as tr
+from attnpaths._src.sampling.diagnostics import convergence_warning
 from attnpaths.experiments.oneshot.data import EpisodeSets
 from attnpaths.experiments.oneshot.settings import OneShotSettings
 from attnpaths.experiments.oneshot.theory import Features, TheoryGrid, theory_spec
@@ -80,7 +81,11 @@ def samples_stage(s: OneShotSettings, out: Path, grid: TheoryGrid, choices: dict
     log(f"samples N={N:g} T={T:g}: {row['n_chains']} chains x {row['n_draws']} draws, accuracy "
         f"{100 * row['accuracy']:.1f}% (theory {100 * row['theory_accuracy']:.1f}%), |mean - theory|/|theory| = "
         f"{row['relative_error_mean']:.3f} (Monte Carlo floor {row['monte_carlo_floor']:.3f}), max R-hat "
-        f"{row['max_rhat']:.2f}")
+        f"{row['max_rhat']:.2f}, min ESS {row['min_ess']:.0f}")
+    warning = convergence_warning(row["max_rhat"], row["min_ess"], f"N={N:g} T={T:g}",
+                                  ("--sample-draws", "--sample-warmup", "--sample-chains"))
+    if warning:
+        log(warning)
     return Analysis(row)
 
 
