@@ -7,10 +7,14 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 from attnpaths.cli import main
+from attnpaths.experiments import sweep
+from attnpaths.experiments.finite_size import FiniteSizeSettings, run_finite_size
 from attnpaths.experiments.oneshot.settings import OneShotSettings
 from attnpaths.experiments.oneshot.theory import Features, theory_stage
+from attnpaths.experiments.phase_map import PhaseMapSettings, run_phase_map
 
 # the postfix after a solve: its width (and T), its last trust-region iteration and gradient
 POSTFIX = r"N=10 iter \d+ max\|dS/dU\| \d\.\de[-+]\d\d"
@@ -56,3 +60,24 @@ def test_one_shot_grid_counts_every_solve_including_added_temperatures(tmp_path,
     assert re.search(r"^theory: 100%.* 6/6 \[.*" + POSTFIX.replace("N=10", "N=10 T=1") + r"\]$", last), last
     one_shot_grid(False, tmp_path / "b.npz")
     assert capsys.readouterr().err == ""
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("run, settings", [(run_phase_map, PhaseMapSettings), (run_finite_size, FiniteSizeSettings)],
+                         ids=["phase-map", "finite-size"])
+@pytest.mark.parametrize("progress", [True, False])
+def test_sweep_experiments_hand_progress_to_the_sweeps_cell_bar(run, settings, progress, monkeypatch, tmp_path):
+    # their grids run as Dask cells; the bar over cells is the sweep's, switched by the same setting
+    seen = {}
+
+    def run_sweep(grid, out, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    with pytest.raises(_Stop):
+        run(settings(progress=progress), tmp_path)
+    assert seen["progress"] is progress
