@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 import attnpaths as ap
 
@@ -75,8 +76,13 @@ def make_unfitted_predict(**kw):
     return ap.AttentionPathsRegressor(SPEC, HEADS).predict(**kw)
 
 
-def fit_and_score(**kw):
-    return ap.AttentionPathsRegressor(SPEC, HEADS, gp_limit=True).fit(X, Y).score(**kw)
+def fit_regressor(**kw):
+    # scikit-learn estimators store their parameters untouched and validate them in fit
+    return ap.AttentionPathsRegressor(**{**dict(spec=SPEC, attention=HEADS, gp_limit=True), **kw}).fit(X, Y)
+
+
+def fit_classifier(y):
+    return ap.AttentionPathsClassifier(SPEC, HEADS, gp_limit=True).fit(X, y)
 
 
 def row(fn, kwargs, exc, message, *marks, id=None):
@@ -256,20 +262,37 @@ BAD = [
         "y has 3 entries but there are 2 examples",
         id="bias-error-length"),
     # ---- estimator -----------------------------------------------------------------------------------------
-    row(ap.AttentionPathsRegressor, dict(spec=SPEC, attention=OMEGA), ValueError,
+    row(fit_regressor, dict(attention=OMEGA), ValueError,
         "attention[0] must be Heads that compute attention for new inputs (e.g. BilinearHeads, QKHeads); got "
         "ndarray. For attention given per example use path_features / solve_saddle / predict", id="est-arrays"),
-    row(ap.AttentionPathsRegressor, dict(spec=SPEC, attention=[HEADS[0], ap.GivenAttention(OMEGA[1])]),
+    row(fit_regressor, dict(attention=[HEADS[0], ap.GivenAttention(OMEGA[1])]),
         ValueError, "attention[1] must be Heads that compute attention for new inputs (e.g. BilinearHeads, "
         "QKHeads); got GivenAttention. For attention given per example use path_features / solve_saddle / "
         "predict", id="est-given"),
-    row(ap.AttentionPathsRegressor, dict(spec=SPEC, attention=HEADS[0]), ValueError,
+    row(fit_regressor, dict(attention=HEADS[0]), ValueError,
         "attention must be a list with one Heads per layer; got BilinearHeads", id="est-not-list"),
-    row(ap.AttentionPathsRegressor, dict(spec=(2, 3), attention=HEADS), ValueError,
-        "spec must be a NetworkSpec; got tuple", id="est-spec"),
-    row(make_unfitted_predict, dict(X=XT), RuntimeError, "call fit(X, y) before predict", id="est-unfitted"),
-    row(fit_and_score, dict(X=XT, y=np.array([0, 1, 1, 0, 1])), ValueError,
-        "y must hold class labels -1 or +1; got 0.0 at index 0 (2 entries are not +-1)", id="est-score-01"),
+    row(fit_regressor, dict(attention=None), ValueError,
+        "attention=None means one uniformly attending head per layer, but spec has heads (2, 3): pass attention, "
+        "one Heads per layer", id="est-attention-none"),
+    row(fit_regressor, dict(spec=(2, 3)), ValueError, "spec must be a NetworkSpec or None; got tuple",
+        id="est-spec"),
+    row(fit_regressor, dict(width=0.0, gp_limit=False), ValueError,
+        "width must be a number > 0 (inf for the GP limit) or None; got 0.0", id="est-width"),
+    row(fit_regressor, dict(width=5.0), ValueError,
+        "width=5.0 contradicts gp_limit=True (the infinite-width limit): set width=None or width=inf, or "
+        "gp_limit=False", id="est-width-gp"),
+    row(fit_regressor, dict(temperature=-1.0), ValueError, "temperature must be a finite number >= 0; got -1.0",
+        id="est-temperature"),
+    row(fit_regressor, dict(input_shape=(5, 0)), ValueError,
+        "input_shape must be None or (N0, T), two ints >= 1; got (5, 0)", id="est-input-shape"),
+    row(fit_regressor, dict(input_shape=(4, 5)), ValueError,
+        "X has sequences of shape (N0, T) = (5, 4) but input_shape=(4, 5)", id="est-input-shape-mismatch"),
+    row(make_unfitted_predict, dict(X=XT), NotFittedError,
+        "This AttentionPathsRegressor instance is not fitted yet. Call 'fit' with appropriate arguments before "
+        "using this estimator.", id="est-unfitted"),
+    row(fit_classifier, dict(y=np.arange(12) % 3), ValueError,
+        "Only binary classification is supported. The type of the target is multiclass: y holds 3 classes "
+        "[0, 1, 2]", id="est-classifier-3-classes"),
     # ---- analysis ------------------------------------------------------------------------------------------
     row(ap.pc_alignment, dict(K=np.eye(3)[:2], y=Y[:2]), ValueError, "K must be square (P, P); got (2, 3)",
         id="pca-not-square"),

@@ -33,7 +33,7 @@ from attnpaths._src.predictor import (Prediction, accuracy, bias_error, gaussian
                                       predict)
 from attnpaths._src.analysis import (Alignment, HeadScores, format_order_parameter, head_scores,  # noqa: E402
                                      pc_alignment)
-from attnpaths._src.estimator import AttentionPathsRegressor  # noqa: E402
+from attnpaths._src.estimator import AttentionPathsClassifier, AttentionPathsRegressor  # noqa: E402
 from attnpaths._src.network import Weights, forward, sampled_order_parameter  # noqa: E402
 from attnpaths._src.sampling import (BlockedGibbs, NUTSSampler, PosteriorDraws, SampleSummary,  # noqa: E402
                                      Sampler, load_draws, register_sampler, run_sampler, sample,
@@ -93,7 +93,8 @@ __all__ = [
     "format_order_parameter",
     "head_scores",
     "pc_alignment",
-    # scikit-learn style front door
+    # scikit-learn estimators
+    "AttentionPathsClassifier",
     "AttentionPathsRegressor",
     # the network and posterior sampling (A, C.2)
     "BlockedGibbs",

@@ -69,6 +69,7 @@ class FiniteSizeSettings(Settings):
                                     identity=False)
     workers: int | None = setting(None, "LocalCluster worker processes, one thread each (none: one per core)",
                                   check=at_least(1), identity=False)
+    progress: bool = setting(True, "show a progress bar over the sweep's cells on stderr", identity=False)
 
 
 def finite_size_grid(s: FiniteSizeSettings) -> Grid:
@@ -219,7 +220,8 @@ def run_finite_size(s: FiniteSizeSettings | None = None, out="results/finite-siz
 
     s = s or FiniteSizeSettings()
     out = Path(out)
-    run_sweep(finite_size_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, log=log)
+    run_sweep(finite_size_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, progress=s.progress,
+              log=log)
     table = finite_size_table(open_sweep(out).load(), s)
     write_csv_atomic(out / "finite_size.csv", table["rows"])
     to_netcdf(table_dataset(table["rows"]), out / "finite_size.nc")

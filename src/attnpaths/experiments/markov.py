@@ -31,6 +31,7 @@ from attnpaths._src.store import load_record, save_record
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_preset
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import read_json, write_csv_atomic, write_json_atomic
+from attnpaths.experiments.progress import GridProgress, progress_setting
 from attnpaths.experiments.runner import Runner, load_run_header
 from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
                                             draws_file, format_row)
@@ -62,6 +63,7 @@ class MarkovSettings(Settings):
     seed: int = setting(0, "seed of the chains", check=at_least(0))
     method: str = setting("gibbs", "sampler (gibbs: exact blocked Gibbs, resumable; nuts: NumPyro reference)",
                           choices=SAMPLERS)
+    progress: bool = progress_setting()
 
     def __post_init__(self):
         super().__post_init__()
@@ -121,9 +123,10 @@ class TheorySweep:
     compile_seconds: float = 0.0  # of which JAX tracing, compiling and loading from the compilation cache
 
 
-def _solve_width(problem: MarkovProblem, N: float, init) -> dict:
+def _solve_width(problem: MarkovProblem, N: float, init, callback=None) -> dict:
     t0 = time.perf_counter()
-    saddle = solve_saddle(problem.preset.spec.with_width(N), problem.xi, problem.train.y, init=init)
+    saddle = solve_saddle(problem.preset.spec.with_width(N), problem.xi, problem.train.y, init=init,
+                          callback=callback)
     pred = predict(saddle.spec, problem.xi, problem.train.y, problem.xi_test, saddle.U1)
     return {"N": N, "action": saddle.action, "U": [np.asarray(u).tolist() for u in saddle.U], "U_a": saddle.U_a,
             "iterations": saddle.iterations, "grad_max": saddle.grad_max,
@@ -141,20 +144,25 @@ def theory_stage(s: MarkovSettings, problem: MarkovProblem, progress_file: Path,
         solved, seconds = {float(r["N"]): r for r in header["rows"]}, float(header["seconds"])
         compiling = float(header.get("compile_seconds", 0.0))
     init = None
+    bar = GridProgress(len(s.widths), f"theory T={s.temperature:g}", s.progress,
+                       initial=sum(N in solved for N in s.widths))
+    log = bar.log(log)
     for N in sorted(s.widths, reverse=True):
         if N in solved:
             init = [np.asarray(u) for u in solved[N]["U"]]
             continue
         t0 = time.perf_counter()
         with CompileTime() as ct:
-            row = solved[N] = _solve_width(problem, N, init)
+            row = solved[N] = _solve_width(problem, N, init, bar.solving(N=N))
         init = [np.asarray(u) for u in row["U"]]
         seconds += time.perf_counter() - t0
         compiling += ct.total_seconds
         save_record(progress_file, "progress:theory", {"rows": list(solved.values()), "seconds": seconds,
                                                         "compile_seconds": compiling}, {})
+        bar.done()
         log(f"  N={N:g}: accuracy {100 * row['accuracy']:.1f}%, S={row['action']:.6f}, {row['iterations']} Newton "
             f"steps, max|dS/dU|={row['grad_max']:.1e}, min Hessian eig {row['min_hessian_eigenvalue']:.2e}")
+    bar.close()
     return TheorySweep([solved[w] for w in s.widths], seconds, compiling)
 
 

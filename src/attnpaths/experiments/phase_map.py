@@ -54,6 +54,7 @@ class PhaseMapSettings(Settings):
                                     identity=False)
     workers: int | None = setting(None, "LocalCluster worker processes, one thread each (none: one per core)",
                                   check=at_least(1), identity=False)
+    progress: bool = setting(True, "show a progress bar over the sweep's cells on stderr", identity=False)
 
     def __post_init__(self):
         super().__post_init__()
@@ -204,7 +205,8 @@ def run_phase_map(s: PhaseMapSettings | None = None, out="results/phase-map", re
 
     s = s or PhaseMapSettings()
     out = Path(out)
-    run_sweep(phase_map_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, log=log)
+    run_sweep(phase_map_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, progress=s.progress,
+              log=log)
     avg = draw_average(open_sweep(out).load())
     write_csv_atomic(out / "phase_map.csv", table_rows(avg))
     to_netcdf(avg, out / "phase_map.nc")

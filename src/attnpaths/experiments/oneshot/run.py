@@ -209,7 +209,7 @@ def _report(results: dict, seconds: float) -> list[str]:
 def _run_for_cli(settings, out, resume, log):
     from attnpaths.experiments.oneshot_figures import oneshot_figures
 
-    results = run_oneshot(settings, out, resume, log, progress=True)
+    results = run_oneshot(settings, out, resume, log, progress=settings.progress)
     files = oneshot_figures(results, out)
     log(f"wrote {Path(out) / 'results.json'} and {len(files)} figures")
     return results

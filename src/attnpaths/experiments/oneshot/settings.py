@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from attnpaths._src.tasks.sources import DATA_SOURCES
 from attnpaths._src.training.model import DTYPES
+from attnpaths.experiments.progress import progress_setting
 from attnpaths.experiments.settings import (Settings, at_least, between, each, nonnegative, packaged_presets,
                                             positive, setting)
 
@@ -85,6 +86,8 @@ class OneShotSettings(Settings):
     sample_seconds: float = setting(240.0, "time box of the sampling (seconds)", check=positive)
     random_orders: int = setting(20, "random head orders of the pruning curves", check=at_least(2))
     alignment_pcs: int = setting(50, "kernel PCs of the alignment panel", check=at_least(1))
+    # -- output (does not change the results)
+    progress: bool = progress_setting()
 
     def __post_init__(self):
         super().__post_init__()

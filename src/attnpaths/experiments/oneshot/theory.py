@@ -27,6 +27,7 @@ from attnpaths._src.training import attention_layers
 from attnpaths.experiments.oneshot.data import EpisodeSets
 from attnpaths.experiments.oneshot.settings import OneShotSettings
 from attnpaths.experiments.oneshot.train import TrainedNetwork
+from attnpaths.experiments.progress import GridProgress
 
 
 def theory_spec(s: OneShotSettings) -> ap.NetworkSpec:
@@ -120,11 +121,11 @@ class _Grid:
                 col["pred"][N] = {n: (arrays[f"mean/{n}/{key}"], arrays[f"var/{n}/{key}"]) for n in self.names}
 
 
-def _solve(spec, xi, y, inits) -> tuple:
+def _solve(spec, xi, y, inits, callback=None) -> tuple:
     error = None
     for init in inits:
         try:
-            return ap.solve_saddle(spec, xi, y, init=init), None
+            return ap.solve_saddle(spec, xi, y, init=init, callback=callback), None
         except (RuntimeError, FloatingPointError) as err:
             error = f"{type(err).__name__}: {err}"
     return None, error
@@ -138,7 +139,7 @@ def _predictions(spec, xi, y, sets: dict, U1=None) -> dict:
     return out
 
 
-def _solve_column(s, grid: _Grid, f: Features, T: float, log) -> None:
+def _solve_column(s, grid: _Grid, f: Features, T: float, log, bar: GridProgress) -> None:
     spec = theory_spec(s).replace(temperature=T)
     col = {"rows": {}, "U": {}, "pred": {}}
     neighbour = min(grid.columns, key=lambda t: abs(np.log(t / T)), default=None)
@@ -146,7 +147,9 @@ def _solve_column(s, grid: _Grid, f: Features, T: float, log) -> None:
     t_col = time.perf_counter()
     for N in reversed(grid.widths):
         t0 = time.perf_counter()
-        saddle, error = _solve(spec.with_width(N), f.train_x, f.train_y, [init, None] if init is not None else [None])
+        saddle, error = _solve(spec.with_width(N), f.train_x, f.train_y, [init, None] if init is not None else [None],
+                               bar.solving(N=N, T=T))
+        bar.done()
         row = {"N": N, "T": T, "converged": saddle is not None, "error": error}
         if saddle is not None:
             init = saddle.U
@@ -190,9 +193,12 @@ def theory_stage(s: OneShotSettings, f: Features, progress_file: Path, log) -> T
     grid = _Grid(s, f)
     if progress_file.exists():
         grid.load(progress_file, len(s.heads))
+    bar = GridProgress(len(grid.widths) * len(set(s.temperatures) | set(grid.columns)), "theory", s.progress,
+                       initial=len(grid.widths) * len(grid.columns))
+    log = bar.log(log)
     for T in sorted(float(t) for t in s.temperatures):
         if T not in grid.columns:
-            _solve_column(s, grid, f, T, log)
+            _solve_column(s, grid, f, T, log, bar)
             grid.save(progress_file)
     extra = [float(t) for t in sorted(s.extra_temperatures) if t > max(grid.columns)]
     while extra and _edge_chosen(grid, f):
@@ -200,8 +206,10 @@ def theory_stage(s: OneShotSettings, f: Features, progress_file: Path, log) -> T
         if T not in grid.columns:
             grid.added.append(T)
             log(f"  theory: the highest temperature is chosen; adding T = {T:g}")
-            _solve_column(s, grid, f, T, log)
+            bar.add(len(grid.widths))
+            _solve_column(s, grid, f, T, log, bar)
             grid.save(progress_file)
+    bar.close()
     return _finish(grid, f, theory_spec(s).level_sizes)
 
 
