@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnpaths._src.checks import as_float_array, as_labels
+from attnpaths._src.checks import as_count, as_labels, check_sampling_temperature
 from attnpaths._src.network import (
     Weights,
     block_names,
@@ -53,9 +53,7 @@ from attnpaths._src.network import (
     sample_prior,
     suffix_weights,
 )
-from attnpaths._src.paths import path_features
-from attnpaths._src.sampling.draws import PosteriorDraws  # noqa: F401 (its old home)
-from attnpaths._src.sampling.driver import check_count
+from attnpaths._src.paths import check_features, path_features
 from attnpaths._src.spec import NetworkSpec
 
 
@@ -291,19 +289,6 @@ def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Wei
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def check_temperature(spec: NetworkSpec) -> None:
-    if not spec.temperature > 0:
-        raise ValueError(f"sampling needs T > 0; got spec.temperature = {spec.temperature}")
-
-
-def check_features(spec: NetworkSpec, xi, name: str = "xi") -> jnp.ndarray:
-    """Path features as a float64 (P, N0, H) array with H = spec.n_paths, else ValueError naming `name`."""
-    xi = jnp.asarray(as_float_array(name, xi))
-    if xi.ndim != 3 or xi.shape[2] != spec.n_paths:
-        raise ValueError(f"{name} must have shape (P, N0, H) with H = {spec.n_paths}; got {xi.shape}")
-    return xi
-
-
 @jax.tree_util.register_pytree_node_class
 class BlockedGibbs:
     """Exact blocked Gibbs sampler of the weight posterior, several chains at once (vmapped, jitted).
@@ -344,14 +329,14 @@ class BlockedGibbs:
                       reduce: bool = True) -> "BlockedGibbs":
         """The sampler from path features xi (P, N0, H) (`path_features`) instead of attention and x."""
         self = cls.__new__(cls)
-        self._setup(spec, check_features(spec, xi), y, sample_blocks, reduce)
+        self._setup(spec, check_features("xi", xi, spec.n_paths), y, sample_blocks, reduce)
         return self
 
     def _setup(self, spec, xi, y, sample_blocks, reduce):
         if not isinstance(reduce, bool):
             raise ValueError(f"reduce must be True or False; got {reduce!r}")
         self.reduce = reduce
-        check_temperature(spec)
+        check_sampling_temperature(spec)
         int_widths(spec)
         self.spec = spec
         self.xi = xi
@@ -388,7 +373,7 @@ class BlockedGibbs:
     def init(self, key, n_chains: int = 1, n_warmup: int = 0, weights: Weights | None = None) -> GibbsState:
         """Start n_chains chains from the prior, or from `weights` (unbatched: the same for every chain, or with
         a leading chain axis of length n_chains). key: a PRNG key or an int seed. n_warmup is not needed."""
-        n_chains = check_count("n_chains", n_chains)
+        n_chains = as_count("n_chains", n_chains)
         if isinstance(key, (int, np.integer)):
             key = jax.random.PRNGKey(int(key))
         n0 = int(self.xi.shape[1])
@@ -421,11 +406,3 @@ class BlockedGibbs:
 @jax.jit
 def _advance(gibbs: BlockedGibbs, state: GibbsState, n) -> GibbsState:
     return jax.lax.fori_loop(0, n, lambda _, s: gibbs.step(s), state)
-
-
-def __getattr__(name):  # the deprecated entry points, still importable from here (see legacy.py)
-    if name in ("gibbs_draws", "run_gibbs"):
-        from attnpaths._src.sampling import legacy
-
-        return getattr(legacy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

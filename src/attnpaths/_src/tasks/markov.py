@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from attnpaths._src.attention import BilinearHeads
+from attnpaths._src.checks import as_count
 from attnpaths._src.registry import Registry
 from attnpaths._src.spec import NetworkSpec
 
@@ -53,12 +54,6 @@ TEST_SEED = 59
 # ---------------------------------------------------------------------------------------------------------------
 # configuration and data
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _check_probability(name: str, value) -> float:
@@ -104,8 +99,8 @@ class MarkovConfig:
     noise_out_of_plane: float = 1.0
 
     def __post_init__(self):
-        object.__setattr__(self, "n_tokens", _check_int("n_tokens", self.n_tokens))
-        F = _check_int("n_features", self.n_features, minimum=2)
+        object.__setattr__(self, "n_tokens", as_count("n_tokens", self.n_tokens))
+        F = as_count("n_features", self.n_features, minimum=2)
         if F % 2:
             raise ValueError(f"n_features must be even (v_plus and v_minus each cover half); got {F}")
         object.__setattr__(self, "n_features", F)
@@ -178,12 +173,10 @@ def markov_dataset(config: MarkovConfig, n_examples: int, seed: int) -> MarkovDa
       MarkovData with x (P, F + T_seq, T_seq), y (P,), hidden (P, T_tok), v_plus / v_minus (F,).
     """
     config = _check_config(config)
-    P = _check_int("n_examples", n_examples, minimum=2)
+    P = as_count("n_examples", n_examples, minimum=2)
     if P % 2:
         raise ValueError(f"n_examples must be even (P/2 sequences per class); got {P}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0; got {seed!r}")
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(as_count("seed", seed, minimum=0))
     T_tok, F, T_seq = config.n_tokens, config.n_features, config.seq_len
     half = P // 2
 
@@ -309,7 +302,7 @@ HEAD_BUILDERS.register("same_token", lambda config, perturbation, seed: same_tok
 HEAD_BUILDERS.register("different_token", lambda config, perturbation, seed: different_token_W(config))
 HEAD_BUILDERS.register("uniform", lambda config, perturbation, seed: uniform_W(config))
 HEAD_BUILDERS.register("blank", lambda config, perturbation, seed: blank_W(config, perturbation,
-                                                                           _check_int("seed", seed, minimum=0)))
+                                                                           as_count("seed", seed, minimum=0)))
 
 
 def head_W(kind: str, config: MarkovConfig, perturbation: float = 1.0, seed: int = 0) -> np.ndarray:
