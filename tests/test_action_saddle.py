@@ -327,11 +327,11 @@ def _dense_only_subproblems():
 def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, boundary):
     import warnings
 
-    from attnpaths._src.saddle import _dense_step
+    from attnpaths._src.trust_region import dense_step
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no division by a zero eigenvalue on the way
-        p, predicted, on_boundary = _dense_step(g, B, radius)
+        p, predicted, on_boundary = dense_step(g, B, radius)
     model = g @ p + 0.5 * p @ B @ p
     assert np.linalg.norm(p) <= radius * (1 + 1e-13)
     assert on_boundary == boundary
@@ -344,18 +344,18 @@ def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, 
 def test_secular_equation_takes_few_newton_steps(monkeypatch):
     """Newton on 1/||p(mu)|| from the left converges in a handful of steps on well-conditioned subproblems (the
     bisection safeguard alone would take ~50); near the hard case it stops once the bracket is down to rounding."""
-    import attnpaths._src.saddle as saddle_module
+    import attnpaths._src.trust_region as trust_region
 
-    real, steps = saddle_module._boundary_shift, {}
+    real, steps = trust_region._boundary_shift, {}
 
     def counting(*args):
         mu, iterations = real(*args)
         steps[name] = iterations
         return mu, iterations
 
-    monkeypatch.setattr(saddle_module, "_boundary_shift", counting)
+    monkeypatch.setattr(trust_region, "_boundary_shift", counting)
     for name, g, B, radius, _ in _subproblems() + _dense_only_subproblems():
-        saddle_module._dense_step(g, B, radius)
+        trust_region.dense_step(g, B, radius)
     assert set(steps) == {"boundary", "boundary after CG steps", "indefinite", "indefinite, small g",
                           "near hard case", "singular", "rounding-near hard case", "rounding-near hard case 2"}
     assert max(v for k, v in steps.items() if not k.startswith("rounding")) <= 8, steps
@@ -367,11 +367,11 @@ def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius,
     """Truncated CG: the Newton step to the documented forcing ||B p + g|| <= min(0.5, sqrt ||g||) ||g|| when it
     fits (a small g makes that tight), else a boundary point whose model value is at most the Cauchy point's;
     the predicted reduction is -model(p)."""
-    from attnpaths._src.saddle import _steihaug_step
+    from attnpaths._src.trust_region import steihaug_step
 
     scale = 1e-10 if name == "interior" else 1.0
     g = scale * g
-    p, predicted, on_boundary, products = _steihaug_step(g, lambda d: B @ d, radius, 50)
+    p, predicted, on_boundary, products = steihaug_step(g, lambda d: B @ d, radius, 50)
     model = g @ p + 0.5 * p @ B @ p
     assert predicted == pytest.approx(-model, rel=1e-12, abs=0)  # the interior case's model is ~1e-20
     assert 1 <= products <= 50
@@ -422,7 +422,7 @@ def test_warm_start_uses_the_symmetric_part_of_init(problem):
 ])
 def test_trust_radius_follows_the_textbook_rule(radius, rho, boundary, expected):
     """Nocedal and Wright, Alg. 4.1, as documented in `next_radius`."""
-    from attnpaths._src.saddle import next_radius
+    from attnpaths._src.trust_region import next_radius
 
     assert next_radius(radius, rho, boundary) == expected
 
@@ -430,7 +430,7 @@ def test_trust_radius_follows_the_textbook_rule(radius, rho, boundary, expected)
 @pytest.mark.parametrize("rho, accepted", [(-1.0, False), (0.0, False), (1e-4, False), (1.5e-4, True),
                                             (0.25, True), (1.0, True)])
 def test_step_acceptance_threshold(rho, accepted):
-    from attnpaths._src.saddle import step_accepted
+    from attnpaths._src.trust_region import step_accepted
 
     assert step_accepted(rho) == accepted
 
@@ -450,7 +450,7 @@ def test_step_acceptance_threshold(rho, accepted):
     (1.0, 1.0, 3e-13, 0.0),           # just above the floor 2.2e-13 at |S| <= 1
 ])
 def test_step_quality_ratio(S, trial, predicted, expected):
-    from attnpaths._src.saddle import step_quality
+    from attnpaths._src.trust_region import step_quality
 
     assert step_quality(S, trial, predicted) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
@@ -580,7 +580,7 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     assert float(U_a) == pytest.approx(brute_entropy(Us, spec)[1], rel=1e-6)
     # the Krylov method's Hessian-vector products, from the W factor on the example route (the dense model
     # above kept M; the Gram route always keeps M)
-    f = _model(Us, data, spec.hyper(), spec.heads, False, False)[4]
+    f = _model(Us, data, spec.hyper(), spec.heads, False, False).factors
     for w in np.random.default_rng(10).normal(size=(3, x0.size)):
         np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w)), reference @ w,
                                    rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))
