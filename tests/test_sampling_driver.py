@@ -70,11 +70,29 @@ def test_a_third_method_is_one_registered_class(tmp_path):
     assert_exact_readout_posterior(full, spec, w, xi, xit, y)
 
 
+def test_a_taken_sampler_name_is_refused_unless_replace():
+    """The `Registry.register` rule, as for head types and presets: the same factory again changes nothing,
+    another one needs replace=True."""
+    register_sampler("test-taken", ExactReadout)
+    try:
+        register_sampler("test-taken", ExactReadout)
+        with pytest.raises(ValueError, match="sampler 'test-taken' is already registered; pass replace=True"):
+            register_sampler("test-taken", NUTSSampler)
+        assert protocol.SAMPLERS["test-taken"] is ExactReadout
+        register_sampler("test-taken", NUTSSampler, replace=True)
+        assert protocol.SAMPLERS["test-taken"] is NUTSSampler
+    finally:
+        protocol.SAMPLERS.unregister("test-taken")
+
+
 def test_unknown_method_and_options_are_named():
     spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last")
     xi = path_features(spec, att, x)
-    with pytest.raises(ValueError, match=r"method must be one of \('gibbs', 'nuts'.*\); got 'hmc'"):
+    with pytest.raises(ValueError, match=r"method: unknown sampler 'hmc'; known: gibbs, nuts.* \(add your own with "
+                                         r"attnpaths.register_sampler\)"):
         sample_from_features(spec, xi, y, xi, method="hmc")
+    with pytest.raises(ValueError, match=r"unknown sampler 'gibs' \(did you mean 'gibbs'\?\)"):
+        sample_from_features(spec, xi, y, xi, method="gibs")
     with pytest.raises(ValueError, match=r"options \['blocks'\] are not options of method 'gibbs'; it takes "
                                          r"\['sample_blocks', 'reduce'\]"):
         sample_from_features(spec, xi, y, xi, options={"blocks": ("a",)})
