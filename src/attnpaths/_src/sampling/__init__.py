@@ -5,7 +5,8 @@ from attnpaths._src.sampling.api import sample, sample_from_features
 from attnpaths._src.sampling.diagnostics import SampleSummary, autocorrelation_time, summarize
 from attnpaths._src.sampling.draws import PosteriorDraws
 from attnpaths._src.sampling.driver import run_sampler
-from attnpaths._src.sampling.gibbs import BlockedGibbs, GibbsState, LinearBlock, linear_blocks
+from attnpaths._src.sampling.blocked_gibbs import BlockedGibbs
+from attnpaths._src.sampling.gibbs import GibbsState, LinearBlock, linear_blocks
 from attnpaths._src.sampling.nuts import NUTSSampler, network_model
 from attnpaths._src.sampling.protocol import Sampler, make_sampler, register_sampler, sampler_names
 from attnpaths._src.sampling.store import load_draws
