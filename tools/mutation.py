@@ -513,19 +513,22 @@ def migrate(path: Path, out: Path, into: tuple[str, ...] = ()) -> None:
 
     into: modules of the table the code may have moved to (a module split in two): a row not found in its own
     module is looked for there, in this order, and takes the module where it is found."""
-    rows, moved, removed, rehomed, taken = _read(path), 0, 0, 0, set()
+    rows, moved, removed, rehomed, taken = sorted(_read(path), key=lambda r: r["index"]), 0, 0, 0, set()
     for r in rows:
         # a line repeated in the module (the same text twice) has one row per copy: each row takes its own
         same = [m for m in _same_mutation(r, r["module"]) if (m.module, m.index) not in taken]
+        moved_away = False
         for other in (m for m in into if m != r["module"]):
             if same:
                 break
             if same := [m for m in _same_mutation(r, other) if (m.module, m.index) not in taken]:
-                r["module"], rehomed = other, rehomed + 1
+                r["module"], rehomed, moved_away = other, rehomed + 1, True
         if not same:
             r["status"], removed = "removed", removed + 1
             continue
-        m = min(same, key=lambda m: (m.col != r["col"], abs(m.index - r["index"])))
+        # in its own module the nearest index; in another one indices are not comparable, but moved code keeps its
+        # order, so the rows (read in index order) take the copies of a repeated line in order
+        m = min(same, key=lambda m: (m.col != r["col"], m.index if moved_away else abs(m.index - r["index"])))
         taken.add((m.module, m.index))
         moved += (m.index, m.line) != (r["index"], r["line"])
         r.update(index=m.index, line=m.line, col=m.col)
