@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import brentq, minimize, minimize_scalar
 
 import attnpaths as ap
 from attnpaths._src.action import action_of, energy_derivatives
@@ -72,20 +72,59 @@ def test_energy_derivatives_match_autodiff(P, n0):
                                np.asarray(jax.hessian(E)(U)).reshape(H * H, H * H), rtol=1e-9, atol=1e-11)
 
 
-def test_action_gradient_matches_finite_differences(problem):
-    spec, *_, y, xt, yt, xi, xit = problem
+def closed_form_action_gradient(Us, xi, y, spec):
+    """dS/dU_l of S = (E(U_1) + S_ent(U)) / N_max (spec B.4), by hand in NumPy, each as an (n_l, n_l) matrix.
+
+    Energy: K = s_0 sum_pq U_pq C_pq with C_pq[mu, nu] = sum_i xi[mu, i, p] xi[nu, i, q], so with A = K + T I and
+    alpha = A^-1 y, dE/dU_pq = s_0 (Tr(A^-1 C_pq) - alpha^T C_pq alpha).
+    Entropy: U_a minimises S_ent (B.5), so its dependence on U_L adds nothing (envelope theorem) and U_a is held
+    fixed. Bracket l, N_l [Tr(B_l^-1 U_l) / s_l - ln det U_l + h_l ln det U_{l+1}] with B_l = I_{h_l} (x) U_{l+1}
+    (U_{L+1} = U_a), gives U_l the term N_l (B_l^-1 / s_l - U_l^-1) and its parent U_{l+1} the term
+    N_l (-U_{l+1}^-1 R_l U_{l+1}^-1 / s_l + h_l U_{l+1}^-1), R_l = sum_h U_l[h-block, h-block].
+    """
+    N, v, heads, T = spec.widths, spec.variances, spec.heads, spec.temperature
+    a, y = np.asarray(xi), np.asarray(y)
+    C = np.einsum("mip,niq->pqmn", a, a)
+    A = v[0] * np.einsum("pq,pqmn->mn", Us[0], C) + T * np.eye(len(y))
+    alpha = np.linalg.solve(A, y)
+    grads = [np.zeros_like(U) for U in Us]
+    grads[0] += v[0] * (np.einsum("mn,pqnm->pq", np.linalg.inv(A), C) - np.einsum("m,pqmn,n->pq", alpha, C, alpha))
+    # U_a from its stationarity condition dS_ent/dU_a = 0, by root finding (not the library's quadratic formula)
+    N_a, s_a, N_L, s_L, H_L = N[-1], v[-1], N[-2], v[-2], heads[-1]
+    U_a = brentq(lambda u: N_a * (1 / s_a - 1 / u) + N_L * (H_L / u - np.trace(Us[-1]) / (s_L * u * u)),
+                 1e-8, 1e8, xtol=1e-300, rtol=1e-15)
+    parents = list(Us[1:]) + [np.array([[U_a]])]
+    for l, (U, parent, h) in enumerate(zip(Us, parents, heads)):
+        s_l = v[l + 1]
+        grads[l] += N[l] * (np.linalg.inv(np.kron(np.eye(h), parent)) / s_l - np.linalg.inv(U))
+        if l + 1 < len(Us):
+            n = parent.shape[0]
+            R = np.einsum("hahb->ab", U.reshape(h, n, h, n))
+            inv = np.linalg.inv(parent)
+            grads[l + 1] += N[l] * (-inv @ R @ inv / s_l + h * inv)
+    return [g / max(N) for g in grads]
+
+
+@pytest.mark.parametrize("heads", [(2, 3), (2, 1, 2)])
+def test_action_gradient_is_the_closed_form(heads):
+    """jax.grad of `action` in packed coordinates (spec C.1) against the gradient derived by hand: a wrong term or
+    sign in the energy, the entropy or U_a shows here (a finite difference of `action` itself could not)."""
+    spec, attention, x, y, *_ = random_problem(heads, seed=3)
+    widths = [6.0 + 2 * l for l in range(len(heads))] + [4.0]
+    spec = spec.replace(widths=widths, variances=[1.7, 0.8, 1.3, 0.6, 1.1][:len(heads) + 2], temperature=0.3)
+    xi = ap.path_features(spec, attention, x)
     rng = np.random.default_rng(2)
-    Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
-    sizes, hyper = spec.level_sizes, spec.hyper()
+    Us = [random_spd(n, rng) for n in spec.level_sizes]
+    sizes = spec.level_sizes
 
     def S(p):
-        return ap.action(unpack_order(p, sizes), xi, jnp.asarray(y), hyper, spec.heads)
+        return ap.action(unpack_order(p, sizes), xi, jnp.asarray(y), spec.hyper(), spec.heads)
 
-    p0 = pack_order(Us)
-    grad = np.asarray(jax.grad(S)(p0))
-    h = 1e-5
-    fd = np.array([(S(p0.at[i].add(h)) - S(p0.at[i].add(-h))) / (2 * h) for i in range(p0.size)])
-    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
+    got = np.asarray(jax.grad(S)(pack_order([jnp.asarray(U) for U in Us])))
+    # packed coordinate (i, j), i < j, moves U_ij and U_ji together: its derivative is G_ij + G_ji
+    expected = np.concatenate([(G + G.T - np.diag(np.diag(G)))[np.triu_indices(G.shape[0])]
+                               for G in closed_form_action_gradient(Us, xi, y, spec)])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_action_is_energy_plus_entropy_over_the_largest_width(problem):
@@ -327,11 +366,11 @@ def _dense_only_subproblems():
 def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, boundary):
     import warnings
 
-    from attnpaths._src.saddle import _dense_step
+    from attnpaths._src.trust_region import dense_step
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no division by a zero eigenvalue on the way
-        p, predicted, on_boundary = _dense_step(g, B, radius)
+        p, predicted, on_boundary = dense_step(g, B, radius)
     model = g @ p + 0.5 * p @ B @ p
     assert np.linalg.norm(p) <= radius * (1 + 1e-13)
     assert on_boundary == boundary
@@ -344,18 +383,18 @@ def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, 
 def test_secular_equation_takes_few_newton_steps(monkeypatch):
     """Newton on 1/||p(mu)|| from the left converges in a handful of steps on well-conditioned subproblems (the
     bisection safeguard alone would take ~50); near the hard case it stops once the bracket is down to rounding."""
-    import attnpaths._src.saddle as saddle_module
+    import attnpaths._src.trust_region as trust_region
 
-    real, steps = saddle_module._boundary_shift, {}
+    real, steps = trust_region._boundary_shift, {}
 
     def counting(*args):
         mu, iterations = real(*args)
         steps[name] = iterations
         return mu, iterations
 
-    monkeypatch.setattr(saddle_module, "_boundary_shift", counting)
+    monkeypatch.setattr(trust_region, "_boundary_shift", counting)
     for name, g, B, radius, _ in _subproblems() + _dense_only_subproblems():
-        saddle_module._dense_step(g, B, radius)
+        trust_region.dense_step(g, B, radius)
     assert set(steps) == {"boundary", "boundary after CG steps", "indefinite", "indefinite, small g",
                           "near hard case", "singular", "rounding-near hard case", "rounding-near hard case 2"}
     assert max(v for k, v in steps.items() if not k.startswith("rounding")) <= 8, steps
@@ -367,11 +406,11 @@ def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius,
     """Truncated CG: the Newton step to the documented forcing ||B p + g|| <= min(0.5, sqrt ||g||) ||g|| when it
     fits (a small g makes that tight), else a boundary point whose model value is at most the Cauchy point's;
     the predicted reduction is -model(p)."""
-    from attnpaths._src.saddle import _steihaug_step
+    from attnpaths._src.trust_region import steihaug_step
 
     scale = 1e-10 if name == "interior" else 1.0
     g = scale * g
-    p, predicted, on_boundary, products = _steihaug_step(g, lambda d: B @ d, radius, 50)
+    p, predicted, on_boundary, products = steihaug_step(g, lambda d: B @ d, radius, 50)
     model = g @ p + 0.5 * p @ B @ p
     assert predicted == pytest.approx(-model, rel=1e-12, abs=0)  # the interior case's model is ~1e-20
     assert 1 <= products <= 50
@@ -422,7 +461,7 @@ def test_warm_start_uses_the_symmetric_part_of_init(problem):
 ])
 def test_trust_radius_follows_the_textbook_rule(radius, rho, boundary, expected):
     """Nocedal and Wright, Alg. 4.1, as documented in `next_radius`."""
-    from attnpaths._src.saddle import next_radius
+    from attnpaths._src.trust_region import next_radius
 
     assert next_radius(radius, rho, boundary) == expected
 
@@ -430,7 +469,7 @@ def test_trust_radius_follows_the_textbook_rule(radius, rho, boundary, expected)
 @pytest.mark.parametrize("rho, accepted", [(-1.0, False), (0.0, False), (1e-4, False), (1.5e-4, True),
                                             (0.25, True), (1.0, True)])
 def test_step_acceptance_threshold(rho, accepted):
-    from attnpaths._src.saddle import step_accepted
+    from attnpaths._src.trust_region import step_accepted
 
     assert step_accepted(rho) == accepted
 
@@ -450,7 +489,7 @@ def test_step_acceptance_threshold(rho, accepted):
     (1.0, 1.0, 3e-13, 0.0),           # just above the floor 2.2e-13 at |S| <= 1
 ])
 def test_step_quality_ratio(S, trial, predicted, expected):
-    from attnpaths._src.saddle import step_quality
+    from attnpaths._src.trust_region import step_quality
 
     assert step_quality(S, trial, predicted) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
@@ -580,7 +619,7 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     assert float(U_a) == pytest.approx(brute_entropy(Us, spec)[1], rel=1e-6)
     # the Krylov method's Hessian-vector products, from the W factor on the example route (the dense model
     # above kept M; the Gram route always keeps M)
-    f = _model(Us, data, spec.hyper(), spec.heads, False, False)[4]
+    f = _model(Us, data, spec.hyper(), spec.heads, False, False).factors
     for w in np.random.default_rng(10).normal(size=(3, x0.size)):
         np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w)), reference @ w,
                                    rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))

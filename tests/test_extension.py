@@ -93,7 +93,7 @@ def test_registry_builds_the_user_head(alibi):
     assert alibi in ap.head_types() and {"bilinear", "given", "qk"} <= set(ap.head_types())
     layer = ap.make_heads(alibi, W=np.zeros((3, 2, 2)), slopes=(1.0, 2.0, 3.0))
     assert isinstance(layer, ALiBiHeads) and isinstance(layer, ap.Heads) and layer.n_heads == 3
-    with pytest.raises(ValueError, match="a head type named 'test-alibi' is already registered"):
+    with pytest.raises(ValueError, match="head type 'test-alibi' is already registered; pass replace=True"):
         ap.register_heads(alibi, ap.QKHeads)
 
 

@@ -151,7 +151,7 @@ def test_digits_ood_has_omniglot_token_format():
 
 BAD_EPISODES = [
     (lambda: EpisodeConfig(image_size=10, patch_size=4), "multiple of patch_size"),
-    (lambda: EpisodeConfig(patch_size=0), "patch_size must be a positive int"),
+    (lambda: EpisodeConfig(patch_size=0), "patch_size must be an int >= 1"),
     (lambda: os_.make_episodes({"a": np.zeros((3, 8, 8))}, 4, EpisodeConfig(), np.random.default_rng(0)),
      "too few classes"),
     (lambda: os_.make_episodes({"a": np.zeros((1, 8, 8)), "b": np.zeros((3, 8, 8))}, 4, EpisodeConfig(),
@@ -161,11 +161,11 @@ BAD_EPISODES = [
     (lambda: os_.make_episodes({"a": np.zeros((2, 9, 9)), "b": np.zeros((2, 9, 9))}, 4, EpisodeConfig(),
                                np.random.default_rng(0)), r"must have shape \(n, 8, 8\)"),
     (lambda: os_.make_episodes(_toy_classes(), 0, EpisodeConfig(), np.random.default_rng(0)),
-     "n_episodes must be a positive int"),
+     "n_episodes must be an int >= 1"),
     (lambda: src.oneshot_dataset("cifar"), "unknown data source 'cifar'; known: digits, omniglot"),
     (lambda: src.oneshot_dataset("digit"), "did you mean 'digits'"),
     (lambda: src.digits_ood_episodes(10, EpisodeConfig(), digits=(3, 3)), "two different digit classes"),
-    (lambda: EpisodeConfig(channels=0), "channels must be a positive int"),
+    (lambda: EpisodeConfig(channels=0), "channels must be an int >= 1"),
     (lambda: EpisodeConfig(pixel_std=0.0), "pixel_std must be > 0"),
 ]
 

@@ -28,11 +28,24 @@ def brute_force_path_inputs(attention_arrays, x, readout):
     return np.stack(out, axis=-1)
 
 
+def bilinear_attention(heads: ap.BilinearHeads, x):
+    """Softmax attention of bilinear heads, written out (spec A.3): for example b and head h,
+    Omega[b, h, s, t] = exp(A_st) / sum_s' exp(A_s't) with A_st = beta x_s^T W^(h) x_t (softmax over keys s)."""
+    P, _, T = x.shape
+    out = np.zeros((P, heads.n_heads, T, T))
+    for b, h in itertools.product(range(P), range(heads.n_heads)):
+        for t in range(T):
+            scores = np.array([heads.beta * x[b, :, s] @ heads.W[h] @ x[b, :, t] for s in range(T)])
+            weights = np.exp(scores - scores.max())
+            out[b, h, :, t] = weights / weights.sum()
+    return out
+
+
 @pytest.mark.parametrize("heads", [(3,), (2, 2), (2, 1, 3)])
 @pytest.mark.parametrize("readout", ["mean", "first", "last"])
 def test_path_features_match_brute_force(heads, readout):
     spec, attention, x, *_ = random_problem(heads, readout=readout, scale=3.0)
-    arrays = [np.asarray(a) for a in ap.attention_matrices(attention, jnp.asarray(x))]
+    arrays = [bilinear_attention(layer, x) for layer in attention]  # from the heads' weights, not the library
     expected = brute_force_path_inputs(arrays, x, readout) / np.sqrt(x.shape[1] * spec.n_paths)
     np.testing.assert_allclose(ap.path_features(spec, attention, x), expected, rtol=1e-12, atol=1e-14)
     # user-computed attention arrays give the same features, and chunking does not change them

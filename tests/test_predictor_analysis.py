@@ -128,7 +128,7 @@ def test_predict_in_chunks_is_textbook_gp_regression(problem, route):
     # the padded last chunk has the shape of a full one: the whole call used one executable per route
     from attnpaths._src import predictor as predictor_module
 
-    apply = predictor_module._gram_apply if route == "gram" else predictor_module._example_apply
+    apply = predictor_module._apply  # one jitted function; each route's data type keys its own executables
     # chunks of 4 rows, fewer than the 5 token dimensions, and a last chunk of 3 rows, a shape not seen above
     more = np.concatenate([xit, xit])
     ap.predict(spec, xi, y, more[:4], U, chunk_size=4, route=route)  # one full chunk

@@ -95,7 +95,7 @@ def test_solver_routes_and_methods_agree(method):
         np.testing.assert_allclose(b.min_hessian_eigenvalue, a.min_hessian_eigenvalue, rtol=1e-5)
     else:
         data = training_data(spec, xi, y, route="gram")
-        whitened = _model([jnp.asarray(U) for U in b.U], data, spec.hyper(), spec.heads, True, True)[3]
+        whitened = _model([jnp.asarray(U) for U in b.U], data, spec.hyper(), spec.heads, True, True).hess
         np.testing.assert_allclose(b.min_hessian_eigenvalue, np.linalg.eigvalsh(np.asarray(whitened))[0],
                                    rtol=1e-5)
     assert abs(a.U1 - ap.gp_order(spec)[0]).max() > 0.05  # finite width moved U: the agreement is not trivial
@@ -118,7 +118,7 @@ def test_certificate_is_the_hessian_of_the_action_in_packed_coordinates():
     # krylov certifies by Lanczos in whitened coordinates: the dense whitened Hessian's lowest eigenvalue
     lanczos = ap.solve_saddle(saddle.spec, xi, y, init=saddle.U, method="krylov")
     data = training_data(saddle.spec, xi, y)
-    whitened = _model([jnp.asarray(U) for U in lanczos.U], data, hyper, spec.heads, True, True)[3]
+    whitened = _model([jnp.asarray(U) for U in lanczos.U], data, hyper, spec.heads, True, True).hess
     assert lanczos.min_hessian_eigenvalue == pytest.approx(np.linalg.eigvalsh(np.asarray(whitened))[0],
                                                            rel=1e-6)
     assert lanczos.hessian_products > 0

@@ -1,4 +1,4 @@
-"""The one sampling interface: registry of methods, shared driver (time box, storage), ArviZ, old names."""
+"""The one sampling interface: registry of methods, shared driver (time box, storage), ArviZ."""
 
 import jax
 import jax.numpy as jnp
@@ -9,18 +9,14 @@ import attnpaths  # noqa: F401  (float64)
 from attnpaths import path_features
 from attnpaths._src.sampling import (
     BlockedGibbs,
-    gibbs_draws,
     load_draws,
-    nuts_draws,
     register_sampler,
-    run_gibbs,
-    run_nuts,
     run_sampler,
     sample,
     sample_from_features,
     sampler_names,
 )
-from attnpaths._src.sampling import NUTSSampler, legacy, protocol
+from attnpaths._src.sampling import NUTSSampler, protocol
 from test_sampling import _problem, assert_exact_readout_posterior, readout_features
 
 
@@ -74,11 +70,29 @@ def test_a_third_method_is_one_registered_class(tmp_path):
     assert_exact_readout_posterior(full, spec, w, xi, xit, y)
 
 
+def test_a_taken_sampler_name_is_refused_unless_replace():
+    """The `Registry.register` rule, as for head types and presets: the same factory again changes nothing,
+    another one needs replace=True."""
+    register_sampler("test-taken", ExactReadout)
+    try:
+        register_sampler("test-taken", ExactReadout)
+        with pytest.raises(ValueError, match="sampler 'test-taken' is already registered; pass replace=True"):
+            register_sampler("test-taken", NUTSSampler)
+        assert protocol.SAMPLERS["test-taken"] is ExactReadout
+        register_sampler("test-taken", NUTSSampler, replace=True)
+        assert protocol.SAMPLERS["test-taken"] is NUTSSampler
+    finally:
+        protocol.SAMPLERS.unregister("test-taken")
+
+
 def test_unknown_method_and_options_are_named():
     spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last")
     xi = path_features(spec, att, x)
-    with pytest.raises(ValueError, match=r"method must be one of \('gibbs', 'nuts'.*\); got 'hmc'"):
+    with pytest.raises(ValueError, match=r"method: unknown sampler 'hmc'; known: gibbs, nuts.* \(add your own with "
+                                         r"attnpaths.register_sampler\)"):
         sample_from_features(spec, xi, y, xi, method="hmc")
+    with pytest.raises(ValueError, match=r"unknown sampler 'gibs' \(did you mean 'gibbs'\?\)"):
+        sample_from_features(spec, xi, y, xi, method="gibs")
     with pytest.raises(ValueError, match=r"options \['blocks'\] are not options of method 'gibbs'; it takes "
                                          r"\['sample_blocks', 'reduce'\]"):
         sample_from_features(spec, xi, y, xi, options={"blocks": ("a",)})
@@ -133,27 +147,3 @@ def test_nuts_resumes_bit_for_bit(tmp_path):
     rest = run_sampler(nuts, xit, 15, path=path, resume=True, **kw)
     np.testing.assert_array_equal(rest.f_test, full.f_test)
     assert np.all(np.isfinite(full.f_test)) and full.f_test.shape == (2, 15, 2)
-
-
-def test_old_names_warn_and_still_work(monkeypatch):
-    spec, x, att, y, w, x_test, att_test = _problem((2,), "mean", P=5, n0=3, widths=[2, 2], n_test=2)
-    xi, xit = path_features(spec, att, x), path_features(spec, att_test, x_test)
-    new = run_sampler(BlockedGibbs.from_features(spec, xi, y), xit, 3, n_chains=1, progress=False)
-    with pytest.warns(DeprecationWarning, match="gibbs_draws is deprecated"):
-        old = gibbs_draws(BlockedGibbs.from_features(spec, xi, y), xit, 3, n_chains=1, progress=False)
-    np.testing.assert_array_equal(old.f_test, new.f_test)
-    with pytest.warns(DeprecationWarning, match="run_gibbs is deprecated"):
-        old = run_gibbs(spec, att, x, y, att_test, x_test, 3, n_chains=1, progress=False)
-    np.testing.assert_array_equal(old.f_test, new.f_test)
-    calls = []  # the NUTS aliases forward to sample_from_features with the authors' defaults
-    monkeypatch.setattr(legacy, "sample_from_features", lambda *a, **k: calls.append((a, k)))
-    with pytest.warns(DeprecationWarning, match="nuts_draws is deprecated"):
-        nuts_draws(spec, xi, y, xit, progress=False, target_accept_prob=0.9)
-    with pytest.warns(DeprecationWarning, match="run_nuts is deprecated"):
-        run_nuts(spec, att, x, y, att_test, x_test, n_draws=7, progress=False)
-    (a1, k1), (a2, k2) = calls
-    assert k1 == dict(method="nuts", n_draws=100, n_chains=1, n_warmup=100, seed=1,
-                      options={"target_accept_prob": 0.9}, progress=False)
-    assert k2["n_draws"] == 7 and k2["method"] == "nuts"
-    np.testing.assert_array_equal(a2[1], xi)
-    np.testing.assert_array_equal(a2[3], xit)

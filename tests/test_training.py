@@ -1,6 +1,8 @@
 """The gradient-descent network of experiment 2 (spec E.2, E.5c, E.7): forward pass, attention transfer to the
 theory, head pruning, analyses, training, checkpoints."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -211,6 +213,11 @@ def test_seed_reproducible_and_resume_identical(data, tmp_path):
     again = tr.train(ARCH, (x, y), config, validation=val, progress=False, checkpoint=tmp_path / "again.npz")
     for a, b in zip(_leaves(full.params), _leaves(again.params)):
         np.testing.assert_array_equal(a, b)
+    # and the seed matters: another seed gives another network (initialisation and batches), every weight array
+    other = tr.train(ARCH, (x, y), dataclasses.replace(config, seed=8, checkpoint_every=0), progress=False)
+    for a, b in zip(_leaves(full.final_params), _leaves(other.final_params)):
+        assert not np.allclose(a, b), "two seeds gave the same weights"
+    assert not np.allclose(full.losses, other.losses)
     # a run to step 6 (a validation step), then extended to 12
     part = tr.TrainConfig(steps=6, batch_size=32, checkpoint_every=4, eval_every=6, seed=7)
     tr.train(ARCH, (x, y), part, validation=val, checkpoint=tmp_path / "part.npz", progress=False)

@@ -38,9 +38,8 @@ from attnpaths._src.network import Weights, forward, sampled_order_parameter  # 
 from attnpaths._src.sampling import (BlockedGibbs, NUTSSampler, PosteriorDraws, SampleSummary,  # noqa: E402
                                      Sampler, load_draws, register_sampler, run_sampler, sample,
                                      sample_from_features, sampler_names, summarize)
-# deprecated aliases of `sample` (they warn when called); importable, not advertised in __all__
-from attnpaths._src.sampling.legacy import gibbs_draws, nuts_draws, run_gibbs, run_nuts  # noqa: E402,F401
 from attnpaths._src.compile_cache import default_cache_dir, set_compile_cache  # noqa: E402
+from attnpaths._src.version import __version__  # noqa: E402,F401
 
 __all__ = [
     # spec (A)
@@ -117,4 +116,3 @@ __all__ = [
     "set_compile_cache",
     # tasks: the task / preset / data-source registries are added here when they land
 ]
-__version__ = "0.1.0"

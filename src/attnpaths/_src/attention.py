@@ -238,11 +238,12 @@ def attention_matrices(layers: Sequence, x) -> list[jax.Array]:
 HEAD_TYPES: Registry[Callable[..., Heads]] = Registry("head type")
 
 
-def register_heads(name: str, factory: Callable[..., Heads] | None = None, *, overwrite: bool = False):
+def register_heads(name: str, factory: Callable[..., Heads] | None = None, *, replace: bool = False):
     """Register a head type under `name`; `make_heads(name, **params)` then builds it.
 
     factory: a callable (usually the class) that takes keyword parameters and returns an object satisfying
-    `Heads`. Without a factory, returns a decorator. A name already taken raises ValueError unless overwrite.
+    `Heads`. Without a factory, returns a decorator. A name already taken by another factory raises ValueError
+    unless replace=True (the `Registry.register` rule, as for samplers and presets).
 
     Example::
 
@@ -260,23 +261,15 @@ def register_heads(name: str, factory: Callable[..., Heads] | None = None, *, ov
         attnpaths.register_heads("alibi", ALiBiHeads)
         layer = attnpaths.make_heads("alibi", slopes=(0.5, 1.0), input_width=8)
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string; got {name!r}")
-    if factory is None:
-        return lambda f: register_heads(name, f, overwrite=overwrite)
+    if factory is None:  # the decorator form (it decorates a class or a function: callable)
+        return HEAD_TYPES.register(name, replace=replace)
     if not callable(factory):
         raise ValueError(f"factory must be callable (e.g. a class); got {type(factory).__name__}")
-    if name in HEAD_TYPES and not overwrite and HEAD_TYPES[name] is not factory:
-        raise ValueError(f"a head type named {name!r} is already registered ({HEAD_TYPES[name].__name__}); "
-                         "pass overwrite=True to replace it")
-    HEAD_TYPES.register(name, factory, replace=True)
-    return factory
+    return HEAD_TYPES.register(name, factory, replace=replace)
 
 
 def unregister_heads(name: str) -> None:
     """Remove the head type `name` from the registry (ValueError if it is not registered)."""
-    if name not in HEAD_TYPES:
-        raise ValueError(f"unknown head type {name!r}; registered: {', '.join(head_types())}")
     HEAD_TYPES.unregister(name)
 
 
@@ -287,8 +280,6 @@ def head_types() -> tuple[str, ...]:
 
 def make_heads(name: str, **params) -> Heads:
     """Build the registered head type `name` with keyword parameters; the result is checked against `Heads`."""
-    if name not in HEAD_TYPES:
-        raise ValueError(f"unknown head type {name!r}; registered: {', '.join(head_types())}")
     factory = HEAD_TYPES[name]
     try:  # refuse unknown or missing parameters by name before building anything
         inspect.signature(factory).bind(**params)

@@ -59,6 +59,12 @@ def as_class_labels(name: str, y, n: int) -> np.ndarray:
     return y
 
 
+def check_sampling_temperature(spec) -> None:
+    """Posterior sampling needs T > 0 (at T = 0 the likelihood is a constraint, not a density)."""
+    if not spec.temperature > 0:
+        raise ValueError(f"sampling needs T > 0; got spec.temperature = {spec.temperature}")
+
+
 def as_count(name: str, value, minimum: int = 1) -> int:
     """A Python int >= minimum (bools and floats are refused, so 2.5 or True never pass as a count)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:

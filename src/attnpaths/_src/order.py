@@ -85,10 +85,12 @@ def order_to_cholesky(Us: Sequence, sizes: Sequence[int]) -> np.ndarray:
 
 # ---- packed upper-triangle coordinates (spec C.1) ------------------------------------------------------
 def pack_order(Us: Sequence) -> jnp.ndarray:
+    """[U_1 (n_1, n_1), ..., U_L] -> (sum n_l (n_l + 1) / 2,): each U's upper triangle, row by row (spec C.1)."""
     return jnp.concatenate([jnp.asarray(U)[np.triu_indices(U.shape[0])] for U in Us])
 
 
 def unpack_order(p: jnp.ndarray, sizes: Sequence[int]) -> list[jnp.ndarray]:
+    """Inverse of `pack_order`: (sum n_l (n_l + 1) / 2,) -> [U_l (n_l, n_l) symmetric] for `sizes` n_1..n_L."""
     out, start = [], 0
     for n in sizes:
         rows, cols = np.triu_indices(n)

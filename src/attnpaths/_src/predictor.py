@@ -16,14 +16,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve, solve_triangular
 from scipy.special import erfc
 
 from attnpaths._src.checks import as_class_labels, as_count, as_float_array, as_labels
-from attnpaths._src.kernels import _kernel_diagonal, _renormalized_kernel
 from attnpaths._src.order import gp_order
 from attnpaths._src.paths import check_features
-from attnpaths._src.routes import ExampleData, GramStatistics, training_data
+from attnpaths._src.routes import TrainingData, training_data
 from attnpaths._src.spec import NetworkSpec
 
 
@@ -40,42 +38,14 @@ def _pad_rows(a: np.ndarray, rows: int) -> np.ndarray:
 
 
 @jax.jit
-def _example_fit(R, data: ExampleData, s0, T):
-    """Example route: the Cholesky factor of K + T I (P x P) and L^-1 y."""
-    U1 = R @ R.T
-    chol = jnp.linalg.cholesky(data.kernel_plus_noise(U1, s0, T))
-    return chol, solve_triangular(chol, data.y, lower=True)
+def _fit(R, data: TrainingData, s0, T):
+    # one executable per route: the data's type is part of the pytree structure jit keys on
+    return data.predictor_fit(R, s0, T)
 
 
 @jax.jit
-def _example_apply(R, data: ExampleData, fit, xi_test, s0):
-    chol, Ly = fit
-    U1 = R @ R.T
-    k = _renormalized_kernel(U1, data.xi, xi_test, s0)
-    Lk = solve_triangular(chol, k, lower=True)
-    return Lk.T @ Ly, _kernel_diagonal(U1, xi_test, s0) - jnp.sum(Lk * Lk, axis=0)
-
-
-@jax.jit
-def _gram_fit(R, stats: GramStatistics, s0, T):
-    """Gram route: with R~ = R (x) I, C = s0 R~^T G R~ + T I = L_C L_C^T (D x D) and the mean weights
-    a = s0 R~ C^-1 R~^T b, so that mean(x*) = xi* . a and var(x*) = T s0 ||L_C^-1 R~^T xi*||^2."""
-    H, n0 = stats.xty.shape
-    D = H * n0
-    B = s0 * jnp.einsum("pa,piqj,qb->aibj", R, stats.gram, R).reshape(D, D)
-    chol = jnp.linalg.cholesky(B + T * jnp.eye(D, dtype=B.dtype))
-    Rtb = jnp.einsum("pa,pi->ai", R, stats.xty).reshape(D)
-    a = s0 * R @ cho_solve((chol, True), Rtb).reshape(H, n0)
-    return chol, a
-
-
-@jax.jit
-def _gram_apply(R, stats: GramStatistics, fit, xi_test, s0, T):
-    chol, a = fit
-    mean = jnp.einsum("mip,pi->m", xi_test, a)
-    rotated = jnp.einsum("mip,pa->mai", xi_test, R).reshape(xi_test.shape[0], -1)  # (R~^T xi*)^T
-    z = solve_triangular(chol, rotated.T, lower=True)
-    return mean, T * s0 * jnp.sum(z * z, axis=0)
+def _apply(R, data: TrainingData, fit, xi_test, s0, T):
+    return data.predictor_apply(R, fit, xi_test, s0, T)
 
 
 SYMMETRY_RTOL = 1e-8
@@ -129,14 +99,13 @@ def predict(spec: NetworkSpec, xi_train, y_train, xi_test, U1=None, temperature:
     U1 = gp_order(spec)[0] if U1 is None else as_float_array("U1", U1, shape=(H, H))
     R = jnp.asarray(_psd_factor(np.asarray(U1)))
     s0 = spec.variances[0]
-    gram = isinstance(data, GramStatistics)
-    fit = _gram_fit(R, data, s0, T) if gram else _example_fit(R, data, s0, T)
+    fit = _fit(R, data, s0, T)
     n_test = xi_test.shape[0]
     chunk = min(chunk_size, n_test)
     means, variances = [], []
     for start in range(0, n_test, chunk):
         block = _pad_rows(xi_test[start:start + chunk], chunk)  # one shape: one compiled executable
-        m, v = _gram_apply(R, data, fit, block, s0, T) if gram else _example_apply(R, data, fit, block, s0)
+        m, v = _apply(R, data, fit, block, s0, T)
         n = min(chunk, n_test - start)
         means.append(np.asarray(m)[:n])
         variances.append(np.asarray(v)[:n])

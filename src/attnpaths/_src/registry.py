@@ -40,8 +40,8 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T | None = None, *, replace: bool = False):
         """Register `obj` under `name`; without `obj`, return a decorator that registers what it decorates.
 
-        Raises ValueError if `name` is taken (pass replace=True to override an entry on purpose) or not a
-        non-empty string.
+        Raises ValueError if `name` is taken by another object (pass replace=True to override an entry on
+        purpose) or is not a non-empty string. Registering the same object again under its name changes nothing.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.what} name must be a non-empty string; got {name!r}")
@@ -50,7 +50,7 @@ class Registry(Generic[T]):
                 self.register(name, fn, replace=replace)
                 return fn
             return decorator
-        if name in self._entries and not replace:
+        if name in self._entries and self._entries[name] is not obj and not replace:
             raise ValueError(f"{self.what} {name!r} is already registered; pass replace=True to override it")
         self._entries[name] = obj
         return obj

@@ -15,7 +15,8 @@ needs from the P training examples can be computed in two exact ways:
 
   No P x P matrix is ever formed: O(P D^2) once per data set, then O(D^3) per evaluation. Needs T > 0.
 
-Both routes return the same `EnergyFactors`: E and the two objects every derivative of E is built from,
+Both routes are objects with the methods of the `TrainingData` protocol, which is all the solver and the
+predictor know of them. Both return the same `EnergyFactors`: E and the two objects every derivative of E is built from,
 
     M = Xi^T (K + T I)^-1 Xi  (D x D),     v = Xi^T (K + T I)^-1 y  (D,)
 
@@ -28,7 +29,7 @@ space for many paths and few examples.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 from attnpaths._src.checks import as_labels
+from attnpaths._src.kernels import _kernel_diagonal, _renormalized_kernel
 from attnpaths._src.paths import check_features
 
 ROUTES = ("auto", "example", "gram")
@@ -56,6 +58,39 @@ class EnergyFactors(NamedTuple):
     trace_M: jnp.ndarray
     M: jnp.ndarray | None
     W: jnp.ndarray | None
+
+
+class TrainingData(Protocol):
+    """What the solver and the predictor need of a training set; `ExampleData` and `GramStatistics` are the two.
+
+    route: 'example' or 'gram'. n0, n_paths: the token width N0 and the number of paths H.
+    """
+
+    route: str
+
+    @property
+    def n0(self) -> int: ...
+
+    @property
+    def n_paths(self) -> int: ...
+
+    def energy(self, U1, s0, T) -> jnp.ndarray:
+        """E = ln det(K_U + T I) + y^T (K_U + T I)^-1 y (spec B.4), traceable."""
+
+    def factors(self, U1, s0, T, keep_M: bool) -> EnergyFactors:
+        """E and the factors of its derivatives at U1 (H, H), traceable."""
+
+    def keeps_M(self, dense: bool) -> bool:
+        """Whether `factors` should keep M (D x D) rather than W (P x D): the smaller for the solver's method."""
+
+    def singular_at_zero_temperature(self) -> bool:
+        """Whether K_U is singular for every U, so that T = 0 is impossible."""
+
+    def predictor_fit(self, R, s0, T):
+        """The predictor's training-set solve at U1 = R R^T (spec B.6), a pytree for `predictor_apply`."""
+
+    def predictor_apply(self, R, fit, xi_test, s0, T) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """(mean (P*,), var (P*,)) of the predictor on test path features xi_test (P*, N0, H)."""
 
 
 def _example_bucket(P: int) -> int:
@@ -79,6 +114,7 @@ class ExampleData(NamedTuple):
     xi: jnp.ndarray
     y: jnp.ndarray
     mask: jnp.ndarray
+    route = "example"
 
     @property
     def n_examples(self) -> int:
@@ -119,6 +155,19 @@ class ExampleData(NamedTuple):
             return EnergyFactors(E, v, trace_M, M, None)
         return EnergyFactors(E, v, trace_M, None, W)
 
+    def keeps_M(self, dense: bool) -> bool:
+        P, n0, H = self.xi.shape
+        return n0 <= P if dense else H * n0 <= P
+
+    def singular_at_zero_temperature(self) -> bool:
+        return self.n_examples > self.n0 * self.n_paths
+
+    def predictor_fit(self, R, s0, T):
+        return _example_fit(R, self, s0, T)
+
+    def predictor_apply(self, R, fit, xi_test, s0, T):
+        return _example_apply(R, self, fit, xi_test, s0)
+
 
 class GramStatistics(NamedTuple):
     """Sufficient statistics of a training set for the Gram route.
@@ -133,6 +182,7 @@ class GramStatistics(NamedTuple):
     xty: jnp.ndarray
     yty: jnp.ndarray
     n_examples: jnp.ndarray
+    route = "gram"
 
     @property
     def n0(self) -> int:
@@ -175,6 +225,56 @@ class GramStatistics(NamedTuple):
         v = Z[..., D]
         return EnergyFactors(E, v, jnp.einsum("cidi->cd", M), M, None)
 
+    def keeps_M(self, dense: bool) -> bool:
+        # the factors are D x D whatever the flag
+        return True
+
+    def singular_at_zero_temperature(self) -> bool:
+        # the route is chosen for P > D, and its formulas divide by T
+        return True
+
+    def predictor_fit(self, R, s0, T):
+        return _gram_fit(R, self, s0, T)
+
+    def predictor_apply(self, R, fit, xi_test, s0, T):
+        return _gram_apply(R, self, fit, xi_test, s0, T)
+
+
+# ---- the predictor's solves (spec B.6), one pair per route ------------------------------------------------
+def _example_fit(R, data: ExampleData, s0, T):
+    """Example route: the Cholesky factor of K + T I (P x P) and L^-1 y."""
+    U1 = R @ R.T
+    chol = jnp.linalg.cholesky(data.kernel_plus_noise(U1, s0, T))
+    return chol, solve_triangular(chol, data.y, lower=True)
+
+
+def _example_apply(R, data: ExampleData, fit, xi_test, s0):
+    chol, Ly = fit
+    U1 = R @ R.T
+    k = _renormalized_kernel(U1, data.xi, xi_test, s0)
+    Lk = solve_triangular(chol, k, lower=True)
+    return Lk.T @ Ly, _kernel_diagonal(U1, xi_test, s0) - jnp.sum(Lk * Lk, axis=0)
+
+
+def _gram_fit(R, stats: GramStatistics, s0, T):
+    """Gram route: with R~ = R (x) I, C = s0 R~^T G R~ + T I = L_C L_C^T (D x D) and the mean weights
+    a = s0 R~ C^-1 R~^T b, so that mean(x*) = xi* . a and var(x*) = T s0 ||L_C^-1 R~^T xi*||^2."""
+    H, n0 = stats.xty.shape
+    D = H * n0
+    B = s0 * jnp.einsum("pa,piqj,qb->aibj", R, stats.gram, R).reshape(D, D)
+    chol = jnp.linalg.cholesky(B + T * jnp.eye(D, dtype=B.dtype))
+    Rtb = jnp.einsum("pa,pi->ai", R, stats.xty).reshape(D)
+    a = s0 * R @ cho_solve((chol, True), Rtb).reshape(H, n0)
+    return chol, a
+
+
+def _gram_apply(R, stats: GramStatistics, fit, xi_test, s0, T):
+    chol, a = fit
+    mean = jnp.einsum("mip,pi->m", xi_test, a)
+    rotated = jnp.einsum("mip,pa->mai", xi_test, R).reshape(xi_test.shape[0], -1)  # (R~^T xi*)^T
+    z = solve_triangular(chol, rotated.T, lower=True)
+    return mean, T * s0 * jnp.sum(z * z, axis=0)
+
 
 @jax.jit
 def gram_from_features(xi, y) -> GramStatistics:
@@ -203,7 +303,7 @@ def choose_route(n_examples: int, feature_width: int, route: str = "auto") -> st
     return "gram" if n_examples > feature_width else "example"
 
 
-def training_data(spec, xi, y=None, route: str = "auto", names: tuple[str, str] = ("xi", "y")):
+def training_data(spec, xi, y=None, route: str = "auto", names: tuple[str, str] = ("xi", "y")) -> TrainingData:
     """The training set in the representation of `route`: `ExampleData` or `GramStatistics`.
 
     Args:
@@ -224,7 +324,7 @@ def training_data(spec, xi, y=None, route: str = "auto", names: tuple[str, str] 
         if route not in ROUTES:
             raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
         wanted = {"example": ExampleData, "gram": GramStatistics}.get(route)
-        if wanted is not None and not isinstance(data, wanted):
+        if wanted is not None and data.route != route:
             raise ValueError(f"route={route!r} needs {wanted.__name__}; got {type(data).__name__} (build the "
                              "training data with that route)")
     else:
@@ -244,7 +344,7 @@ def check_temperature_for(T: float, data) -> None:
         return
     D = data.n0 * data.n_paths
     P = int(np.asarray(data.n_examples))
-    if isinstance(data, GramStatistics) or P > D:
+    if data.singular_at_zero_temperature():
         raise ValueError(f"temperature T = 0 needs a non-singular training kernel, but K_U has rank at most "
                          f"N0 H = {D} < P = {P}: it is singular, so T > 0 is needed")
 

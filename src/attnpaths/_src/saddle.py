@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,12 +43,12 @@ from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, e
                                    scalar_order_parameter)
 from attnpaths._src.checks import as_count
 from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, symmetrize, unpack_order
-from attnpaths._src.routes import GramStatistics, example_data, training_data
+from attnpaths._src.routes import EnergyFactors, TrainingData, example_data, training_data
 from attnpaths._src.spec import Hyper, NetworkSpec
+from attnpaths._src.trust_region import dense_step, next_radius, steihaug_step, step_accepted, step_quality
 
 METHODS = ("auto", "dense", "krylov")
 DENSE_MAX_PATHS = 64  # above this many paths the dense Hessian (H^4 entries) costs more than Krylov steps
-_MAX_RADIUS = 10.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,10 +147,27 @@ def _surrogate(to_order, gE, hyper, heads):
     return lambda x: entropy(to_order(x), hyper, heads) + jnp.vdot(gE, to_order(x)[0])
 
 
+class Model(NamedTuple):
+    """The quadratic model of the normalised action at U, in the whitened coordinates x of U (x = 0 at U).
+
+    S: () the action. grad: (n,) dS/dx, n = sum n_l (n_l + 1) / 2. grad_max: (2,) max |dS/dU| and
+    max |L^T dS/dU L| (`_grad_max`). hess: (n, n) d2S/dx2, or None (method 'krylov'). factors: the energy
+    factors at U_1. Ls: the Cholesky factors L_l (n_l, n_l) of the U_l, which define x. U_a: () the readout
+    order parameter (B.5).
+    """
+
+    S: jnp.ndarray
+    grad: jnp.ndarray
+    grad_max: jnp.ndarray
+    hess: jnp.ndarray | None
+    factors: EnergyFactors
+    Ls: list
+    U_a: jnp.ndarray
+
+
 @partial(jax.jit, static_argnames=("heads", "keep_M", "dense"))
-def _model(Us, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
-    """At U: S, its gradient (and Hessian if dense) in whitened coordinates at x = 0, max|dS/dU|, the energy
-    factors, the Cholesky factors L_l of the U_l (which define the whitened coordinates) and U_a."""
+def _model(Us, data: TrainingData, hyper: Hyper, heads, keep_M: bool, dense: bool) -> Model:
+    """The `Model` of the action at U = Us; the Hessian only if `dense`."""
     sizes = _sizes(heads)
     Ls = [jnp.linalg.cholesky(U) for U in Us]
     x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
@@ -166,14 +183,14 @@ def _model(Us, data, hyper: Hyper, heads, keep_M: bool, dense: bool):
     grad_max = _grad_max(Us, Ls, gE, hyper, heads) / n_max
     U_a = scalar_order_parameter(Us[-1], hyper, heads[-1])
     if not dense:
-        return S, grad, grad_max, None, f, Ls, U_a
+        return Model(S, grad, grad_max, None, f, Ls, U_a)
     hE = energy_hessian(f, s0)
     L1 = Ls[0]
     hE_white = jnp.einsum("pc,qd,pqrs,ra,sb->cdab", L1, L1, hE, L1, L1)  # J w = L1 W L1^T
     n1 = _n_tri(sizes[0])
     hess = jax.hessian(surrogate)(x0)
     hess = hess.at[:n1, :n1].add(_symmetric_block(hE_white, 1.0 / math.sqrt(2.0)))
-    return S, grad, grad_max, hess / n_max, f, Ls, U_a
+    return Model(S, grad, grad_max, hess / n_max, f, Ls, U_a)
 
 
 @partial(jax.jit, static_argnames=("heads",))
@@ -215,7 +232,7 @@ def packed_hessian(Us, xi, y, hyper: Hyper, heads):
     """
     data = example_data(xi, y)
     Us = [jnp.asarray(U) for U in Us]
-    f = _factors(data, Us[0], hyper, keep_M=_keep_M(data, dense=True))
+    f = _factors(data, Us[0], hyper, keep_M=data.keeps_M(dense=True))
     return _packed_hessian_from(Us, f, hyper, heads)
 
 
@@ -224,147 +241,7 @@ def _factors(data, U1, hyper: Hyper, keep_M: bool):
     return data.factors(U1, hyper.variances[0], hyper.temperature, keep_M)
 
 
-# ---- trust-region subproblems ----------------------------------------------------------------------------
-def _dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray, float, bool]:
-    """argmin g.p + p.B p/2 over ||p|| <= radius, from the eigen-decomposition of B (More-Sorensen).
-
-    Returns (p, predicted reduction, on the boundary)."""
-    lam, Q = np.linalg.eigh(0.5 * (B + B.T))
-    gq = Q.T @ g
-    scale = max(1.0, float(np.max(np.abs(lam))))
-    if lam[0] > 1e-14 * scale:
-        p = -gq / lam
-        if np.linalg.norm(p) <= radius:
-            return Q @ p, float(0.5 * np.sum(gq ** 2 / lam)), False
-    lo = max(0.0, -float(lam[0])) * (1 + 1e-12) + 1e-14 * scale
-
-    def norm(mu):
-        return float(np.linalg.norm(gq / (lam + mu)))
-
-    if norm(lo) <= radius:  # the hard case: g has (almost) no component along the lowest eigenvector
-        p = -gq / (lam + lo)
-        p[0] = 0.0
-        p[0] = math.sqrt(max(radius ** 2 - float(p @ p), 0.0))
-        p = Q @ p
-        return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
-    mu, _ = _boundary_shift(lam, gq, radius, lo, lo + float(np.linalg.norm(g)) / radius + scale)
-    p = -gq / (lam + mu)
-    # ||p|| <= radius; where rounding kept it short (near the hard case) the lowest eigenvector, along which the
-    # model is flat at this shift, takes it to the boundary (More and Sorensen 1983)
-    p[0] = math.copysign(math.sqrt(max(radius ** 2 - float(p[1:] @ p[1:]), 0.0)), p[0])
-    p = Q @ p
-    return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
-
-
-def _boundary_shift(lam: np.ndarray, gq: np.ndarray, radius: float, lo: float, hi: float) -> tuple[float, int]:
-    """The shift mu in (lo, hi) with ||p(mu)|| = radius, p(mu) = -gq / (lam + mu) (eigenbasis of B).
-
-    Newton's method on the secular equation phi(mu) = 1/||p(mu)|| - 1/radius, which is nearly linear in mu, from
-    the left end, where it converges monotonically and fast (More and Sorensen 1983); a step that leaves the
-    bracket is replaced by bisection. Near the hard case rounding can stop phi short of 0; the search then ends
-    when the bracket has shrunk to rounding, at its right end (||p|| <= radius). Returns (mu, iterations)."""
-    mu = lo
-    for iteration in range(1, 201):
-        pm = gq / (lam + mu)
-        nm = float(np.linalg.norm(pm))
-        phi = 1.0 / nm - 1.0 / radius
-        if abs(phi) * radius < 1e-12:
-            return mu, iteration
-        if phi < 0:
-            lo = mu
-        else:
-            hi = mu
-        dphi = float(np.sum(pm ** 2 / (lam + mu))) / nm ** 3
-        if hi - lo <= 4 * np.finfo(np.float64).eps * max(abs(lo), abs(hi)):
-            return hi, iteration
-        mu = mu - phi / dphi
-        if not (lo < mu < hi):
-            mu = 0.5 * (lo + hi)
-    return mu, 200
-
-
-def _boundary_tau(z: np.ndarray, d: np.ndarray, radius: float) -> float:
-    a, b, c = d @ d, 2 * z @ d, z @ z - radius ** 2
-    return float((-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a))
-
-
-def _steihaug_step(g: np.ndarray, hvp: Callable[[np.ndarray], np.ndarray], radius: float,
-                   max_products: int) -> tuple[np.ndarray, float, bool, int]:
-    """Steihaug-Toint truncated CG on the trust-region subproblem (Nocedal and Wright, Alg. 7.2).
-
-    Stops at negative curvature or the boundary, or when ||r|| <= min(0.5, sqrt ||g||) ||g|| (superlinear
-    forcing). Returns (p, predicted reduction, on the boundary, Hessian-vector products used)."""
-    gnorm = float(np.linalg.norm(g))
-    tol = min(0.5, math.sqrt(gnorm)) * gnorm
-    z = np.zeros_like(g)
-    r = g.copy()
-    d = -r
-    Bz = np.zeros_like(g)
-    products = 0
-    for _ in range(max_products):
-        Bd = hvp(d)
-        products += 1
-        dBd = float(d @ Bd)
-        if dBd <= 0 or not math.isfinite(dBd):
-            tau = _boundary_tau(z, d, radius)
-            p, Bp = z + tau * d, Bz + tau * Bd
-            return p, float(-(g @ p + 0.5 * p @ Bp)), True, products
-        alpha = float(r @ r) / dBd
-        z_next = z + alpha * d
-        if np.linalg.norm(z_next) >= radius:
-            tau = _boundary_tau(z, d, radius)
-            p, Bp = z + tau * d, Bz + tau * Bd
-            return p, float(-(g @ p + 0.5 * p @ Bp)), True, products
-        r_next = r + alpha * Bd
-        z, Bz = z_next, Bz + alpha * Bd
-        if np.linalg.norm(r_next) <= tol:
-            r = r_next
-            break
-        d = -r_next + (float(r_next @ r_next) / float(r @ r)) * d
-        r = r_next
-    return z, float(-(g @ z + 0.5 * z @ Bz)), False, products
-
-
-# ---- the trust region's bookkeeping (Nocedal and Wright, Alg. 4.1) -------------------------------------------
-_ACCEPT = 1e-4  # a step is taken when it achieves more than this fraction of the model's predicted decrease
-
-
-def step_quality(S: float, trial: float, predicted: float) -> float:
-    """rho = actual / predicted decrease of the action for a step from S to `trial`.
-
-    -1 (reject) when the trial action is not finite or the model predicts no decrease; 1 when the predicted
-    decrease is below rounding of S, where the model is exact and the actual difference is noise."""
-    if not math.isfinite(trial) or predicted <= 0:
-        return -1.0
-    if predicted <= 1e3 * np.finfo(np.float64).eps * max(1.0, abs(S)):
-        return 1.0
-    return (S - trial) / predicted
-
-
-def step_accepted(rho: float) -> bool:
-    """Whether the solver moves to a trial point of step quality rho: when rho > 1e-4."""
-    return rho > _ACCEPT
-
-
-def next_radius(radius: float, rho: float, boundary: bool) -> float:
-    """The trust radius after a step of quality rho: x1/4 below rho = 1/4, x2 (capped at 10) above rho = 3/4
-    when the step reached the boundary, unchanged otherwise."""
-    if rho < 0.25:
-        return 0.25 * radius
-    if rho > 0.75 and boundary:
-        return min(2.0 * radius, _MAX_RADIUS)
-    return radius
-
-
 # ---- the solver ---------------------------------------------------------------------------------------------
-def _keep_M(data, dense: bool) -> bool:
-    """Whether the energy factors keep M (D x D) rather than W (P x D): the smaller object for the method."""
-    if isinstance(data, GramStatistics):
-        return True
-    P, n0, H = data.xi.shape
-    return n0 <= P if dense else H * n0 <= P
-
-
 def _choose_method(method: str, n_paths: int) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -442,11 +319,11 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     max_iter = as_count("max_iter", max_iter, 0)
     max_products = as_count("max_products", max_products)
     dense = _choose_method(method, spec.n_paths) == "dense"
-    keep_M = _keep_M(data, dense)
+    keep_M = data.keeps_M(dense)
     hyper, heads = spec.hyper(), spec.heads
     Us = _check_init(init, spec)
-    S, grad, grads, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
-    S, grad, (grad_max, relative_max) = float(S), np.asarray(grad), np.asarray(grads)
+    model = _model(Us, data, hyper, heads, keep_M, dense)
+    S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
     if not math.isfinite(S):
         if spec.temperature == 0:
             raise ValueError("the training kernel K_U is singular at the initial U and temperature T = 0: "
@@ -455,29 +332,28 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     radius, iterations, products, stalled = 1.0, 0, 0, False
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
-            step, predicted, boundary = _dense_step(grad, np.asarray(hess), radius)
+            step, predicted, boundary = dense_step(grad, np.asarray(model.hess), radius)
         else:
-            hvp = lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w)))  # noqa: E731
-            step, predicted, boundary, used = _steihaug_step(grad, hvp, radius, max_products)
+            hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w)))  # noqa: E731
+            step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products)
             products += used
         iterations += 1
-        trial, trial_Us = _trial(Ls, jnp.asarray(step), data, hyper, heads)
+        trial, trial_Us = _trial(model.Ls, jnp.asarray(step), data, hyper, heads)
         rho = step_quality(S, float(trial), predicted)
         radius = next_radius(radius, rho, boundary)
         if step_accepted(rho):
             Us = list(trial_Us)
-            S, grad, grads, hess, f, Ls, U_a = _model(Us, data, hyper, heads, keep_M, dense)
-            S, grad, (grad_max, relative_max) = float(S), np.asarray(grad), np.asarray(grads)
+            model = _model(Us, data, hyper, heads, keep_M, dense)
+            S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
-    min_eig, certificate_products = _smallest_eigenvalue(Us, Ls, f, hyper, heads, dense)
+    min_eig, certificate_products = _smallest_eigenvalue(Us, model.Ls, model.factors, hyper, heads, dense)
     converged = bool(min(grad_max, relative_max) <= tol and min_eig > 0)
-    result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(U_a),
+    result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(model.U_a),
                     action=S, grad_max=float(grad_max), relative_grad_max=float(relative_max),
                     iterations=iterations, min_hessian_eigenvalue=min_eig,
-                    converged=converged, spec=spec, route="gram" if isinstance(data, GramStatistics) else
-                    "example", method="dense" if dense else "krylov",
+                    converged=converged, spec=spec, route=data.route, method="dense" if dense else "krylov",
                     hessian_products=products + certificate_products)
     if raise_on_failure and not converged:
         raise RuntimeError(_failure_message(result, tol, stalled))

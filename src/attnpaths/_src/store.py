@@ -23,6 +23,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from attnpaths._src.atomic import write_atomic
+from attnpaths._src.version import __version__
 
 FORMAT = "attnpaths-record/1"
 _HEADER_KEY = "__header__"
@@ -36,8 +37,6 @@ class Record(NamedTuple):
 
 
 def _version() -> str:
-    from attnpaths import __version__
-
     return __version__
 
 

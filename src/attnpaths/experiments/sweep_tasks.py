@@ -114,13 +114,17 @@ class CellResult(NamedTuple):
     seconds: float
 
 
-def pack_order(U) -> np.ndarray:
-    """(U_1, ..., U_L) -> one flat float64 vector (the store's `order_parameters`)."""
+def flatten_orders(U) -> np.ndarray:
+    """(U_1, ..., U_L) -> one flat float64 vector of the full matrices (the store's `order_parameters`).
+
+    Row-major n_l^2 entries per level, not `attnpaths._src.order.pack_order`'s upper triangle: the store keeps
+    whole matrices so a reader needs no layout convention beyond the level sizes.
+    """
     return np.concatenate([np.asarray(u, dtype=np.float64).ravel() for u in U])
 
 
-def unpack_order(flat, sizes) -> list[np.ndarray]:
-    """Inverse of `pack_order` for levels of sizes n_1, ..., n_L (trailing NaN padding is ignored)."""
+def unflatten_orders(flat, sizes) -> list[np.ndarray]:
+    """Inverse of `flatten_orders` for levels of sizes n_1, ..., n_L (trailing NaN padding is ignored)."""
     out, start = [], 0
     for n in sizes:
         out.append(np.asarray(flat[start:start + n * n], dtype=np.float64).reshape(n, n))
@@ -143,7 +147,7 @@ def theory_and_gp(problem: Problem, spec: NetworkSpec, init) -> tuple[dict, list
     gp = predict(spec, problem.data, None, problem.xi_test)
     values = {"action": saddle.action, "U_a": saddle.U_a, "iterations": float(saddle.iterations),
               "grad_max": saddle.grad_max, "min_hessian_eigenvalue": saddle.min_hessian_eigenvalue,
-              "U": saddle.U1, "order_parameters": pack_order(saddle.U),
+              "U": saddle.U1, "order_parameters": flatten_orders(saddle.U),
               **_metrics("theory", theory, problem.y_test), **_metrics("gp", gp, problem.y_test),
               "theory_seconds": time.perf_counter() - t0}
     return values, list(saddle.U)
@@ -182,12 +186,12 @@ def compute_cell(problem: Problem, spec: NetworkSpec, previous=None, sampling=No
     t0 = time.perf_counter()
     warm = previous.warm if isinstance(previous, CellResult) else previous
     try:
-        init = None if warm is None else unpack_order(warm, spec.level_sizes)
+        init = None if warm is None else unflatten_orders(warm, spec.level_sizes)
         values, U = theory_and_gp(problem, spec, init)
         values["P"] = float(problem.y.shape[0])
         if sampling is not None:
             values.update(sampled_values(problem, spec, U[0], sampling, draws_path))
-        return CellResult(values, "", pack_order(U), time.perf_counter() - t0)
+        return CellResult(values, "", flatten_orders(U), time.perf_counter() - t0)
     except Exception as err:  # noqa: BLE001 (recorded in the store; the sweep goes on)
         return CellResult({}, failure_text(err), warm, time.perf_counter() - t0)
 

@@ -5,8 +5,8 @@ from attnpaths._src.sampling.api import sample, sample_from_features
 from attnpaths._src.sampling.diagnostics import SampleSummary, autocorrelation_time, summarize
 from attnpaths._src.sampling.draws import PosteriorDraws
 from attnpaths._src.sampling.driver import run_sampler
-from attnpaths._src.sampling.gibbs import BlockedGibbs, GibbsState, LinearBlock, linear_blocks
-from attnpaths._src.sampling.legacy import gibbs_draws, nuts_draws, run_gibbs, run_nuts
+from attnpaths._src.sampling.blocked_gibbs import BlockedGibbs
+from attnpaths._src.sampling.gibbs import GibbsState, LinearBlock, linear_blocks
 from attnpaths._src.sampling.nuts import NUTSSampler, network_model
 from attnpaths._src.sampling.protocol import Sampler, make_sampler, register_sampler, sampler_names
 from attnpaths._src.sampling.store import load_draws
@@ -20,15 +20,11 @@ __all__ = [
     "SampleSummary",
     "Sampler",
     "autocorrelation_time",
-    "gibbs_draws",
     "linear_blocks",
     "load_draws",
     "make_sampler",
     "network_model",
-    "nuts_draws",
     "register_sampler",
-    "run_gibbs",
-    "run_nuts",
     "run_sampler",
     "sample",
     "sample_from_features",

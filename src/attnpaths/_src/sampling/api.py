@@ -12,7 +12,7 @@ from attnpaths._src.network import Weights
 from attnpaths._src.paths import path_features
 from attnpaths._src.sampling.draws import PosteriorDraws
 from attnpaths._src.sampling.driver import run_sampler
-from attnpaths._src.sampling.gibbs import BlockedGibbs
+from attnpaths._src.sampling.blocked_gibbs import BlockedGibbs
 from attnpaths._src.sampling.nuts import NUTSSampler
 from attnpaths._src.sampling.protocol import make_sampler, register_sampler
 from attnpaths._src.spec import NetworkSpec

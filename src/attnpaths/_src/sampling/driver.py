@@ -16,19 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from attnpaths._src.checks import as_count
 from attnpaths._src.network import Weights, check_weights, overlap, path_input_weights
 from attnpaths._src.sampling import store
 from attnpaths._src.sampling.draws import PosteriorDraws
 from attnpaths._src.sampling.protocol import Sampler
 
 _CHUNK = 64  # most draws made by one compiled call
-
-
-def check_count(name: str, value, minimum: int = 1) -> int:
-    """`value` as an int >= minimum, else ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _chunk_impl(sampler: Sampler, state, xi_test, thin, n):
@@ -116,13 +110,13 @@ def run_sampler(sampler: Sampler, xi_test, n_draws: int, *, n_chains: int = 4, n
       budget; seconds excludes compilation (and adds up over resumed calls).
     """
     t_call = time.perf_counter()
-    n_draws = check_count("n_draws", n_draws)
-    n_chains = check_count("n_chains", n_chains)
-    n_warmup = check_count("n_warmup", n_warmup, 0)
-    thin = check_count("thin", thin)
-    seed = check_count("seed", seed, 0)
+    n_draws = as_count("n_draws", n_draws)
+    n_chains = as_count("n_chains", n_chains)
+    n_warmup = as_count("n_warmup", n_warmup, 0)
+    thin = as_count("thin", thin)
+    seed = as_count("seed", seed, 0)
     if save_every is not None:
-        save_every = check_count("save_every", save_every)
+        save_every = as_count("save_every", save_every)
     if not save_interval >= 0:
         raise ValueError(f"save_interval must be >= 0 seconds; got {save_interval!r}")
     if time_budget is not None and not time_budget > 0:

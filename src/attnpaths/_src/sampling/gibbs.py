@@ -31,8 +31,8 @@ block is propagated upwards as the lower blocks are redrawn.
 
 When the data sees fewer than P of a block's weights (r = H_b min(S, N_out) N_in < P, as for the upper blocks at
 small width) the same draw is made with r x r algebra (`reduced_update`). The V0 block's Gram comes from the
-fixed path Gram xi.xi (`path_gram`). The cost of a sweep, block by block, is in `BlockedGibbs`'s docstring and
-measured in benchmarks/sampler.py.
+fixed path Gram xi.xi (`path_gram`). The sampler built on these conditionals, `BlockedGibbs`, is in
+blocked_gibbs.py; the cost of a sweep, block by block, is in its docstring and measured in benchmarks/sampler.py.
 """
 
 from __future__ import annotations
@@ -42,20 +42,11 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from attnpaths._src.checks import as_float_array, as_labels
 from attnpaths._src.network import (
     Weights,
-    block_names,
-    check_weights,
-    int_widths,
-    sample_prior,
     suffix_weights,
 )
-from attnpaths._src.paths import path_features
-from attnpaths._src.sampling.draws import PosteriorDraws  # noqa: F401 (its old home)
-from attnpaths._src.sampling.driver import check_count
 from attnpaths._src.spec import NetworkSpec
 
 
@@ -284,148 +275,3 @@ def _sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weights: Wei
         if k <= spec.n_layers:
             Z = _next_Z(spec, k, block_output(block, W))
     return _from_block_arrays(new)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the sampler
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def check_temperature(spec: NetworkSpec) -> None:
-    if not spec.temperature > 0:
-        raise ValueError(f"sampling needs T > 0; got spec.temperature = {spec.temperature}")
-
-
-def check_features(spec: NetworkSpec, xi, name: str = "xi") -> jnp.ndarray:
-    """Path features as a float64 (P, N0, H) array with H = spec.n_paths, else ValueError naming `name`."""
-    xi = jnp.asarray(as_float_array(name, xi))
-    if xi.ndim != 3 or xi.shape[2] != spec.n_paths:
-        raise ValueError(f"{name} must have shape (P, N0, H) with H = {spec.n_paths}; got {xi.shape}")
-    return xi
-
-
-@jax.tree_util.register_pytree_node_class
-class BlockedGibbs:
-    """Exact blocked Gibbs sampler of the weight posterior, several chains at once (vmapped, jitted).
-
-    Usage (a `Sampler`: pure init/step on an explicit state, like an optax/numpyro kernel)::
-
-        g = BlockedGibbs(spec, attention_train, x_train, y_train)
-        state = g.init(jax.random.PRNGKey(0), n_chains=4)
-        state = g.step(state)            # one sweep of every chain
-        state = g.advance(state, 10)     # ten sweeps
-
-    `attnpaths.sample(..., method="gibbs")` runs it with the shared driver (storage, resume, time box).
-
-    Args:
-      spec: the network; needs integer widths and T > 0.
-      attention: one entry per layer (`BilinearHeads`, `QKHeads` or an array (P, H_l, T, T) for x).
-      x: (P, N0, T) training inputs.
-      y: (P,) training targets.
-      sample_blocks: names of the blocks to redraw ('V0', 'V1', ..., 'VL', 'a'); the others stay at their
-        initial value (e.g. ('a',) gives Bayesian linear regression on fixed features). Default: all.
-      reduce: draw a block with r x r algebra when the data sees r < P of its weights (`reduced_update`);
-        False: always P x P (the reference route; the same draws up to rounding, slower at small width).
-
-    Cost of one sweep of one chain (flops; S_k = H_k+1 ... H_L paths above block k, D_k its weights,
-    r_k = H_k min(S_k, N_k+1) N_k): noise sum_k (D_k + P); V0: H^2 P^2 (path Gram) + P^3/3; block k >= 1:
-    P r_k^2 + r_k^3/3 if r_k < P, else P^2 H_k S_k N_k + P^3/3; propagation through the blocks
-    sum_k P S_k D_k; suffix weights sum_k S_k D_k. Memory: the weights, P H N per layer, P^2 (and the path
-    Gram H^2 P^2 when it fits in 128 MB).
-    """
-
-    def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None,
-                 reduce: bool = True):
-        xi = path_features(spec, attention, x)
-        self._setup(spec, xi, y, sample_blocks, reduce)
-
-    @classmethod
-    def from_features(cls, spec: NetworkSpec, xi, y, sample_blocks: Sequence[str] | None = None,
-                      reduce: bool = True) -> "BlockedGibbs":
-        """The sampler from path features xi (P, N0, H) (`path_features`) instead of attention and x."""
-        self = cls.__new__(cls)
-        self._setup(spec, check_features(spec, xi), y, sample_blocks, reduce)
-        return self
-
-    def _setup(self, spec, xi, y, sample_blocks, reduce):
-        if not isinstance(reduce, bool):
-            raise ValueError(f"reduce must be True or False; got {reduce!r}")
-        self.reduce = reduce
-        check_temperature(spec)
-        int_widths(spec)
-        self.spec = spec
-        self.xi = xi
-        self.y = jnp.asarray(as_labels("y", y, xi.shape[0]))
-        names = block_names(spec)
-        if sample_blocks is None:
-            sample_blocks = names
-        unknown = [b for b in sample_blocks if b not in names]
-        if unknown or len(sample_blocks) == 0:
-            raise ValueError(f"sample_blocks must be a non-empty subset of {names}; got {tuple(sample_blocks)}")
-        self.sample_blocks = tuple(b for b in names if b in sample_blocks)
-        self.update = tuple(b in sample_blocks for b in names)
-        self.C0 = path_gram(xi)
-
-    # a pytree: the arrays are arguments of the compiled sweeps, the settings their static part
-    def tree_flatten(self):
-        return (self.xi, self.y, self.C0), (self.spec, self.sample_blocks, self.update, self.reduce)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        self = cls.__new__(cls)
-        self.xi, self.y, self.C0 = children
-        self.spec, self.sample_blocks, self.update, self.reduce = aux
-        return self
-
-    @property
-    def n_examples(self) -> int:
-        return int(self.xi.shape[0])
-
-    @property
-    def settings(self) -> dict:
-        return {"sample_blocks": list(self.sample_blocks), "reduce": self.reduce}
-
-    def init(self, key, n_chains: int = 1, n_warmup: int = 0, weights: Weights | None = None) -> GibbsState:
-        """Start n_chains chains from the prior, or from `weights` (unbatched: the same for every chain, or with
-        a leading chain axis of length n_chains). key: a PRNG key or an int seed. n_warmup is not needed."""
-        n_chains = check_count("n_chains", n_chains)
-        if isinstance(key, (int, np.integer)):
-            key = jax.random.PRNGKey(int(key))
-        n0 = int(self.xi.shape[1])
-        k_init, k_chains = jax.random.split(key)
-        if weights is None:
-            weights = sample_prior(self.spec, n0, k_init, (n_chains,))
-        elif np.ndim(weights.V0) == 2:
-            weights = check_weights(self.spec, weights, n0)
-            weights = jax.tree_util.tree_map(lambda w: jnp.broadcast_to(w, (n_chains,) + w.shape), weights)
-        else:
-            weights = check_weights(self.spec, weights, n0, (n_chains,))
-        return GibbsState(weights, jax.random.split(k_chains, n_chains), jnp.asarray(0, dtype=jnp.int64))
-
-    def step(self, state: GibbsState) -> GibbsState:
-        """One sweep of every chain (pure; jit it, or use `advance` for many)."""
-        gate = state.sweeps >= 0  # always True, but traced (see `_normal`)
-        sweep = jax.vmap(lambda k, w: _sweep(self.spec, self.update, self.xi, self.y, k, w, gate, self.C0,
-                                                    self.reduce))
-        split = jax.vmap(jax.random.split)(state.key)
-        return GibbsState(sweep(split[:, 1], state.weights), split[:, 0], state.sweeps + 1)
-
-    def weights(self, state: GibbsState) -> Weights:
-        return state.weights
-
-    def advance(self, state: GibbsState, n_sweeps: int) -> GibbsState:
-        """n_sweeps sweeps of every chain (one compiled loop; n_sweeps is traced, so it does not recompile)."""
-        return _advance(self, state, jnp.asarray(n_sweeps, dtype=jnp.int64))
-
-
-@jax.jit
-def _advance(gibbs: BlockedGibbs, state: GibbsState, n) -> GibbsState:
-    return jax.lax.fori_loop(0, n, lambda _, s: gibbs.step(s), state)
-
-
-def __getattr__(name):  # the deprecated entry points, still importable from here (see legacy.py)
-    if name in ("gibbs_draws", "run_gibbs"):
-        from attnpaths._src.sampling import legacy
-
-        return getattr(legacy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

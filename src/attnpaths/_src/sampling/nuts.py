@@ -22,10 +22,9 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import NUTS
 
-from attnpaths._src.checks import as_labels
+from attnpaths._src.checks import as_count, as_labels, check_sampling_temperature
 from attnpaths._src.network import Weights, int_widths, path_forward, path_input_weights, weight_shapes
-from attnpaths._src.sampling.driver import check_count
-from attnpaths._src.sampling.gibbs import check_features, check_temperature
+from attnpaths._src.paths import check_features
 from attnpaths._src.spec import NetworkSpec
 from attnpaths._src.store import data_hash
 
@@ -81,13 +80,13 @@ class NUTSSampler:
     """
 
     def __init__(self, spec: NetworkSpec, xi, y, **nuts_options):
-        check_temperature(spec)
+        check_sampling_temperature(spec)
         int_widths(spec)
         unknown = sorted(set(nuts_options) - set(_NUTS_OPTIONS))
         if unknown:
             raise ValueError(f"options {unknown} are not options of numpyro.infer.NUTS; it takes {_NUTS_OPTIONS}")
         self.spec = spec
-        self.xi = check_features(spec, xi)
+        self.xi = check_features("xi", xi, spec.n_paths)
         self.y = jnp.asarray(as_labels("y", y, self.xi.shape[0]))
         self.xi_flat = jnp.transpose(self.xi, (0, 2, 1)).reshape(self.xi.shape[0], -1)
         self.options = tuple(sorted(nuts_options.items()))
@@ -118,8 +117,8 @@ class NUTSSampler:
     def init(self, key, n_chains: int = 1, n_warmup: int = 0, weights: Weights | None = None):
         """NumPyro's `HMCState` of n_chains chains (a fresh kernel: its adaptation plans n_warmup steps).
         weights: a start (with a chain axis); default NumPyro's init strategy (uniform in [-2, 2])."""
-        n_chains = check_count("n_chains", n_chains)
-        n_warmup = check_count("n_warmup", n_warmup, 0)
+        n_chains = as_count("n_chains", n_chains)
+        n_warmup = as_count("n_warmup", n_warmup, 0)
         start = None if weights is None else data_hash(*jax.tree_util.tree_leaves(weights))
         memo = (np.asarray(key).tobytes(), n_chains, n_warmup, start)
         if memo not in self._inits:
@@ -149,11 +148,3 @@ class NUTSSampler:
     def weights(self, state) -> Weights:
         z = state.z
         return Weights(z["V0"], tuple(z[f"V{l + 1}"] for l in range(self.spec.n_layers)), z["a"])
-
-
-def __getattr__(name):  # the deprecated entry points, still importable from here (see legacy.py)
-    if name in ("nuts_draws", "run_nuts"):
-        from attnpaths._src.sampling import legacy
-
-        return getattr(legacy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

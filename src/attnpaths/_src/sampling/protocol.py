@@ -67,21 +67,17 @@ SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
 """name -> factory(spec, xi, y, **options) -> Sampler; the command line's --method choices come from here."""
 
 
-def register_sampler(name: str, factory: SamplerFactory | None = None):
+def register_sampler(name: str, factory: SamplerFactory | None = None, *, replace: bool = False):
     """Register `factory(spec, xi, y, **options) -> Sampler` under `name` (usable as a class decorator).
 
-    Re-registering a name replaces it (so a notebook cell can be re-run).
+    A name already taken by another factory raises ValueError unless replace=True (the `Registry.register`
+    rule, as for head types and presets); a re-run notebook cell that defines the class again passes it.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a sampler name must be a non-empty string; got {name!r}")
-
-    def add(f: SamplerFactory) -> SamplerFactory:
-        if not callable(f):
-            raise ValueError(f"sampler {name!r} must be registered with a callable factory; got {f!r}")
-        SAMPLERS.register(name, f, replace=True)
-        return f
-
-    return add if factory is None else add(factory)
+    if factory is None:  # the decorator form (it decorates a class or a function: callable)
+        return SAMPLERS.register(name, replace=replace)
+    if not callable(factory):
+        raise ValueError(f"sampler {name!r} must be registered with a callable factory; got {factory!r}")
+    return SAMPLERS.register(name, factory, replace=replace)
 
 
 def sampler_names() -> tuple[str, ...]:
@@ -94,10 +90,10 @@ def make_sampler(method: str, spec: NetworkSpec, xi, y, options: Mapping | None 
 
     Raises ValueError for an unknown method or an option the method does not take (both named).
     """
-    if method not in SAMPLERS:
-        raise ValueError(f"method must be one of {sampler_names()}; got {method!r} (add your own with "
-                         "attnpaths.register_sampler)")
-    factory = SAMPLERS[method]
+    try:
+        factory = SAMPLERS[method]
+    except ValueError as err:  # the registry's message (with its did-you-mean), and where new methods come from
+        raise ValueError(f"method: {err} (add your own with attnpaths.register_sampler)") from None
     options = dict(options or {})
     params = inspect.signature(factory).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

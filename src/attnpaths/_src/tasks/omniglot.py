@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from attnpaths._src.checks import as_count
+
 OMNIGLOT_SIZE = 105
 BACKGROUND_SETS = ("images_background", "images_background_small1", "images_background_small2")
 EVALUATION_SETS = ("images_evaluation",)
@@ -185,8 +187,7 @@ def load_omniglot(data_dir, image_size: int = 16) -> OmniglotData:
     if not data_dir.is_dir():
         raise FileNotFoundError(f"Omniglot folder {data_dir} does not exist; expected a folder with "
                                 f"{EXPECTED_FILES}")
-    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int; got {image_size!r}")
+    as_count("image_size", image_size)
     found = {name: _find(data_dir, name) for name in BACKGROUND_SETS + EVALUATION_SETS + (RUNS_SET,)}
     if not any(found.values()):
         present = sorted(p.name for p in data_dir.iterdir())[:20]

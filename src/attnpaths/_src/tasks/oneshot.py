@@ -29,6 +29,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from attnpaths._src.checks import as_count
 from attnpaths._src.store import data_hash
 
 
@@ -58,9 +59,7 @@ class EpisodeConfig:
 
     def __post_init__(self):
         for name in ("image_size", "patch_size", "channels"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+            as_count(name, getattr(self, name))
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size must be a multiple of patch_size; got image_size={self.image_size}, "
                              f"patch_size={self.patch_size}")
@@ -227,12 +226,6 @@ def _draw(images: Mapping[str, np.ndarray], pools: list[list[str]], n_episodes: 
     return Episodes(tokens(seq, labels, config), y, classes.astype(str))
 
 
-def _check_count(name: str, n) -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{name} must be a positive int; got {n!r}")
-    return int(n)
-
-
 def make_episodes(images_by_class: Mapping[str, np.ndarray], n_episodes: int, config: EpisodeConfig,
                   rng: np.random.Generator, groups: Sequence[Sequence[str]] | None = None) -> Episodes:
     """2-way 1-shot in-context episodes (spec E.1) with balanced labels.
@@ -250,7 +243,7 @@ def make_episodes(images_by_class: Mapping[str, np.ndarray], n_episodes: int, co
       Episodes(x (n, d, T), y (n,), classes (n, 2)).
     """
     images = check_images(images_by_class, config)
-    n_episodes = _check_count("n_episodes", n_episodes)
+    n_episodes = as_count("n_episodes", n_episodes)
     pools = pair_pools(images, groups)
     if n_episodes > _max_distinct(images, pools):
         raise ValueError(f"too few classes/drawings for {n_episodes} distinct episodes: {len(images)} classes "
