@@ -26,3 +26,18 @@ def problem():
     xi = ap.path_features(spec, attention, x)
     xit = ap.path_features(spec, attention, xt)
     return spec, attention, x, y, xt, yt, xi, xit
+
+
+@pytest.fixture
+def registries_restored():
+    """Every registry (head types, samplers, experiments, presets, ...) restored after the test: an executed docs
+    or README example that registers its own entry must not change what a later test sees."""
+    import gc
+
+    from attnpaths._src.registry import Registry
+
+    saved = [(r, dict(r._entries)) for r in gc.get_objects() if isinstance(r, Registry)]
+    yield
+    for registry, entries in saved:
+        registry._entries.clear()
+        registry._entries.update(entries)

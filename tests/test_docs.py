@@ -84,7 +84,7 @@ def test_every_code_fence_is_run_or_declared():
 
 @pytest.mark.parametrize("page", [p for p in PAGES if any(i == "python" for i, _ in fences(p))],
                          ids=lambda p: p.relative_to(DOCS).as_posix())
-def test_python_examples_run(page, tmp_path, monkeypatch):
+def test_python_examples_run(page, tmp_path, monkeypatch, registries_restored):
     monkeypatch.chdir(tmp_path)  # an example that writes files writes them here
     check_md_file(fpath=page, memory=True)
 
