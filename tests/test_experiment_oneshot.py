@@ -20,7 +20,7 @@ from attnpaths._src.tasks.sources import VALIDATION_ALPHABETS
 from attnpaths.experiments.io import read_json
 from attnpaths.experiments.oneshot import PRESETS, OneShotSettings, run_oneshot
 from attnpaths.experiments.oneshot.analyses import pruning_order
-from attnpaths.experiments.oneshot.compare import Headroom
+from attnpaths.experiments.oneshot.compare import Headroom, choose_on_test
 from attnpaths.experiments.oneshot.data import build_episodes
 from attnpaths.experiments.oneshot.theory import TheoryGrid, features, theory_spec
 from attnpaths.experiments.oneshot.train import TrainedNetwork
@@ -105,6 +105,51 @@ def test_temperatures_are_chosen_on_validation_only(quick_run, stored):
     top_chosen = any(c["T_validation"] == Ts[-1] for c in results["choices"]["per_width"]) or \
         results["choices"]["gp"]["T_validation"] == Ts[-1]
     assert not top_chosen or added == sorted(QUICK.extra_temperatures)
+
+
+def test_test_chosen_rule_on_a_small_grid():
+    """The authors' rule by hand on a 3 widths x 4 temperatures grid: a tie goes to the lower T, an unsolved
+    point (NaN) is skipped, a width without any solution has no row values."""
+    acc = np.array([[0.60, 0.70, 0.70, 0.65],
+                    [np.nan, 0.55, 0.50, 0.80],
+                    [np.nan] * 4])
+    gp = np.array([0.62, 0.66, 0.66, 0.61])
+    t = choose_on_test(acc, gp, [10.0, 100.0, 1000.0], [0.1, 0.5, 1.0, 2.0])
+    assert t["gp"] == {"T": 0.5, "accuracy": 0.66}
+    assert t["per_width"][0] == {"N": 10.0, "T": 0.5, "accuracy": 0.70, "delta": pytest.approx(0.04)}
+    assert t["per_width"][1] == {"N": 100.0, "T": 2.0, "accuracy": 0.80, "delta": pytest.approx(0.14)}
+    assert t["per_width"][2] == {"N": 1000.0, "T": None, "accuracy": None, "delta": None}
+    with pytest.raises(ValueError, match=r"theory_accuracy must be \(n_N, n_T\) = \(2, 4\)"):
+        choose_on_test(acc, gp, [10.0, 100.0], [0.1, 0.5, 1.0, 2.0])
+
+
+def test_test_chosen_table_is_the_best_test_accuracy_of_the_grid(quick_run, stored, episodes):
+    """The optimistic table: every grid point's test accuracy equals a direct prediction at it (two checked),
+    its choice is the grid's maximum, and it is never below the validation-chosen accuracy of the claim."""
+    _, results, lines = quick_run
+    net, grid, _ = stored
+    t = results["choices"]["test_chosen"]
+    assert "optimistic" in t["label"] and any(line.startswith("optimistic, T chosen on the test") for line in lines)
+    f = features(QUICK, episodes, net, 0)
+    spec = theory_spec(QUICK)
+    for protocol, k in (("cross", 0), ("within", 1)):
+        tab = t["protocols"][protocol]
+        by_T = np.array([[np.nan if v is None else v for v in row] for row in tab["accuracy_by_T"]["theory"]])
+        x, y = f.sets[f"test_{protocol}"][:2]
+        N, T = grid.widths[k], grid.temperatures[-1 - k]
+        if grid.row(N, T)["converged"]:
+            m = ap.predict(spec.with_width(N).replace(temperature=T), f.train_x, f.train_y, x, grid.U(N, T)[0]).mean
+            assert by_T[k, len(grid.temperatures) - 1 - k] == np.mean(np.sign(m) == y)
+        gp = ap.predict(spec.replace(temperature=grid.temperatures[k]), f.train_x, f.train_y, x).mean
+        assert tab["accuracy_by_T"]["gp"][k] == np.mean(np.sign(gp) == y)
+        assert tab["gp"]["accuracy"] == max(tab["accuracy_by_T"]["gp"])
+        claim = {r["N"]: r for r in results["claim"][protocol]["methods"] if r["kind"] == "theory"}
+        gp_claim = next(r for r in results["claim"][protocol]["methods"] if r["kind"] == "gp")
+        assert tab["gp"]["accuracy"] >= gp_claim["accuracy"]["mean"] - 1e-12
+        for i, row in enumerate(tab["per_width"]):
+            assert row["accuracy"] == np.nanmax(by_T[i])
+            if row["N"] in claim:
+                assert row["accuracy"] >= claim[row["N"]]["accuracy"]["mean"] - 1e-12
 
 
 def test_headroom_predictions_are_what_they_claim(quick_run, stored, episodes):

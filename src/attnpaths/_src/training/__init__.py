@@ -2,7 +2,7 @@
 
 model.py     shapes, weights, the network's output (its attention is `attnpaths.QKHeads`)
 analysis.py  path weights, U_GD, head importance, pruning (spec E.5c, E.7)
-fit.py       Adam (L2 or decoupled weight decay) training with fresh batches, validation, best weights, resumable checkpoints
+fit.py       Adam training (optimiser registry), fresh batches, validation, best weights, resumable checkpoints
 """
 
 from attnpaths._src.training.analysis import (gd_order_parameter, head_importance_gradient, head_mask_without,
@@ -15,7 +15,8 @@ from attnpaths._src.training.model import (Architecture, Params, architecture_of
                                            gd_loss, gd_output, init_params, model_attention)
 
 __all__ = [
-    "OPTIMIZERS", "SCHEDULES", "make_optimizer", "Architecture", "ArrayBatches", "BatchSource", "Checkpoint", "Curve", "Params", "TrainConfig", "TrainResult",
+    "OPTIMIZERS", "SCHEDULES", "Architecture", "ArrayBatches", "BatchSource", "Checkpoint", "Curve", "Params",
+    "TrainConfig", "TrainResult", "make_optimizer",
     "architecture_of", "attention_layers", "gd_accuracy", "gd_loss", "gd_order_parameter", "gd_output",
     "head_importance_gradient", "head_mask_without", "init_params", "load_checkpoint", "model_attention",
     "path_readout_weights", "prune_accuracy_curve", "save_checkpoint", "single_head_drop_accuracy", "train",
