@@ -24,7 +24,8 @@ from attnpaths.experiments.oneshot.compare import Headroom, choose_on_test
 from attnpaths.experiments.oneshot.data import build_episodes
 from attnpaths.experiments.oneshot.theory import TheoryGrid, features, theory_spec
 from attnpaths.experiments.oneshot.train import TrainedNetwork
-from attnpaths.experiments.oneshot_figures import oneshot_figures
+from attnpaths.experiments.oneshot.study import SeedRun, summarize_study, summarize_test_chosen
+from attnpaths.experiments.oneshot_figures import oneshot_figures, study_figures
 from attnpaths.experiments.runner import Runner
 
 FIGURES = ("accuracy_vs_width.png", "claim.png", "training.png", "order_parameters.png", "alignment.png",
@@ -150,6 +151,36 @@ def test_test_chosen_table_is_the_best_test_accuracy_of_the_grid(quick_run, stor
             assert row["accuracy"] == np.nanmax(by_T[i])
             if row["N"] in claim:
                 assert row["accuracy"] >= claim[row["N"]]["accuracy"]["mean"] - 1e-12
+
+
+def _table(deltas, gp):
+    return {"protocols": {"cross": {"gp": {"T": 1.0, "accuracy": gp}, "per_width": [
+        {"N": 10.0, "T": 0.5, "accuracy": gp + deltas[0], "delta": deltas[0]},
+        {"N": 100.0, "T": None if deltas[1] is None else 0.5, "accuracy": None if deltas[1] is None else gp,
+         "delta": deltas[1]}]}}}
+
+
+def test_study_summarises_the_optimistic_table_over_seeds_and_draws(quick_run, tmp_path):
+    """2 seeds x 2 draws by hand: mean of all four, std of the two seed means; a width unsolved in one draw is
+    left out; a run without the table (older) gives None; the study figures draw it."""
+    runs = [SeedRun(0, {}, [{"choices": {"test_chosen": _table([0.02, 0.0], 0.6)}},
+                            {"choices": {"test_chosen": _table([0.04, None], 0.7)}}]),
+            SeedRun(1, {}, [{"choices": {"test_chosen": _table([-0.02, 0.0], 0.5)}},
+                            {"choices": {"test_chosen": _table([0.0, 0.0], 0.6)}}])]
+    t = summarize_test_chosen(runs, "cross")
+    assert "optimistic" in t["label"] and [r["N"] for r in t["per_width"]] == [10.0]
+    d = t["per_width"][0]["delta_accuracy"]
+    assert d["mean"] == pytest.approx(0.01) and d["std_across_seeds"] == pytest.approx(np.std([0.03, -0.01], ddof=1))
+    assert d["n_positive"] == 2 and d["n"] == 4
+    assert t["gp_accuracy"]["mean"] == pytest.approx(0.6)
+    assert summarize_test_chosen(runs + [SeedRun(2, {}, [{"choices": {}}])], "cross") is None
+    results = quick_run[1]
+    one = {"claim": results["claim"], "choices": results["choices"], "verdict": results["verdict"]}
+    summary = summarize_study([SeedRun(0, {}, [one]), SeedRun(1, {}, [one])])
+    assert summary["cross"]["test_chosen"]["per_width"][0]["delta_accuracy"]["mean"] == pytest.approx(
+        results["choices"]["test_chosen"]["protocols"]["cross"]["per_width"][0]["delta"])
+    files = study_figures({"summary": summary, "seeds": [0, 1], "theory_draws": 1}, tmp_path)
+    assert all(f.stat().st_size > 5000 for f in files)
 
 
 def test_headroom_predictions_are_what_they_claim(quick_run, stored, episodes):
