@@ -36,8 +36,14 @@ if not OMNIGLOT.is_dir():
 QUICK = OneShotSettings().updated(PRESETS["quick"].values)
 
 
+def _need_omniglot():
+    if not OMNIGLOT.is_dir():
+        pytest.skip("the quick preset reads Omniglot; no data folder")
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    _need_omniglot()
     out = tmp_path_factory.mktemp("oneshot_quick")
     lines = []
     returned = run_oneshot(QUICK, out, log=lines.append)
@@ -57,6 +63,7 @@ def stored(quick_run):
 
 @pytest.fixture(scope="module")
 def episodes():
+    _need_omniglot()
     return build_episodes(QUICK)
 
 
@@ -75,7 +82,7 @@ def test_quick_run_writes_results_figures_and_stage_records(quick_run):
                 "order_parameters", "alignment", "heads", "settings"):
         assert key in results, key
     assert sorted(p.name for p in (out / "stages").iterdir()) == sorted(
-        f"{n}.npz" for n in ("train", "gd", "theory.d0", "headroom.d0", "claim.d0", "samples", "order",
+        f"{n}.npz" for n in ("train", "gd", "theory.d0", "headroom.d0", "claim.d0", "samples", "order", "ood",
                              "alignment", "heads"))
     assert results["settings"] == QUICK.to_dict()
     grid = results["theory"]
@@ -83,11 +90,16 @@ def test_quick_run_writes_results_figures_and_stage_records(quick_run):
                                                              for T in grid["temperatures"]}
     assert all(r["converged"] or r["error"] for r in grid["solutions"])
     c = results["gd"]["curve"]
-    assert c["step"] == [100.0, 200.0, 300.0] and results["gd"]["best_step"] in c["step"]
-    for name in FIGURES:
+    assert c["step"] == [100.0 * k for k in range(1, 7)] and results["gd"]["best_step"] in c["step"]
+    for name in FIGURES + ("ood_accuracy.png",):
         assert (out / name).stat().st_size > 5000, name
-    assert not (out / "ood_accuracy.png").exists()
     assert not list(out.glob("stages/*.partial.npz")) and not list(out.rglob(".*.tmp"))
+
+
+def test_quick_network_learns(quick_run):
+    """The quick preset's network is a real one (79.0% measured on cross test episodes), not chance."""
+    acc = quick_run[1]["gd"]["accuracy"]
+    assert acc["test_cross"] >= 0.70 and acc["validation"] >= 0.70
 
 
 def test_temperatures_are_chosen_on_validation_only(quick_run, stored):
@@ -318,9 +330,9 @@ def test_resume_refuses_other_settings(quick_run, tmp_path):
     out, _, _ = quick_run
     copy = tmp_path / "other"
     shutil.copytree(out, copy)
-    with pytest.raises(ValueError, match=r"other settings \(seed: stored 0, now 3; train_steps: stored 300, "
-                                         r"now 301\)"):
-        run_oneshot(QUICK.updated({"seed": 3, "train_steps": 301}), copy, resume=True, log=lambda s: None)
+    with pytest.raises(ValueError, match=r"other settings \(seed: stored 0, now 3; train_steps: stored 600, "
+                                         r"now 601\)"):
+        run_oneshot(QUICK.updated({"seed": 3, "train_steps": 601}), copy, resume=True, log=lambda s: None)
 
 
 def test_missing_omniglot_folder_is_a_clear_error(tmp_path):
