@@ -1,9 +1,8 @@
 """Training the network of `model.py` by minibatch Adam on the MSE (spec E.2), resumable, with validation.
 
-The optimiser is named in `TrainConfig.optimizer`, an entry of the `OPTIMIZERS` registry: "adam_l2" is the
-paper's (PyTorch's Adam with weight_decay: the decay wd * w is added to the gradient before the moment estimates,
-i.e. L2 regularisation), "adamw" is decoupled weight decay (optax.adamw; the decay bypasses the moments). An
-optional learning-rate schedule (`TrainConfig.schedule`, registry `SCHEDULES`) multiplies the learning rate.
+The optimiser is named in `TrainConfig.optimizer`, an entry of the `OPTIMIZERS` registry of `optim.py`
+("adam_l2", the paper's: weight decay as L2 on the gradient; "adamw": decoupled), with an optional learning-rate
+schedule (`TrainConfig.schedule`, registry `SCHEDULES`).
 
 Batches come from a `BatchSource`: `ArrayBatches` cycles through a fixed training set (a fresh permutation per
 epoch); a task can instead draw fresh examples at every step (the one-shot task draws fresh episodes, see
@@ -34,10 +33,10 @@ import numpy as np
 import optax
 
 from attnpaths._src.checks import as_float_array
-from attnpaths._src.registry import Registry
 from attnpaths._src.store import data_hash, load_record, save_record
 from attnpaths._src.training.model import (Architecture, Params, check_targets, gd_output, init_params,
                                            output_with_gates)
+from attnpaths._src.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 
 CHECKPOINT_KIND = "training-checkpoint"
 
@@ -76,49 +75,6 @@ class ArrayBatches:
         epoch, i = divmod(step, n // size)
         idx = np.random.default_rng([seed, epoch]).permutation(n)[i * size:(i + 1) * size]
         return self.x[idx], self.y[idx]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# optimisers and learning-rate schedules
-# ----------------------------------------------------------------------------------------------------------------
-
-ADAM = {"b1": 0.9, "b2": 0.999, "eps": 1e-8}  # PyTorch's and optax's defaults, the paper's
-
-OPTIMIZERS: Registry = Registry("optimizer")
-"""name -> (learning_rate (float or optax schedule), weight_decay) -> optax.GradientTransformation."""
-
-
-@OPTIMIZERS.register("adam_l2")
-def adam_l2(learning_rate, weight_decay: float) -> optax.GradientTransformation:
-    """Adam on g + wd * w (weight decay as L2 on the gradient, PyTorch's `Adam(weight_decay=wd)`; the paper's)."""
-    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate, **ADAM))
-
-
-@OPTIMIZERS.register("adamw")
-def adamw(learning_rate, weight_decay: float) -> optax.GradientTransformation:
-    """AdamW: Adam on g, then w -= lr * wd * w (decoupled weight decay, Loshchilov & Hutter 2019)."""
-    return optax.adamw(learning_rate, weight_decay=weight_decay, **ADAM)
-
-
-SCHEDULES: Registry = Registry("learning-rate schedule")
-"""name -> (learning_rate, warmup_steps, steps) -> optax schedule (or the float itself for a constant rate)."""
-
-
-@SCHEDULES.register("constant")
-def constant_schedule(learning_rate: float, warmup_steps: int, steps: int):
-    return learning_rate
-
-
-@SCHEDULES.register("warmup_cosine")
-def warmup_cosine_schedule(learning_rate: float, warmup_steps: int, steps: int):
-    """Linear warm-up from 0 over `warmup_steps`, then cosine decay to 0 at `steps`."""
-    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, steps, end_value=0.0)
-
-
-def make_optimizer(optimizer: str, learning_rate: float, weight_decay: float, schedule: str = "constant",
-                   warmup_steps: int = 0, steps: int = 0) -> optax.GradientTransformation:
-    """The optax optimiser `OPTIMIZERS[optimizer]` with the learning rate `SCHEDULES[schedule]`."""
-    return OPTIMIZERS[optimizer](SCHEDULES[schedule](learning_rate, warmup_steps, steps), weight_decay)
 
 
 def _nonneg_int(name, v, minimum=0) -> int:

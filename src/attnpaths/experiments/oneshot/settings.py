@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attnpaths._src.tasks.sources import DATA_SOURCES
-from attnpaths._src.training.fit import OPTIMIZERS, SCHEDULES
+from attnpaths._src.training.optim import OPTIMIZERS, SCHEDULES
 from attnpaths._src.training.model import DTYPES
 from attnpaths.experiments.settings import (Settings, at_least, between, each, nonnegative, packaged_presets,
                                             positive, setting)
