@@ -216,6 +216,20 @@ def test_fresh_batches_are_a_function_of_seed_and_step():
     assert b.fingerprint() != os_.EpisodeBatches(_toy_classes(seed=1), EpisodeConfig()).fingerprint()
 
 
+def test_batches_from_cached_patches_equal_episodes_from_pixels(monkeypatch):
+    """EpisodeBatches normalises every image's patches once; its batches are bitwise the episodes that the
+    per-episode path (pixels -> tokens, as make_episodes) draws from the same generator."""
+    config = EpisodeConfig(image_size=8, patch_size=4, channels=3, dark_strokes=True, pixel_mean=0.9,
+                           pixel_std=0.1)
+    refs = [os_.make_episodes(_toy_classes(), 24, config, np.random.default_rng([5, 7, step])) for step in range(3)]
+    b = os_.EpisodeBatches(_toy_classes(), config)
+    monkeypatch.setattr(os_, "image_patches", lambda *a: pytest.fail("patches recomputed in a batch"))
+    for step, ref in enumerate(refs):
+        x, y = b.batch(5, step, 24)
+        np.testing.assert_array_equal(x, ref.x)
+        np.testing.assert_array_equal(y, ref.y)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Omniglot reader on a generated fixture in the official layout
 # ------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ theory, head pruning, analyses, training, checkpoints."""
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import attnpaths
@@ -234,12 +236,13 @@ def test_seed_reproducible_and_resume_identical(data, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.npz", "full.npz", "part.npz"]  # no temp files
 
 
-def test_resume_after_interruption(tmp_path, monkeypatch):
+@pytest.mark.parametrize("optimizer", [{}, {"optimizer": "adam_l2", "schedule": "warmup_cosine", "warmup_steps": 2}])
+def test_resume_after_interruption(tmp_path, monkeypatch, optimizer):
     """A run killed at step 5 leaves the step-3 checkpoint (written every 3 steps); resuming it to step 8 gives
     the uninterrupted result bitwise (fresh batches: a function of (seed, step))."""
     source = _Fresh()
-    config = tr.TrainConfig(steps=8, batch_size=16, checkpoint_every=3, seed=2)
-    full = tr.train(ARCH, source, tr.TrainConfig(steps=8, batch_size=16, seed=2), progress=False)
+    config = tr.TrainConfig(steps=8, batch_size=16, checkpoint_every=3, seed=2, **optimizer)
+    full = tr.train(ARCH, source, tr.TrainConfig(steps=8, batch_size=16, seed=2, **optimizer), progress=False)
     ck_path = tmp_path / "ck.npz"
     original = _Fresh.batch
 
@@ -258,6 +261,52 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full.losses, resumed.losses)
     assert tr.load_checkpoint(ck_path).step == 8
+
+
+def _manual_adam(w, grads, lr, wd, decoupled, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam written out (Kingma & Ba, Alg. 1) on a list of gradients; weight decay as L2 on the gradient
+    (PyTorch's Adam) or decoupled (AdamW)."""
+    m = v = np.zeros_like(w)
+    for t, g in enumerate(grads, 1):
+        g = g if decoupled else g + wd * w
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        step = (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+        w = w - lr * (step + wd * w if decoupled else step)
+    return w
+
+
+@pytest.mark.parametrize("name, decoupled", [("adam_l2", False), ("adamw", True)])
+def test_optimizer_table_matches_adam_written_out(name, decoupled):
+    rng = np.random.default_rng(0)
+    w0, grads = rng.standard_normal(7), [rng.standard_normal(7) for _ in range(4)]
+    lr, wd = 0.05, 0.3  # a large decay so that its two placements differ clearly
+    opt = tr.TrainConfig(learning_rate=lr, weight_decay=wd, optimizer=name).transformation()
+    w, state = jnp.asarray(w0), opt.init(jnp.asarray(w0))
+    for g in grads:
+        upd, state = opt.update(jnp.asarray(g), state, w)
+        w = optax.apply_updates(w, upd)
+    np.testing.assert_allclose(w, _manual_adam(w0, grads, lr, wd, decoupled), rtol=1e-12, atol=1e-14)
+    assert np.max(np.abs(_manual_adam(w0, grads, lr, wd, not decoupled) - np.asarray(w))) > 1e-3
+
+
+def test_warmup_cosine_schedule():
+    config = tr.TrainConfig(steps=10, learning_rate=0.2, schedule="warmup_cosine", warmup_steps=4)
+    sched = tr.SCHEDULES["warmup_cosine"](0.2, 4, 10)
+    np.testing.assert_allclose([sched(t) for t in (0, 2, 4, 7, 10)],
+                               [0.0, 0.1, 0.2, 0.1, 0.0], atol=1e-12)
+    # the first Adam step moves a weight by lr(0) = 0: nothing happens until the warm-up starts
+    opt = config.transformation()
+    upd, _ = opt.update(jnp.ones(3), opt.init(jnp.zeros(3)), jnp.zeros(3))
+    np.testing.assert_array_equal(upd, 0.0)
+
+
+def test_scheduled_run_resumes_only_with_its_steps(data, tmp_path):
+    x, y = data.train.x, data.train.y
+    config = tr.TrainConfig(steps=4, batch_size=32, schedule="warmup_cosine", warmup_steps=2)
+    tr.train(ARCH, (x, y), config, checkpoint=tmp_path / "ck.npz", progress=False)
+    longer = tr.TrainConfig(steps=8, batch_size=32, schedule="warmup_cosine", warmup_steps=2)
+    with pytest.raises(ValueError, match="steps: checkpoint 4, requested 8"):
+        tr.train(ARCH, (x, y), longer, checkpoint=tmp_path / "ck.npz", resume=True, progress=False)
 
 
 def test_checkpoint_mismatch_raises(data, tmp_path):
@@ -318,6 +367,9 @@ BAD = [
      r"validation x must have shape \(\?, 16, \?\)"),
     (lambda p, x, y: tr.Architecture(16, dtype="float16"), "dtype must be one of"),
     (lambda p, x, y: tr.TrainConfig(eval_every=-1), "eval_every must be an int >= 0"),
+    (lambda p, x, y: tr.TrainConfig(optimizer="sgd"), "unknown optimizer 'sgd'.*known: adam_l2, adamw"),
+    (lambda p, x, y: tr.TrainConfig(schedule="cosine"), "unknown learning-rate schedule 'cosine'"),
+    (lambda p, x, y: tr.TrainConfig(steps=10, warmup_steps=11), r"warmup_steps \(11\) must be <= steps"),
 ]
 
 

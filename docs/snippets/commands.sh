@@ -22,7 +22,7 @@ attnpaths sample results/markov --method nuts --widths 10 --n-samples 100 --n-ch
 # --8<-- [end:markov-samples]
 
 # --8<-- [start:oneshot]
-attnpaths oneshot --preset quick --out results/oneshot-quick                       # smoke test on scikit-learn digits (seconds)
+attnpaths oneshot --preset quick --out results/oneshot-quick                       # smoke test: Omniglot 8x8, about a minute
 attnpaths oneshot --out results/oneshot                                            # the defaults: scikit-learn digits, no files needed
 attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/oneshot-cpu            # Omniglot, the paper's input, small network
 attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/oneshot-cpu --resume   # continue a killed run

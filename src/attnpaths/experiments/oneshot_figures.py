@@ -58,6 +58,13 @@ def accuracy_figure(results: dict, path: Path, files: list) -> None:
         gd = results["gd"]["accuracy"].get(f"test_{protocol}")
         if gd is not None:
             ax.axhline(100 * gd, color="0.3", ls="-.", lw=1.1, label="GD-trained network")
+        opt = (results.get("choices", {}).get("test_chosen") or {}).get("protocols", {}).get(protocol)
+        if opt is not None:
+            rows = [r for r in opt["per_width"] if r["accuracy"] is not None]
+            ax.plot([r["N"] for r in rows], [100 * r["accuracy"] for r in rows], "+--", color="tab:cyan",
+                    label="theory, T by test (authors' rule, optimistic)")
+            ax.axhline(100 * opt["gp"]["accuracy"], color="tab:red", ls="--", lw=0.9, alpha=0.6,
+                       label=f"GP, T by test (optimistic, T = {opt['gp']['T']:g})")
         s = results.get("samples")
         if protocol == "cross" and s and s.get("accuracy") is not None:
             ax.plot([s["N"]], [100 * s["accuracy"]], "o", color="k", ms=6, label="samples (Gibbs)")
@@ -79,8 +86,13 @@ def claim_figure(results: dict, path: Path, files: list) -> None:
         d = np.array([r["delta_accuracy"]["delta"] for r in theory]) * 100
         lo = np.array([r["delta_accuracy"]["ci"][0] for r in theory]) * 100
         hi = np.array([r["delta_accuracy"]["ci"][1] for r in theory]) * 100
-        ax.errorbar(N, d, yerr=[d - lo, hi - d], fmt="o-" if k == 0 else "s--", capsize=3,
-                    label=PROTOCOL_TITLES.get(protocol, protocol))
+        line = ax.errorbar(N, d, yerr=[d - lo, hi - d], fmt="o-" if k == 0 else "s--", capsize=3,
+                           label=PROTOCOL_TITLES.get(protocol, protocol))
+        opt = (results.get("choices", {}).get("test_chosen") or {}).get("protocols", {}).get(protocol)
+        if opt is not None:
+            rows = [r for r in opt["per_width"] if r["delta"] is not None]
+            ax.plot(np.array([r["N"] for r in rows]) * (1.06 if k else 1.0), [100 * r["delta"] for r in rows],
+                    "^:", color=line[0].get_color(), alpha=0.5, label=f"{protocol}, T by test (optimistic)")
     ax.axhline(0, color="0.4", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("width N")
@@ -222,6 +234,12 @@ def study_figures(results: dict, out) -> list[Path]:
         m = 100 * np.array([r["theory_accuracy"]["mean"] for r in rows])
         sd = 100 * _nan(r["theory_accuracy"]["std_across_seeds"] for r in rows)
         ax.errorbar(N, m, yerr=sd, fmt="x-", capsize=3, color="tab:blue", label="theory (mean ± std across seeds)")
+        opt = s.get("test_chosen")
+        if opt:
+            ax.plot([r["N"] for r in opt["per_width"]], [100 * r["theory_accuracy"]["mean"] for r in opt["per_width"]],
+                    "+--", color="tab:cyan", label="theory, T by test (authors' rule, optimistic)")
+            ax.axhline(100 * opt["gp_accuracy"]["mean"], color="tab:red", ls="--", lw=0.9, alpha=0.6,
+                       label="GP, T by test (optimistic)")
         g = s["gp_accuracy"]
         ax.axhline(100 * g["mean"], color="tab:red", label="GP (mean ± std across seeds)")
         if g["std_across_seeds"] is not None:
@@ -241,8 +259,13 @@ def study_figures(results: dict, out) -> list[Path]:
         N = np.array([r["N"] for r in rows]) * (1.06 if k else 1.0)
         m = 100 * np.array([r["delta_accuracy"]["mean"] for r in rows])
         sd = 100 * _nan(r["delta_accuracy"]["std_across_seeds"] for r in rows)
-        ax.errorbar(N, m, yerr=sd, fmt="o-" if k == 0 else "s--", capsize=3,
-                    label=PROTOCOL_TITLES.get(protocol, protocol))
+        line = ax.errorbar(N, m, yerr=sd, fmt="o-" if k == 0 else "s--", capsize=3,
+                           label=PROTOCOL_TITLES.get(protocol, protocol))
+        opt = s.get("test_chosen")
+        if opt:
+            ax.plot(np.array([r["N"] for r in opt["per_width"]]) * (1.06 if k else 1.0),
+                    [100 * r["delta_accuracy"]["mean"] for r in opt["per_width"]], "^:", color=line[0].get_color(),
+                    alpha=0.5, label=f"{protocol}, T by test (optimistic)")
     ax.axhline(0, color="0.4", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("width N")

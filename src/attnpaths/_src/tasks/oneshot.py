@@ -135,20 +135,32 @@ def layer_norm(v: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     return (v - mu) / np.sqrt(var + eps)
 
 
-def tokens(images: np.ndarray, labels: np.ndarray, config: EpisodeConfig) -> np.ndarray:
-    """Token matrix of episodes: images (n, 3, S, S) (bright strokes in [0, 1]) with label tokens (n, 3) ->
-    x_0 (n, d, T) (spec E.2)."""
-    n = images.shape[0]
-    pixels = images.reshape(n * 3, config.image_size, config.image_size)
+def image_patches(images: np.ndarray, config: EpisodeConfig) -> np.ndarray:
+    """The normalised patch vectors of images: (n, S, S) (bright strokes in [0, 1]) -> (n, n_patches, d), each
+    patch LayerNorm'ed (spec E.2). A function of one image at a time (episodes reuse it: `EpisodeBatches`)."""
+    pixels = images
     if config.dark_strokes:
         pixels = 1.0 - pixels
     pixels = (pixels - config.pixel_mean) / config.pixel_std
-    patches = layer_norm(patchify(pixels, config.patch_size, config.channels), config.layer_norm_eps)
-    patches = patches.reshape(n, 3, config.n_patches, config.token_dim)
+    return layer_norm(patchify(pixels, config.patch_size, config.channels), config.layer_norm_eps)
+
+
+def episode_tokens(patches: np.ndarray, labels: np.ndarray, config: EpisodeConfig) -> np.ndarray:
+    """Token matrix of episodes from their images' normalised patches (n, 3, n_patches, d) and label tokens
+    (n, 3): adds the label embedding and the positions -> x_0 (n, d, T) (spec E.2)."""
+    n = patches.shape[0]
     patches = patches + label_embedding(config)[labels][:, :, None, :]
     seq = patches.reshape(n, config.n_tokens, config.token_dim)
     seq = seq + positional_table(config.n_tokens, config.token_dim)[None]
     return np.ascontiguousarray(seq.transpose(0, 2, 1))
+
+
+def tokens(images: np.ndarray, labels: np.ndarray, config: EpisodeConfig) -> np.ndarray:
+    """Token matrix of episodes: images (n, 3, S, S) (bright strokes in [0, 1]) with label tokens (n, 3) ->
+    x_0 (n, d, T) (spec E.2)."""
+    n = images.shape[0]
+    patches = image_patches(images.reshape(n * 3, config.image_size, config.image_size), config)
+    return episode_tokens(patches.reshape(n, 3, config.n_patches, config.token_dim), labels, config)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -206,24 +218,30 @@ def _max_distinct(images: Mapping[str, np.ndarray], pools: list[list[str]]) -> i
 
 
 def _draw(images: Mapping[str, np.ndarray], pools: list[list[str]], n_episodes: int, config: EpisodeConfig,
-          rng: np.random.Generator) -> Episodes:
-    """Episodes from checked images and pools (no validation: the inner loop of make_episodes / batches)."""
+          rng: np.random.Generator, patches: Mapping[str, np.ndarray] | None = None) -> Episodes:
+    """Episodes from checked images and pools (no validation: the inner loop of make_episodes / batches).
+    `patches`: class key -> `image_patches` of its images, computed once by the caller (else computed here)."""
     y = np.where(rng.permutation(n_episodes) < n_episodes // 2, -1.0, 1.0)
-    seq = np.empty((n_episodes, 3, config.image_size, config.image_size))
+    picks = np.empty((n_episodes, 3, 2), dtype=object)  # (class key, drawing) of support, support, query
     labels = np.empty((n_episodes, 3), dtype=np.int64)
     classes = np.empty((n_episodes, 2), dtype=object)
     for i in range(n_episodes):
         pool = pools[rng.integers(len(pools))]
         pair = [pool[j] for j in rng.choice(len(pool), size=2, replace=False)]  # pair[0] gets label 0
         q = int(y[i] > 0)
-        same, other = images[pair[q]], images[pair[1 - q]]
-        d_sup, d_query = rng.choice(len(same), size=2, replace=False)
-        supports = {q: same[d_sup], 1 - q: other[rng.integers(len(other))]}
+        d_sup, d_query = rng.choice(len(images[pair[q]]), size=2, replace=False)
+        supports = {q: (pair[q], d_sup), 1 - q: (pair[1 - q], rng.integers(len(images[pair[1 - q]])))}
         order = rng.permutation(2)
-        seq[i, 0], seq[i, 1], seq[i, 2] = supports[order[0]], supports[order[1]], same[d_query]
+        picks[i] = supports[order[0]], supports[order[1]], (pair[q], d_query)
         labels[i] = (order[0], order[1], 2)
         classes[i] = pair
-    return Episodes(tokens(seq, labels, config), y, classes.astype(str))
+    source = images if patches is None else patches
+    chosen = np.stack([source[c][d] for c, d in picks.reshape(-1, 2)])
+    if patches is None:
+        x = tokens(chosen.reshape(n_episodes, 3, config.image_size, config.image_size), labels, config)
+    else:
+        x = episode_tokens(chosen.reshape(n_episodes, 3, config.n_patches, config.token_dim), labels, config)
+    return Episodes(x, y, classes.astype(str))
 
 
 def make_episodes(images_by_class: Mapping[str, np.ndarray], n_episodes: int, config: EpisodeConfig,
@@ -254,7 +272,8 @@ def make_episodes(images_by_class: Mapping[str, np.ndarray], n_episodes: int, co
 class EpisodeBatches:
     """Fresh training episodes at every step (a `training.BatchSource`): the batch of step `step` is drawn
     from the generator seeded by (seed, 7, step), so it never repeats a fixed pool and a resumed run sees the
-    same batches.
+    same batches. Every image's normalised patches are computed once, here, not in every batch (the same
+    numbers: the normalisation is a function of one image).
 
     Args:
       images_by_class: the training classes (class key -> (n_c, S, S) images).
@@ -267,6 +286,7 @@ class EpisodeBatches:
         self.pools = pair_pools(self.images, groups)
         self.config = config
         self.input_width = config.token_dim
+        self.patches = {k: image_patches(v, config) for k, v in self.images.items()}
 
     def fingerprint(self) -> str:
         keys = sorted(self.images)
@@ -277,5 +297,5 @@ class EpisodeBatches:
                                    self.config.pixel_std, self.config.layer_norm_eps], dtype=np.float64))
 
     def batch(self, seed: int, step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        ep = _draw(self.images, self.pools, size, self.config, np.random.default_rng([seed, 7, step]))
+        ep = _draw(self.images, self.pools, size, self.config, np.random.default_rng([seed, 7, step]), self.patches)
         return ep.x, ep.y

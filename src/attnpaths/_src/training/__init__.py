@@ -2,7 +2,8 @@
 
 model.py     shapes, weights, the network's output (its attention is `attnpaths.QKHeads`)
 analysis.py  path weights, U_GD, head importance, pruning (spec E.5c, E.7)
-fit.py       AdamW training with fresh batches, validation, best weights, resumable checkpoints
+fit.py       training with fresh batches, validation, best weights, resumable checkpoints
+optim.py     the optimisers (adam_l2: the paper's; adamw) and learning-rate schedules, as registries
 """
 
 from attnpaths._src.training.analysis import (gd_order_parameter, head_importance_gradient, head_mask_without,
@@ -12,9 +13,11 @@ from attnpaths._src.training.fit import (ArrayBatches, BatchSource, Checkpoint, 
                                          load_checkpoint, save_checkpoint, train)
 from attnpaths._src.training.model import (Architecture, Params, architecture_of, attention_layers, gd_accuracy,
                                            gd_loss, gd_output, init_params, model_attention)
+from attnpaths._src.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 
 __all__ = [
-    "Architecture", "ArrayBatches", "BatchSource", "Checkpoint", "Curve", "Params", "TrainConfig", "TrainResult",
+    "OPTIMIZERS", "SCHEDULES", "Architecture", "ArrayBatches", "BatchSource", "Checkpoint", "Curve", "Params",
+    "TrainConfig", "TrainResult", "make_optimizer",
     "architecture_of", "attention_layers", "gd_accuracy", "gd_loss", "gd_order_parameter", "gd_output",
     "head_importance_gradient", "head_mask_without", "init_params", "load_checkpoint", "model_attention",
     "path_readout_weights", "prune_accuracy_curve", "save_checkpoint", "single_head_drop_accuracy", "train",

@@ -1,4 +1,8 @@
-"""Training the network of `model.py` by minibatch AdamW on the MSE (spec E.2), resumable, with validation.
+"""Training the network of `model.py` by minibatch Adam on the MSE (spec E.2), resumable, with validation.
+
+The optimiser is named in `TrainConfig.optimizer`, an entry of the `OPTIMIZERS` registry of `optim.py`
+("adam_l2", the paper's: weight decay as L2 on the gradient; "adamw": decoupled), with an optional learning-rate
+schedule (`TrainConfig.schedule`, registry `SCHEDULES`).
 
 Batches come from a `BatchSource`: `ArrayBatches` cycles through a fixed training set (a fresh permutation per
 epoch); a task can instead draw fresh examples at every step (the one-shot task draws fresh episodes, see
@@ -10,7 +14,7 @@ validation accuracy so far are kept (spec E.2: "best checkpoint by validation ac
 (minibatch loss and accuracy averaged over each interval, validation loss and accuracy) is returned and saved.
 
 Checkpoints are records of the package's one persistence format (`attnpaths._src.store`, kind
-"training-checkpoint"): the weights, the AdamW state, the best weights, the step and the curves, written
+"training-checkpoint"): the weights, the optimiser state, the best weights, the step and the curves, written
 atomically every `checkpoint_every` steps, so a killed run resumes (`resume=True`) to bitwise the same weights.
 """
 
@@ -32,6 +36,7 @@ from attnpaths._src.checks import as_float_array
 from attnpaths._src.store import data_hash, load_record, save_record
 from attnpaths._src.training.model import (Architecture, Params, check_targets, gd_output, init_params,
                                            output_with_gates)
+from attnpaths._src.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 
 CHECKPOINT_KIND = "training-checkpoint"
 
@@ -84,7 +89,11 @@ class TrainConfig:
 
     steps: number of optimiser steps.
     batch_size: examples per minibatch.
-    learning_rate, weight_decay: of optax.adamw (b1 0.9, b2 0.999, eps 1e-8).
+    learning_rate, weight_decay: of the optimiser (Adam's b1 0.9, b2 0.999, eps 1e-8).
+    optimizer: a name in `OPTIMIZERS`: "adam_l2" (the paper's: L2 on the gradient) or "adamw" (decoupled).
+    schedule: a name in `SCHEDULES`: "constant" or "warmup_cosine" (warm-up over `warmup_steps`, then cosine to 0
+      at `steps`; such a run resumes only with the same `steps`).
+    warmup_steps: steps of linear warm-up (schedules that use it).
     seed: seed of the initialisation and of the minibatches.
     eval_every: validate every this many steps (and at the last step); 0: only at the last step.
     checkpoint_every: write the checkpoint every this many steps (0: at every validation); needs a path.
@@ -97,6 +106,9 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 0
     checkpoint_every: int = 0
+    optimizer: str = "adamw"
+    schedule: str = "constant"
+    warmup_steps: int = 0
 
     def __post_init__(self):
         _nonneg_int("steps", self.steps, 1)
@@ -111,9 +123,20 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
         if self.learning_rate == 0:
             raise ValueError("learning_rate must be > 0")
+        OPTIMIZERS[self.optimizer]
+        SCHEDULES[self.schedule]
+        _nonneg_int("warmup_steps", self.warmup_steps)
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be <= steps ({self.steps})")
 
-    def optimizer(self) -> optax.GradientTransformation:
-        return optax.adamw(self.learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=self.weight_decay)
+    def optimizer_args(self) -> tuple:
+        """The arguments of `make_optimizer` (hashable: the jitted step is cached on them)."""
+        return (self.optimizer, self.learning_rate, self.weight_decay, self.schedule, self.warmup_steps,
+                self.steps if self.schedule != "constant" else 0)
+
+    def transformation(self) -> optax.GradientTransformation:
+        """The optax optimiser these settings name."""
+        return make_optimizer(*self.optimizer_args())
 
     def eval_steps(self) -> set[int]:
         """The steps (1-based counts of steps done) after which the network is validated."""
@@ -175,9 +198,9 @@ def _mse_and_accuracy(params, x, y, gates, scales):
 
 
 @functools.lru_cache(maxsize=16)
-def _make_step(learning_rate: float, weight_decay: float, heads: tuple):
-    """The jitted AdamW step (cached so that repeated runs with the same settings compile once)."""
-    optimizer = TrainConfig(learning_rate=learning_rate, weight_decay=weight_decay).optimizer()
+def _make_step(optimizer_args: tuple, heads: tuple):
+    """The jitted optimiser step (cached so that repeated runs with the same settings compile once)."""
+    optimizer = make_optimizer(*optimizer_args)
     gates = tuple(jnp.ones(h) for h in heads)
     scales = tuple(1.0 / math.sqrt(h) for h in heads)
 
@@ -247,7 +270,7 @@ def load_checkpoint(path, architecture: Architecture | None = None) -> Checkpoin
     template = init_params(saved)
     params = _restore("params", template, arrays, path)
     best = _restore("best", template, arrays, path)
-    opt_state = _restore("opt", config.optimizer().init(template), arrays, path)
+    opt_state = _restore("opt", config.transformation().init(template), arrays, path)
     return Checkpoint(params, opt_state, best, int(header["step"]), int(header["best_step"]),
                       float(header["best_accuracy"]), arrays["losses"], arrays["accuracies"], curve, saved, config,
                       header["data"])
@@ -259,8 +282,10 @@ def load_checkpoint(path, architecture: Architecture | None = None) -> Checkpoin
 
 def _resume_from(path, arch: Architecture, config: TrainConfig, data: str) -> Checkpoint:
     ck = load_checkpoint(path, arch)
-    same = {k: v for k, v in config.to_dict().items() if k != "steps"}
-    old = {k: v for k, v in ck.config.to_dict().items() if k != "steps"}
+    # a constant learning rate lets a run be extended; a schedule is a function of the total steps
+    free = {"steps"} if config.schedule == "constant" else set()
+    same = {k: v for k, v in config.to_dict().items() if k not in free}
+    old = {k: v for k, v in ck.config.to_dict().items() if k not in free}
     if same != old:
         raise ValueError(f"cannot resume {path}: the training settings differ ({_differences(old, same)})")
     if ck.data != data:
@@ -280,13 +305,13 @@ def _validate(params, validation) -> tuple[float, float]:
 def _fresh_checkpoint(arch, config, data) -> Checkpoint:
     params = init_params(arch, config.seed)
     empty = Curve(*(np.zeros(0) for _ in Curve._fields))
-    return Checkpoint(params, config.optimizer().init(params), params, 0, 0, -math.inf, np.zeros(0), np.zeros(0),
+    return Checkpoint(params, config.transformation().init(params), params, 0, 0, -math.inf, np.zeros(0), np.zeros(0),
                       empty, arch, config, data)
 
 
 def train(arch: Architecture, data, config: TrainConfig = TrainConfig(), validation=None, checkpoint=None,
           resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train the network by minibatch AdamW on the MSE (spec E.2).
+    """Train the network by minibatch Adam (config.optimizer) on the MSE (spec E.2).
 
     Args:
       arch: the architecture (arch.input_width must equal the data's N0).
@@ -325,7 +350,7 @@ def train(arch: Architecture, data, config: TrainConfig = TrainConfig(), validat
         ck.best_accuracy
     losses, accs = list(ck.losses), list(ck.accuracies)
     curve = {k: list(v) for k, v in ck.curve._asdict().items()}
-    step_fn = _make_step(config.learning_rate, config.weight_decay, arch.heads)
+    step_fn = _make_step(config.optimizer_args(), arch.heads)
     evals = config.eval_steps()
     save_every = config.checkpoint_every
     bar = tqdm(range(ck.step, config.steps), initial=ck.step, total=config.steps, disable=not progress,

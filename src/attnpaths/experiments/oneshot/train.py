@@ -26,7 +26,8 @@ def architecture(s: OneShotSettings) -> tr.Architecture:
 
 def train_config(s: OneShotSettings) -> tr.TrainConfig:
     return tr.TrainConfig(steps=s.train_steps, batch_size=s.batch_size, learning_rate=s.learning_rate,
-                          weight_decay=s.weight_decay, seed=s.seed, eval_every=s.eval_every)
+                          weight_decay=s.weight_decay, seed=s.seed, eval_every=s.eval_every, optimizer=s.optimizer,
+                          schedule=s.lr_schedule, warmup_steps=s.warmup_steps)
 
 
 @dataclass(frozen=True)
