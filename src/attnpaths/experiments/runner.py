@@ -44,7 +44,88 @@ RUN_RECORD = "run.npz"
 
 
 class OutputInUse(RuntimeError):
-    """Another live process holds the output folder's lock."""
+    """Another live process holds the output folder's lock, or the folder holds a run and neither resume nor
+    overwrite was asked for."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a used output folder: refuse, resume, or move it aside
+# ----------------------------------------------------------------------------------------------------------------
+
+# What a run (finished or partial) of any command leaves in its folder; anything else in OUT is not a run.
+RUN_MARKERS = ("run.npz", "stages", "results.json", "settings.toml", "samples", "sweep.zarr", "grid.toml")
+
+
+def holds_run(out) -> bool:
+    """Whether folder `out` holds a finished or partial run of some command (one of `RUN_MARKERS`)."""
+    out = Path(out)
+    return out.is_dir() and any((out / m).exists() for m in RUN_MARKERS)
+
+
+def claim_output(out, resume: bool, overwrite: bool, log: Callable[[str], None] = print) -> None:
+    """The policy of every command for its output folder: a folder that holds a run is continued (`resume`), moved
+    aside to the sibling OUT.old-YYYYMMDD-HHMMSS (`overwrite`; nothing is deleted), or refused with an
+    `OutputInUse` naming the folder and both ways on, before anything on disk changes."""
+    out = Path(out)
+    if resume or not holds_run(out):
+        return
+    if not overwrite:
+        raise OutputInUse(f"{out} already holds a run; continue it with --resume, or start over with --overwrite "
+                          "(which moves the old run aside to a sibling folder, deleting nothing), or choose "
+                          "another --out")
+    with OutputLock(out):  # never move a folder another live run writes to
+        pass
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = out.with_name(f"{out.name}.old-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = out.with_name(f"{out.name}.old-{stamp}-{n}")
+    os.rename(out, aside)
+    log(f"moved the previous run in {out} aside to {aside} (delete it yourself once you no longer need it)")
+
+
+def _partial_text(path: Path) -> str:
+    try:
+        header = load_record(path).header
+    except (OSError, ValueError):
+        return path.name
+    name = path.name.removesuffix(".partial.npz")
+    if "step" in header:
+        return f"{name} up to step {header['step']}"
+    if "rows" in header:
+        return f"{name} with {len(header['rows'])} rows"
+    return name
+
+
+def describe_stored(out) -> tuple[str, str]:
+    """(what is stored, what is not) in folder `out`, for the one line an interrupted command ends with."""
+    out = Path(out)
+    stored, kept = [], []
+    stages = out / "stages"
+    if stages.is_dir():
+        done = sorted(f.name.removesuffix(".npz") for f in stages.glob("*.npz") if not f.name.endswith(".partial.npz"))
+        stored += [f"stages {', '.join(done)}"] if done else []
+        kept += [_partial_text(f) for f in sorted(stages.glob("*.partial.npz"))]
+    if (out / "sweep.zarr" / "done").is_dir():
+        try:
+            import zarr
+
+            done = np.asarray(zarr.open_array(str(out / "sweep.zarr" / "done"), mode="r")[...], dtype=bool)
+            stored.append(f"{int(done.sum())} of {done.size} cells")
+        except Exception:  # noqa: BLE001 (a description only; the store is checked when resumed)
+            stored.append("a partial sweep store")
+    draws = sorted((out / "samples").glob("*.npz")) if (out / "samples").is_dir() else []
+    if draws:
+        kept.append(f"{len(draws)} posterior-draw file(s)")
+    subruns = sorted(p.name for p in out.iterdir() if p.is_dir() and (p / RUN_RECORD).exists()) \
+        if out.is_dir() else []
+    if subruns:
+        stored.append(f"runs {', '.join(subruns)}")
+    what = "; ".join(stored) or "nothing finished"
+    if kept:
+        what += f" (partial progress kept: {', '.join(kept)})"
+    return what, "results.json and figures are not updated" if stored or kept else "nothing stored"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -95,7 +176,7 @@ class OutputLock:
               "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
                 owner = self._owner()
                 if owner is None:
@@ -243,10 +324,14 @@ class Runner:
         elif not self.resume:
             for f in self.stages_dir.glob("*.npz") if self.stages_dir.is_dir() else ():
                 f.unlink()
-        save_record(run_path, "run", {"experiment": self.experiment, "settings": self.settings.identity(),
-                                      "all_settings": self.settings.to_dict()}, {})
+        record = {"experiment": self.experiment, "settings": self.settings.identity(),
+                  "all_settings": self.settings.to_dict()}
+        if not (self.resume and run_path.exists() and _same_record(run_path, record)):
+            save_record(run_path, "run", record, {})
         text = self.settings.to_toml().encode()
-        write_atomic(self.out / "settings.toml", lambda f: f.write(text))
+        toml_path = self.out / "settings.toml"
+        if not (toml_path.is_file() and toml_path.read_bytes() == text):  # a resumed run leaves its files alone
+            write_atomic(toml_path, lambda f: f.write(text))
 
     # -- stages ---------------------------------------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -287,6 +372,11 @@ class Runner:
         self.partial(name).unlink(missing_ok=True)
         self.timings[name] = seconds
         return result
+
+
+def _same_record(path: Path, record: dict) -> bool:
+    header = load_record(path, kind="run").header
+    return not differing_fields({k: header.get(k) for k in record}, record)
 
 
 def check_same_settings(where, stored: dict, wanted: dict) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from attnpaths._src.atomic import write_atomic
-from attnpaths.experiments.runner import OutputLock
+from attnpaths.experiments.runner import OutputLock, claim_output
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.settings import _toml_value as toml_value
 from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid
@@ -135,8 +135,9 @@ def _store_for(grid: Grid, out: Path, resume: bool) -> SweepStore:
 
     if (out / STORE_NAME).exists():
         if not resume:
-            raise ValueError(f"{out} already holds a sweep; pass --resume (resume=True) to continue it, or choose "
-                             f"another --out (delete {out / STORE_NAME} to start over)")
+            raise ValueError(f"{out} already holds a sweep; continue it with --resume, or start over with "
+                             "--overwrite (which moves the old run aside to a sibling folder, deleting nothing), "
+                             "or choose another --out")
         return open_store(out, grid.identity())
     n_paths, order_size = _sizes(grid)
     return create_store(out, grid.axes, grid.identity(), n_paths, order_size, grid.sampling is not None,
@@ -355,13 +356,15 @@ def grid_toml(grid: Grid) -> str:
 
 
 def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
-                  print_settings: bool = False, log=print) -> SweepSummary | None:
-    """`attnpaths sweep GRID`: read the grid, write OUT/grid.toml, run or resume the sweep."""
+                  print_settings: bool = False, log=print, overwrite: bool = False) -> SweepSummary | None:
+    """`attnpaths sweep GRID`: read the grid, write OUT/grid.toml, run or resume the sweep. An OUT that holds a
+    run is refused unless `resume` (continue it) or `overwrite` (move it aside first; see `claim_output`)."""
     grid = Grid.from_toml(grid_file, overrides)
     text = grid_toml(grid)
     if print_settings:
         print(text, end="")
         return None
+    claim_output(options.out, resume, overwrite, log)
     summary = run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
                         retry_failed=options.retry_failed, progress=options.progress, log=log)
     write_atomic(Path(options.out) / "grid.toml", lambda f: f.write(text.encode()))
