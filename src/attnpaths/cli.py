@@ -176,6 +176,9 @@ def _preset_list(presets) -> str:
 def build_parser() -> argparse.ArgumentParser:
     import attnpaths.experiments  # noqa: F401 (registers the library's experiments)
     from attnpaths.experiments.sampling import SampleSettings
+    from attnpaths.plugins import load_plugins
+
+    load_plugins()  # installed packages' experiments, data sources, heads, samplers, presets (entry points)
 
     parser = argparse.ArgumentParser(prog="attnpaths", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
