@@ -125,7 +125,7 @@ def describe_stored(out) -> tuple[str, str]:
     what = "; ".join(stored) or "nothing finished"
     if kept:
         what += f" (partial progress kept: {', '.join(kept)})"
-    return what, "results.json and figures are not updated" if stored or kept else "nothing stored"
+    return what, "not stored: the rest of the run (results.json and the figures come at its end)"
 
 
 # ----------------------------------------------------------------------------------------------------------------
