@@ -20,6 +20,7 @@ from attnpaths._src.compile_cache import CompileTime
 from attnpaths.experiments.base import EXPERIMENTS
 from attnpaths.experiments.runner import OutputInUse, claim_output, describe_stored
 from attnpaths.experiments.settings import format_value
+from attnpaths.experiments.timing import active_timeline, timing_report
 
 
 _METAVARS = {int: "INT", float: "NUMBER", str: "TEXT"}
@@ -107,11 +108,12 @@ def _experiment_command(experiment):
             return 0
         claim_output(args.out, args.resume, args.overwrite)
         start = time.perf_counter()
-        with CompileTime() as compiling:
+        with CompileTime() as compiling, active_timeline() as timeline:
             results = experiment.run(settings, args.out, args.resume, print)
-        for line in experiment.report(results, time.perf_counter() - start):
+        end = time.perf_counter()
+        for line in experiment.report(results, end - start):
             print(line)
-        print(compiling.summary())
+        print(timing_report(start, end, compiling, timeline))
         return 0
     return run
 
@@ -130,7 +132,10 @@ def _sample(args) -> int:
         from attnpaths.experiments.settings import read_toml
 
         given |= set(read_toml(args.config))
-    sample_saved_run(args.run, settings, resume=True, given=sorted(SampleSettings.field(k).name for k in given))
+    start = time.perf_counter()
+    with CompileTime() as compiling, active_timeline() as timeline:
+        sample_saved_run(args.run, settings, resume=True, given=sorted(SampleSettings.field(k).name for k in given))
+    print(timing_report(start, time.perf_counter(), compiling, timeline))
     return 0
 
 

@@ -303,8 +303,7 @@ def add_markov_samples(out, sample: SampleSettings, resume: bool = False, log=pr
 
 
 def _report(results: dict, seconds: float) -> list[str]:
-    return [f"theory {results['seconds']:.1f} s (of which JAX compilation {results.get('compile_seconds', 0.0):.1f} s), "
-            f"total {seconds:.1f} s"]
+    return []  # the command's one timing line reports the time
 
 
 def _run_for_cli(settings, out, resume, log):

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from attnpaths._src.atomic import write_atomic
+from attnpaths.experiments.timing import note_loaded, stage_timer
 from attnpaths._src.store import (describe_differences, differing_fields, load_record, remove_stale_temporaries,
                                   save_record)
 
@@ -359,10 +360,12 @@ class Runner:
         if self.resume and self.done(name) and not rerun:
             result = self.load(name, cls)
             self.skipped.append(name)
+            note_loaded(name)
             self.log(f"{name}: done before, loaded from {self.path(name)}")
             return result
         t0 = time.perf_counter()
-        result = fn(*inputs, **kwargs)
+        with stage_timer(name):
+            result = fn(*inputs, **kwargs)
         seconds = time.perf_counter() - t0
         if not isinstance(result, cls):
             raise TypeError(f"stage {name} returned {type(result).__name__}, expected {cls.__name__}")

@@ -208,9 +208,7 @@ def _sample_settings(s: OneShotSettings) -> SampleSettings:
 
 
 def _report(results: dict, seconds: float) -> list[str]:
-    t = results.get("timings", {})
-    return [f"train {t.get('train', 0):.0f} s, theory {sum(v for k, v in t.items() if k.startswith('theory')):.0f}"
-            f" s, total {seconds:.0f} s"]
+    return []  # the verdicts are logged by the run; the command's one timing line reports the time
 
 
 def _run_for_cli(settings, out, resume, log):
