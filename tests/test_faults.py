@@ -30,7 +30,8 @@ import attnpaths
 from attnpaths._src.atomic import write_atomic
 from attnpaths._src.store import save_record
 from attnpaths.cli import main
-from attnpaths.experiments.runner import OutputInUse, claim_output
+from attnpaths.experiments.outputs import claim_output
+from attnpaths.experiments.runner import OutputInUse
 from attnpaths.experiments.timing import Timeline, timing_parts
 from test_experiment_oneshot import _strip  # results without wall-clock fields
 
@@ -166,20 +167,24 @@ def test_timing_parts_add_up_and_count_overlapping_compiles_once():
 
 
 # ---- signals ------------------------------------------------------------------------------------------------
-def _start(args, out: Path, logs: Path) -> subprocess.Popen:
+def _start(args, logs: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("attnpaths")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "attnpaths.cli"]
     src = str(Path(attnpaths.__file__).parents[1])  # this checkout's sources, as the suite imports them
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen(cmd + list(args) + ["--out", str(out)], stdout=open(logs / "stdout", "w"),
+    return subprocess.Popen(cmd + list(args), stdout=open(logs / "stdout", "w"),
                             stderr=open(logs / "stderr", "w"), start_new_session=True, cwd=logs, env=env)
 
 
 def _interrupt(args, out: Path, sig: int, delay: float, logs: Path) -> tuple[int, str]:
+    return _interrupt_args(list(args) + ["--out", str(out)], sig, delay, logs)
+
+
+def _interrupt_args(args, sig: int, delay: float, logs: Path) -> tuple[int, str]:
     """Start the command, send `sig` `delay` s after its first output line (SIGINT to its process group as a
     terminal does, SIGTERM to the driver as `kill` does); returns (exit status, stderr)."""
     logs.mkdir(parents=True, exist_ok=True)
-    p = _start(args, out, logs)
+    p = _start(args, logs)
     t0 = time.time()
     while not (logs / "stdout").read_text().strip():
         assert p.poll() is None, (logs / "stderr").read_text()
@@ -214,3 +219,76 @@ def test_sigint_ends_with_one_line_and_130(tmp_path):
     assert code == 130
     again = _the_one_line(err, signal.SIGINT)
     assert again[0] == "markov" and again[-1] == "--resume" and str(tmp_path / "out") in again
+
+
+# ---- slow: SIGINT and SIGTERM at seeded random points, then the printed command finishes the run ------------
+SLOW_MARKOV = ["markov", "--widths", "10", "30", "100", "300", "1000", "--n-test", "100", "--samples",
+               "--sample-widths", "10", "--n-samples", "200", "--n-chains", "2", "--n-warmup", "10"]
+SAMPLE = ["sample", "RUN", "--n-samples", "300"]
+COMMANDS = {"markov": SLOW_MARKOV, "oneshot": ONESHOT, "oneshot-study": STUDY, "phase-map": PHASE_MAP,
+            "finite-size": FINITE_SIZE, "sweep": ["sweep", "GRID", "--workers", "2", "--no-progress"],
+            "sample": SAMPLE}
+
+
+def _argv(name: str, out: Path, grid: Path) -> list[str]:
+    args = [str(grid) if a == "GRID" else str(out) if a == "RUN" else a for a in COMMANDS[name]]
+    return args if name == "sample" else args + ["--out", str(out)]
+
+
+def _run(args, logs: Path) -> float:
+    """Run a command to its end; returns the seconds from its first output line to its end."""
+    logs.mkdir(parents=True, exist_ok=True)
+    p = _start(args, logs)
+    first = None
+    while p.poll() is None:
+        if first is None and (logs / "stdout").read_text().strip():
+            first = time.time()
+        time.sleep(0.1)
+    assert p.returncode == 0, (logs / "stderr").read_text()[-3000:]
+    return time.time() - (first or time.time())
+
+
+def _numbers(name: str, out: Path):
+    if name in ("sweep",):
+        from attnpaths.experiments.sweep_store import open_sweep
+
+        ds = open_sweep(out).load()
+        return {k: ds[k].values.tolist() for k in sorted(ds.data_vars) if "seconds" not in k}
+    return _strip(json.loads((out / "results.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Uninterrupted runs, made when a test first asks: name -> (folder, seconds after the first line)."""
+    root, made = tmp_path_factory.mktemp("references"), {}
+    grid = root / "grid.toml"
+    grid.write_text(GRID)
+
+    def get(name: str):
+        if name not in made:
+            out = root / name
+            if name == "sample":
+                shutil.copytree(get("markov")[0], out)
+            made[name] = (out, _run(_argv(name, out, grid), root / f"{name}.logs"))
+        return made[name]
+    get.grid = grid
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_interrupted_anywhere_ends_with_one_line_and_resumes_to_the_same_numbers(name, sig, references,
+                                                                                tmp_path):
+    reference, seconds = references(name)
+    out = tmp_path / "out"
+    if name == "sample":
+        shutil.copytree(references("markov")[0], out)
+    delay = random.Random(f"{name}-{sig}").uniform(0.05, 0.5) * seconds
+    code, err = _interrupt_args(_argv(name, out, references.grid), sig, delay, tmp_path / "logs")
+    assert code == 128 + sig, err[-3000:]
+    again = _the_one_line(err, sig)
+    assert str(out) in " ".join(again)
+    _run(again, tmp_path / "logs-again")
+    assert _numbers(name, out) == _numbers(name, reference)
+    print(f"{name}: {signal.Signals(sig).name} at {delay:.1f} s of {seconds:.1f} s; {err.splitlines()[-1]}")

@@ -18,7 +18,8 @@ import typing
 
 from attnpaths._src.compile_cache import CompileTime
 from attnpaths.experiments.base import EXPERIMENTS
-from attnpaths.experiments.runner import OutputInUse, claim_output, describe_stored
+from attnpaths.experiments.outputs import claim_output, describe_stored
+from attnpaths.experiments.runner import OutputInUse
 from attnpaths.experiments.settings import format_value
 from attnpaths.experiments.timing import active_timeline, timing_report
 

@@ -26,14 +26,10 @@ environment before they import JAX (docs/sweeps.md).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import os
-import signal
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,7 +37,8 @@ from pathlib import Path
 from typing import Callable
 
 from attnpaths._src.atomic import write_atomic
-from attnpaths.experiments.runner import OutputLock, claim_output
+from attnpaths.experiments.outputs import claim_output
+from attnpaths.experiments.runner import OutputLock
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.settings import _toml_value as toml_value
 from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid
@@ -170,7 +167,9 @@ def start_client(scheduler: str | None = None, workers: int | None = None, pin: 
     n = default_workers() if workers is None else int(workers)
     if n < 1:
         raise ValueError(f"workers must be an int >= 1; got {workers!r}")
-    with _sigint_ignored():  # the worker processes inherit it: a Ctrl-C in the terminal reaches the driver only
+    from attnpaths.experiments.sweep_workers import sigint_ignored
+
+    with sigint_ignored():  # the worker processes inherit it: a Ctrl-C in the terminal reaches the driver only
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                env=dict(THREAD_ENV))
     client = Client(cluster)
@@ -182,59 +181,6 @@ def start_client(scheduler: str | None = None, workers: int | None = None, pin: 
 
         client.register_plugin(PinToCore(cores), name="attnpaths-pin-to-core")
     return client
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored in this process meanwhile (main thread only), so that processes started meanwhile ignore it:
-    a Ctrl-C sent to the terminal's process group then stops the driver, which closes its workers itself, instead
-    of every worker printing its own traceback."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def _quiet_dask_logging():
-    """Dask's loggers silenced meanwhile (their levels restored after): an interrupted sweep's shutdown warnings
-    (cancelled tasks, workers killed) are expected, and the command ends with its own one line instead."""
-    names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
-    levels = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        for n, level in levels.items():
-            logging.getLogger(n).setLevel(level)
-
-
-def _close(client, interrupted: bool) -> None:
-    """Close a client this module started and its LocalCluster; on an interruption, quietly: the worker
-    processes (started by this process) are killed first, as their tasks' results are lost anyway."""
-    cluster = getattr(client, "cluster", None)
-    if not interrupted:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        return
-    with _quiet_dask_logging():
-        for nanny in getattr(cluster, "workers", {}).values():
-            process = getattr(getattr(nanny, "process", None), "process", None)
-            pid = getattr(process, "pid", None)
-            if pid:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            client.close(timeout=5)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close(timeout=5)
 
 
 def available_cores() -> tuple[int, ...]:
@@ -340,7 +286,9 @@ def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, wor
                 interrupted = False
             finally:
                 if own:
-                    _close(client, interrupted)
+                    from attnpaths.experiments.sweep_workers import close_client
+
+                    close_client(client, interrupted)
         failed = int((store.errors() != "").sum())
     summary = SweepSummary(out, grid.size, before, computed, failed, time.perf_counter() - t0)
     log(f"sweep done: {summary.computed} cells computed in {summary.seconds:.1f} s, {summary.failed} failed "
