@@ -281,11 +281,20 @@ def references(tmp_path_factory):
 def test_interrupted_anywhere_ends_with_one_line_and_resumes_to_the_same_numbers(name, sig, references,
                                                                                 tmp_path):
     reference, seconds = references(name)
-    out = tmp_path / "out"
-    if name == "sample":
-        shutil.copytree(references("markov")[0], out)
     delay = random.Random(f"{name}-{sig}").uniform(0.05, 0.5) * seconds
-    code, err = _interrupt_args(_argv(name, out, references.grid), sig, delay, tmp_path / "logs")
+    for attempt in range(4):  # a run faster than the reference (a warmer compilation cache) is tried again sooner
+        out = tmp_path / f"out{attempt}"
+        if name == "sample":
+            shutil.copytree(references("markov")[0], out)
+        try:
+            code, err = _interrupt_args(_argv(name, out, references.grid), sig, delay, tmp_path / f"logs{attempt}")
+            break
+        except AssertionError as finished:
+            if "finished before the signal" not in str(finished):
+                raise
+            delay *= 0.4
+    else:
+        raise AssertionError(f"{name} always finished before the signal")
     assert code == 128 + sig, err[-3000:]
     again = _the_one_line(err, sig)
     assert str(out) in " ".join(again)

@@ -9,6 +9,7 @@ defaults < preset < config < options < --set.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -240,6 +241,7 @@ def interrupted_line(args, argv: list[str], signame: str) -> str:
 
 
 def main(argv=None) -> int:
+    console = argv is None  # the installed command, not a call from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if threading.current_thread() is threading.main_thread():
@@ -257,6 +259,9 @@ def main(argv=None) -> int:
         name = "SIGTERM" if terminated else "SIGINT"
         print(interrupted_line(args, argv, name) if args is not None else f"interrupted ({name})", file=sys.stderr)
         sys.stderr.flush()
+        if console:  # that line is the last: nothing from shutdown (a Dask cluster's atexit hooks, say) follows
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
         return 128 + int(signal.SIGTERM if terminated else signal.SIGINT)
     except (ValueError, OutputInUse) as err:
         print(f"attnpaths {args.command}: error: {err}", file=sys.stderr)

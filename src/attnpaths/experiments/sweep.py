@@ -45,6 +45,8 @@ from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid
 from attnpaths.experiments.sweep_store import STORE_NAME, SweepStore, create_store, open_store
 from attnpaths.experiments.sweep_tasks import CellResult, SweepTask, compute_cell, failure_text
 
+DASK_LOG = "dask.log"  # OUT/dask.log: what Dask and the LocalCluster's worker processes print
+
 THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 """One thread of XLA, OpenMP and BLAS work per worker process (read when the process starts)."""
@@ -150,14 +152,17 @@ def default_workers() -> int:
     return len(available_cores())
 
 
-def start_client(scheduler: str | None = None, workers: int | None = None, pin: bool | None = None):
+def start_client(scheduler: str | None = None, workers: int | None = None, pin: bool | None = None,
+                 worker_log=None):
     """A Dask client: connected to `scheduler` (an address), else to a new LocalCluster of `workers` single-threaded
     worker processes (default: one per core) whose environment pins XLA and BLAS to one thread.
 
     pin: run worker i on the i-th core this process may use, and nowhere else (Linux, at most one worker per
     core). None (default): pin when there is one worker per core, so that the workers share the machine's cores
     without oversubscribing them; fewer workers are left free to use idle cores (and two sweeps started side by
-    side do not crowd onto the same first cores)."""
+    side do not crowd onto the same first cores).
+    worker_log: file that the LocalCluster's worker processes write their standard error to (None: this
+    process's)."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -167,19 +172,23 @@ def start_client(scheduler: str | None = None, workers: int | None = None, pin: 
     n = default_workers() if workers is None else int(workers)
     if n < 1:
         raise ValueError(f"workers must be an int >= 1; got {workers!r}")
-    from attnpaths.experiments.sweep_workers import sigint_ignored
+    from attnpaths.experiments.sweep_workers import PinToCore, close_client, stderr_to
 
-    with sigint_ignored():  # the worker processes inherit it: a Ctrl-C in the terminal reaches the driver only
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               env=dict(THREAD_ENV))
-    client = Client(cluster)
-    cores = available_cores()
-    if (n == len(cores) if pin is None else pin) and n <= len(cores) and sys.platform.startswith("linux"):
-        # The thread flags alone leave JAX's CPU runtime using ~1.3 cores per worker (measured with getrusage),
-        # so workers would compete for cores; one core each makes them single-threaded in fact.
-        from attnpaths.experiments.sweep_workers import PinToCore
-
-        client.register_plugin(PinToCore(cores), name="attnpaths-pin-to-core")
+    cluster = client = None
+    try:
+        with stderr_to(worker_log):  # a terminal's Ctrl-C makes every worker print a traceback: not here
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   env=dict(THREAD_ENV))
+        client = Client(cluster)
+        cores = available_cores()
+        if (n == len(cores) if pin is None else pin) and n <= len(cores) and sys.platform.startswith("linux"):
+            # The thread flags alone leave JAX's CPU runtime using ~1.3 cores per worker (measured with
+            # getrusage), so workers would compete for cores; one core each makes them single-threaded in fact.
+            client.register_plugin(PinToCore(cores), name="attnpaths-pin-to-core")
+    except BaseException:
+        if cluster is not None:
+            close_client(client, True, cluster)
+        raise
     return client
 
 
@@ -279,16 +288,17 @@ def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, wor
         computed = 0
         if pending:
             own = client is None
-            client = start_client(scheduler, workers) if own else client
-            interrupted = True
-            try:
-                computed = _run_pending(client, grid, store, out, pending, before, progress, callback)
-                interrupted = False
-            finally:
-                if own:
-                    from attnpaths.experiments.sweep_workers import close_client
+            from attnpaths.experiments.sweep_workers import close_client, dask_logging_to
 
-                    close_client(client, interrupted)
+            with dask_logging_to(out / DASK_LOG if own else None):
+                client = start_client(scheduler, workers, worker_log=out / DASK_LOG) if own else client
+                interrupted = True
+                try:
+                    computed = _run_pending(client, grid, store, out, pending, before, progress, callback)
+                    interrupted = False
+                finally:
+                    if own:
+                        close_client(client, interrupted)
         failed = int((store.errors() != "").sum())
     summary = SweepSummary(out, grid.size, before, computed, failed, time.perf_counter() - t0)
     log(f"sweep done: {summary.computed} cells computed in {summary.seconds:.1f} s, {summary.failed} failed "

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import signal
-import threading
+import sys
 
 from distributed import WorkerPlugin
 
@@ -36,18 +36,51 @@ class PinToCore(WorkerPlugin):
 
 
 @contextlib.contextmanager
-def sigint_ignored():
-    """SIGINT ignored in this process meanwhile (main thread only), so that processes started meanwhile ignore it:
-    a Ctrl-C sent to the terminal's process group then stops the driver, which closes its workers itself, instead
-    of every worker printing its own traceback."""
-    if threading.current_thread() is not threading.main_thread():
+def stderr_to(path):
+    """This process's standard error (file descriptor 2) appended to `path` meanwhile, so that the worker
+    processes a LocalCluster starts meanwhile write their logs there for good: a terminal's Ctrl-C reaches every
+    process of its group, and each worker would print its own traceback; the driver ends with one line and
+    closes the workers itself. None: unchanged."""
+    if path is None:
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    os.dup2(fd, 2)
+    os.close(fd)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def dask_logging_to(path):
+    """Dask's log records of this process (scheduler, nanny, client) appended to `path` meanwhile instead of the
+    terminal: when a terminal's Ctrl-C stops the workers, the scheduler's warnings about them would otherwise
+    come before the command's one closing line. None: unchanged."""
+    if path is None:
+        yield
+        return
+    logger = logging.getLogger("distributed")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    handler = logging.FileHandler(path, delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    for h in handlers:
+        logger.removeHandler(h)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        for h in handlers:
+            logger.addHandler(h)
+        logger.propagate = propagate
 
 
 @contextlib.contextmanager
@@ -65,10 +98,10 @@ def quiet_dask_logging():
             logging.getLogger(n).setLevel(level)
 
 
-def close_client(client, interrupted: bool) -> None:
-    """Close a client this module started and its LocalCluster; on an interruption, quietly: the worker
-    processes (started by this process) are killed first, as their tasks' results are lost anyway."""
-    cluster = getattr(client, "cluster", None)
+def close_client(client, interrupted: bool, cluster=None) -> None:
+    """Close a client this module started (None: none yet) and its LocalCluster; on an interruption, quietly: the
+    worker processes (started by this process) are killed first, as their tasks' results are lost anyway."""
+    cluster = getattr(client, "cluster", None) if cluster is None else cluster
     if not interrupted:
         client.close()
         if cluster is not None:
@@ -81,8 +114,9 @@ def close_client(client, interrupted: bool) -> None:
             if pid:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            client.close(timeout=5)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close(timeout=5)
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=5)
