@@ -309,18 +309,20 @@ def test_resume_loads_finished_stages_and_reproduces(quick_run, tmp_path):
 
 
 def test_sample_command_continues_the_draws_of_a_oneshot_run(quick_run, tmp_path):
-    """`attnpaths sample DIR` works for a one-shot run: it continues the stored Gibbs chains to more draws and
-    rewrites results.json; without --resume it refuses to touch them."""
+    """`attnpaths sample DIR` works for a one-shot run with its defaults (the run's own sampling settings), and
+    continues the stored Gibbs chains to more draws, however often it is run, rewriting results.json."""
     from attnpaths.cli import main
 
     out, results, _ = quick_run
     copy = tmp_path / "sampled"
     shutil.copytree(out, copy)
-    args = ["sample", str(copy), "--n-chains", "2", "--n-warmup", "10", "--n-samples", "24"]
-    assert main(args) == 2  # the draws exist: --resume is needed
-    assert main(args + ["--resume"]) == 0
+    assert main(["sample", str(copy)]) == 0  # the run's chains, warm-up and seed: its draws are continued
+    assert read_json(copy / "results.json")["samples"]["n_draws"] == results["samples"]["n_draws"] == 20
+    args = ["sample", str(copy), "--n-samples", "24"]
+    assert main(args) == 0
+    assert main(args) == 0  # twice: nothing more to draw, not an error
     new = read_json(copy / "results.json")
-    assert new["samples"]["n_draws"] == 24 and results["samples"]["n_draws"] == 20
+    assert new["samples"]["n_draws"] == 24
     assert new["order_parameters"]["sampled"] == new["samples"]["U"]
     assert new["claim"] == results["claim"]
     assert (copy / "order_parameters.png").stat().st_size > 5000

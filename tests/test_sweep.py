@@ -145,7 +145,7 @@ def test_a_cell_equals_the_direct_computation_and_another_grid_is_not_resumed(tm
         np.testing.assert_allclose(float(cell.gp_mse), ap.bias_error(gp.mean, yt), rtol=1e-12)
         assert float(cell.P) == 30
 
-    with pytest.raises(ValueError, match="already holds a sweep; pass --resume"):
+    with pytest.raises(ValueError, match="already holds a sweep; continue it with --resume"):
         run_sweep(Grid.from_dict(raw), out, client=client, progress=False, log=lambda _: None)
     raw["axes"]["temperature"] = [0.2]
     with pytest.raises(ValueError, match="another grid.*axes"):

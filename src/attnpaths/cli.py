@@ -9,14 +9,20 @@ defaults < preset < config < options < --set.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import signal
 import sys
+import threading
 import time
 import typing
 
 from attnpaths._src.compile_cache import CompileTime
 from attnpaths.experiments.base import EXPERIMENTS
+from attnpaths.experiments.outputs import claim_output, describe_stored
 from attnpaths.experiments.runner import OutputInUse
 from attnpaths.experiments.settings import format_value
+from attnpaths.experiments.timing import active_timeline, timing_report
 
 
 _METAVARS = {int: "INT", float: "NUMBER", str: "TEXT"}
@@ -73,6 +79,13 @@ def _use_compile_cache(value: str | None) -> None:
         set_compile_cache(None if value.lower() == "off" else value)
 
 
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an output folder that holds a run: the old run is moved aside to "
+                        "OUT.old-YYYYMMDD-HHMMSS (nothing is deleted); without --resume or --overwrite such a "
+                        "folder is refused" + _default(False))
+
+
 def _add_common(p: argparse.ArgumentParser, presets=None) -> None:
     _add_compile_cache(p)
     if presets is not None:
@@ -95,12 +108,14 @@ def _experiment_command(experiment):
         if args.print_settings:
             print(settings.to_toml(), end="")
             return 0
+        claim_output(args.out, args.resume, args.overwrite)
         start = time.perf_counter()
-        with CompileTime() as compiling:
+        with CompileTime() as compiling, active_timeline() as timeline:
             results = experiment.run(settings, args.out, args.resume, print)
-        for line in experiment.report(results, time.perf_counter() - start):
+        end = time.perf_counter()
+        for line in experiment.report(results, end - start):
             print(line)
-        print(compiling.summary())
+        print(timing_report(start, end, compiling, timeline))
         return 0
     return run
 
@@ -108,11 +123,21 @@ def _experiment_command(experiment):
 def _sample(args) -> int:
     from attnpaths.experiments.sampling import SampleSettings, sample_saved_run
 
-    settings = SampleSettings.resolve(None, None, args.config, args.overrides, _flags(args))
+    flags = _flags(args)
+    settings = SampleSettings.resolve(None, None, args.config, args.overrides, flags)
     if args.print_settings:
         print(settings.to_toml(), end="")
         return 0
-    sample_saved_run(args.run, settings, resume=args.resume)
+    # the options given on this command line; every other setting is the run's own
+    given = set(flags) | {t.partition("=")[0].strip() for t in args.overrides}
+    if args.config is not None:
+        from attnpaths.experiments.settings import read_toml
+
+        given |= set(read_toml(args.config))
+    start = time.perf_counter()
+    with CompileTime() as compiling, active_timeline() as timeline:
+        sample_saved_run(args.run, settings, resume=True, given=sorted(SampleSettings.field(k).name for k in given))
+    print(timing_report(start, time.perf_counter(), compiling, timeline))
     return 0
 
 
@@ -121,7 +146,8 @@ def _sweep(args) -> int:
 
     options = SweepOptions.resolve(None, None, None, (), _flags(args))
     try:
-        sweep_command(args.grid, options, args.overrides, args.resume, args.print_settings)
+        sweep_command(args.grid, options, args.overrides, args.resume, args.print_settings,
+                      overwrite=args.overwrite)
     except ImportError as err:
         print(f"attnpaths sweep: error: {err}", file=sys.stderr)
         return 2
@@ -141,6 +167,7 @@ def _add_sweep(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep in the output folder (same grid): stored cells are never computed "
                         "again" + _default(False))
+    _add_overwrite(p)
     p.add_argument("--print-settings", action="store_true",
                    help="print the resolved grid as TOML and exit" + _default(False))
     _add_compile_cache(p)
@@ -156,6 +183,9 @@ def _preset_list(presets) -> str:
 def build_parser() -> argparse.ArgumentParser:
     import attnpaths.experiments  # noqa: F401 (registers the library's experiments)
     from attnpaths.experiments.sampling import SampleSettings
+    from attnpaths.plugins import load_plugins
+
+    load_plugins()  # installed packages' experiments, data sources, heads, samplers, presets (entry points)
 
     parser = argparse.ArgumentParser(prog="attnpaths", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,10 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--out", default=f"results/{name}", help="output folder" + _default(f"results/{name}"))
         _add_common(p, e.presets)
+        _add_overwrite(p)
         add_settings_options(p, e.settings)
         p.set_defaults(func=_experiment_command(e))
     s = sub.add_parser("sample", help="add posterior samples to a saved run (any experiment) and redraw its "
-                                      "figures", description="add posterior samples to a saved run")
+                                      "figures", description="add posterior samples to a saved run; settings not "
+                                      "given are the run's own, and draws already stored are continued (a second "
+                                      "`attnpaths sample` adds to the first; --resume is implied)")
     s.add_argument("run", help="the output folder of a run (it holds run.npz and results.json)")
     _add_common(s)
     add_settings_options(s, SampleSettings)
@@ -178,11 +211,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops the way Ctrl-C does (progress saved on the way)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _out_folder(args) -> str | None:
+    return getattr(args, "out", None) or getattr(args, "run", None) or (
+        _flags(args).get("out", "results/sweep") if args.command == "sweep" else None)
+
+
+def _continue_command(argv: list[str]) -> str:
+    words = [w for w in argv if w != "--overwrite"]
+    if words and words[0] != "sample" and "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(["attnpaths", *words])
+
+
+def interrupted_line(args, argv: list[str], signame: str) -> str:
+    """The one line an interrupted command ends with: what is stored, what is not, the command that continues."""
+    out = _out_folder(args)
+    if out is None:
+        return f"interrupted ({signame})"
+    stored, missing = describe_stored(out)
+    return f"interrupted ({signame}): stored in {out}: {stored}; {missing}; continue with: {_continue_command(argv)}"
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    console = argv is None  # the installed command, not a call from Python
+    argv = list(sys.argv[1:] if argv is None else argv)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         _use_compile_cache(args.compile_cache)
         return args.func(args)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: one line, no traceback
+        terminated = isinstance(err, Terminated)
+        if threading.current_thread() is threading.main_thread():
+            for sig in handlers:  # a second Ctrl-C must not cut the line short
+                signal.signal(sig, signal.SIG_IGN)
+        name = "SIGTERM" if terminated else "SIGINT"
+        print(interrupted_line(args, argv, name) if args is not None else f"interrupted ({name})", file=sys.stderr)
+        sys.stderr.flush()
+        if console:  # that line is the last: nothing from shutdown (a Dask cluster's atexit hooks, say) follows
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+        return 128 + int(signal.SIGTERM if terminated else signal.SIGINT)
     except (ValueError, OutputInUse, ImportError) as err:  # ImportError: a missing extra, with its pip hint
         print(f"attnpaths {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -190,6 +270,10 @@ def main(argv=None) -> int:
         what = f"{err.strerror}: {err.filename}" if err.filename and err.strerror else str(err)
         print(f"attnpaths {args.command}: error: {what}", file=sys.stderr)
         return 2
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -77,11 +78,14 @@ _listening = False
 
 
 def _on_duration(event: str, seconds: float, **_) -> None:
+    now = time.perf_counter()
     for c in _collectors:
         if event in _COMPILE_EVENTS:
             c.seconds += seconds
+            c.intervals.append((now - seconds, now))
         elif event == "/jax/compilation_cache/cache_retrieval_time_sec":
             c.cache_seconds += seconds
+            c.intervals.append((now - seconds, now))
 
 
 def _on_event(event: str, **_) -> None:
@@ -105,6 +109,9 @@ class CompileTime:
         self.cache_seconds = 0.0
         self.cache_hits = 0
         self.cache_misses = 0
+        # (start, end) in time.perf_counter() of every compile event: nested traces and compiles on several threads
+        # overlap, so summed durations overstate the wall time; experiments.timing takes their union
+        self.intervals: list[tuple[float, float]] = []
 
     @property
     def total_seconds(self) -> float:

@@ -27,6 +27,8 @@ class Experiment:
     report: report(results, seconds) -> the lines printed at the end of the command.
     add_samples: add_samples(out, SampleSettings, resume, log) -> results, for `attnpaths sample OUT`; None if
       the experiment has no posterior to sample.
+    sample_settings: sample_settings(run_settings) -> the SampleSettings the run itself used (or would use), the
+      defaults of `attnpaths sample OUT` (None: SampleSettings' own defaults).
     """
 
     name: str
@@ -36,6 +38,7 @@ class Experiment:
     run: Callable[..., dict]
     report: Callable[[dict, float], list]
     add_samples: Callable[..., dict] | None = None
+    sample_settings: Callable[..., object] | None = None
 
     def resolve(self, preset=None, config=None, overrides=(), flags=None):
         """The experiment's settings from a preset, a TOML file, flags and key=value overrides."""

@@ -247,7 +247,7 @@ def _report(results: dict, seconds: float) -> list[str]:
             raw = fit["raw"]
             lines.append(f"alpha {alpha:g}, {label}: error ~ N^{raw['exponent']:.2f} [{raw['low']:.2f}, "
                          f"{raw['high']:.2f}]; widths with error > 2 x floor: {fit['widths_above_2x_floor']}")
-    return lines + [f"total {seconds:.1f} s"]
+    return lines  # the command's one timing line reports the time
 
 
 PRESETS: Registry = Registry("preset of finite-size")

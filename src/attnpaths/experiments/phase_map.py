@@ -225,7 +225,7 @@ def _report(results: dict, seconds: float) -> list[str]:
         lines.append(f"{r['network']} N={r['N']:g}: theory > GP in {r['helps']}/{r['cells']} cells, < GP in "
                      f"{r['hurts']} (2 se); best {100 * b['delta_accuracy']:+.1f} points at alpha={b['alpha']:g}, "
                      f"T={b['T']:g}; worst {100 * w['delta_accuracy']:+.1f} at alpha={w['alpha']:g}, T={w['T']:g}")
-    return lines + [f"total {seconds:.1f} s"]
+    return lines  # the command's one timing line reports the time
 
 
 EXPERIMENTS.register("phase-map", Experiment(

@@ -19,6 +19,10 @@ Rules:
   once the stage's output is saved.
 * OUT holds a lock file while a run writes to it: a second run into the same OUT is refused, naming the process
   that holds it. A lock left by a process that no longer runs (killed) is taken over.
+* Every command first calls `claim_output(out, resume, overwrite)`: a folder that holds a run (finished or
+  partial) is refused unless it is resumed, or moved aside to OUT.old-YYYYMMDD-HHMMSS with --overwrite; no
+  command deletes a run. (The Python API's `Runner(resume=False)` starts over, as above.)
+* A stage's time is recorded in the active `timing.Timeline` (the command's one timing line).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from attnpaths._src.atomic import write_atomic
+from attnpaths.experiments.timing import note_loaded, stage_timer
 from attnpaths._src.store import (describe_differences, differing_fields, load_record, remove_stale_temporaries,
                                   save_record)
 
@@ -44,7 +49,8 @@ RUN_RECORD = "run.npz"
 
 
 class OutputInUse(RuntimeError):
-    """Another live process holds the output folder's lock."""
+    """Another live process holds the output folder's lock, or the folder holds a run and neither resume nor
+    overwrite was asked for."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -95,7 +101,7 @@ class OutputLock:
               "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
                 owner = self._owner()
                 if owner is None:
@@ -243,10 +249,14 @@ class Runner:
         elif not self.resume:
             for f in self.stages_dir.glob("*.npz") if self.stages_dir.is_dir() else ():
                 f.unlink()
-        save_record(run_path, "run", {"experiment": self.experiment, "settings": self.settings.identity(),
-                                      "all_settings": self.settings.to_dict()}, {})
+        record = {"experiment": self.experiment, "settings": self.settings.identity(),
+                  "all_settings": self.settings.to_dict()}
+        if not (self.resume and run_path.exists() and _same_record(run_path, record)):
+            save_record(run_path, "run", record, {})
         text = self.settings.to_toml().encode()
-        write_atomic(self.out / "settings.toml", lambda f: f.write(text))
+        toml_path = self.out / "settings.toml"
+        if not (toml_path.is_file() and toml_path.read_bytes() == text):  # a resumed run leaves its files alone
+            write_atomic(toml_path, lambda f: f.write(text))
 
     # -- stages ---------------------------------------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -274,10 +284,12 @@ class Runner:
         if self.resume and self.done(name) and not rerun:
             result = self.load(name, cls)
             self.skipped.append(name)
+            note_loaded(name)
             self.log(f"{name}: done before, loaded from {self.path(name)}")
             return result
         t0 = time.perf_counter()
-        result = fn(*inputs, **kwargs)
+        with stage_timer(name):
+            result = fn(*inputs, **kwargs)
         seconds = time.perf_counter() - t0
         if not isinstance(result, cls):
             raise TypeError(f"stage {name} returned {type(result).__name__}, expected {cls.__name__}")
@@ -287,6 +299,11 @@ class Runner:
         self.partial(name).unlink(missing_ok=True)
         self.timings[name] = seconds
         return result
+
+
+def _same_record(path: Path, record: dict) -> bool:
+    header = load_record(path, kind="run").header
+    return not differing_fields({k: header.get(k) for k in record}, record)
 
 
 def check_same_settings(where, stored: dict, wanted: dict) -> None:

@@ -92,9 +92,16 @@ class SampleSettings(Settings):
                           "NUTS (the reference)", choices=SAMPLERS)
 
 
-def sample_saved_run(run, settings: SampleSettings, resume: bool = False, log=print) -> dict:
+def sample_saved_run(run, settings: SampleSettings | None = None, resume: bool = True, log=print,
+                     given=None) -> dict:
     """`attnpaths sample RUN`: add posterior samples to the saved run in folder `run` (any experiment) and
-    redraw its figures. Returns the run's updated results."""
+    redraw its figures. Returns the run's updated results.
+
+    settings: the sampling settings; None: the run's own (the experiment's `sample_settings` of the run's settings).
+    given: names of the fields of `settings` to use; the others are the run's own. None: all of them.
+    resume: continue the draws already in the run (a second `attnpaths sample` adds to the first); False refuses
+      a run that holds draws of these settings.
+    """
     from attnpaths.experiments.base import EXPERIMENTS
     from attnpaths.experiments.runner import load_run_header
 
@@ -106,4 +113,11 @@ def sample_saved_run(run, settings: SampleSettings, resume: bool = False, log=pr
     experiment = EXPERIMENTS[name]
     if experiment.add_samples is None:
         raise ValueError(f"the {name} experiment has no posterior samples")
-    return experiment.add_samples(run, settings, resume, log)
+    own = SampleSettings()
+    if experiment.sample_settings is not None:
+        header = load_run_header(run)
+        own = experiment.sample_settings(experiment.settings().updated(header["all_settings"], str(path)))
+    if settings is not None:
+        fields = [f.name for f in SampleSettings.fields()] if given is None else list(given)
+        own = own.updated({k: getattr(settings, k) for k in fields})
+    return experiment.add_samples(run, own, resume, log)

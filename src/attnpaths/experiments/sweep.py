@@ -42,12 +42,15 @@ import numpy as np
 from attnpaths._src.atomic import write_atomic
 from attnpaths._src.sampling.diagnostics import ESS_LIMIT, RHAT_LIMIT, convergence_warning
 from attnpaths._src.spec import path_labels
+from attnpaths.experiments.outputs import claim_output
 from attnpaths.experiments.runner import OutputLock
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.settings import _toml_value as toml_value
 from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid, axis_labels
 from attnpaths.experiments.sweep_store import STORE_NAME, SweepStore, create_store, open_store
 from attnpaths.experiments.sweep_tasks import CellResult, SweepTask, compute_cell, failure_text
+
+DASK_LOG = "dask.log"  # OUT/dask.log: what Dask and the LocalCluster's worker processes print
 
 THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -144,8 +147,9 @@ def _store_for(grid: Grid, out: Path, resume: bool) -> SweepStore:
 
     if (out / STORE_NAME).exists():
         if not resume:
-            raise ValueError(f"{out} already holds a sweep; pass --resume (resume=True) to continue it, or choose "
-                             f"another --out (delete {out / STORE_NAME} to start over)")
+            raise ValueError(f"{out} already holds a sweep; continue it with --resume, or start over with "
+                             "--overwrite (which moves the old run aside to a sibling folder, deleting nothing), "
+                             "or choose another --out")
         return open_store(out, grid.identity())
     path_names, order_size = _sizes(grid)
     return create_store(out, grid.axes, grid.identity(), path_names, order_size, grid.sampling is not None,
@@ -158,14 +162,17 @@ def default_workers() -> int:
     return len(available_cores())
 
 
-def start_client(scheduler: str | None = None, workers: int | None = None, pin: bool | None = None):
+def start_client(scheduler: str | None = None, workers: int | None = None, pin: bool | None = None,
+                 worker_log=None):
     """A Dask client: connected to `scheduler` (an address), else to a new LocalCluster of `workers` single-threaded
     worker processes (default: one per core) whose environment pins XLA and BLAS to one thread.
 
     pin: run worker i on the i-th core this process may use, and nowhere else (Linux, at most one worker per
     core). None (default): pin when there is one worker per core, so that the workers share the machine's cores
     without oversubscribing them; fewer workers are left free to use idle cores (and two sweeps started side by
-    side do not crowd onto the same first cores)."""
+    side do not crowd onto the same first cores).
+    worker_log: file that the LocalCluster's worker processes write their standard error to (None: this
+    process's)."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -175,16 +182,23 @@ def start_client(scheduler: str | None = None, workers: int | None = None, pin: 
     n = default_workers() if workers is None else int(workers)
     if n < 1:
         raise ValueError(f"workers must be an int >= 1; got {workers!r}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           env=dict(THREAD_ENV))
-    client = Client(cluster)
-    cores = available_cores()
-    if (n == len(cores) if pin is None else pin) and n <= len(cores) and sys.platform.startswith("linux"):
-        # The thread flags alone leave JAX's CPU runtime using ~1.3 cores per worker (measured with getrusage),
-        # so workers would compete for cores; one core each makes them single-threaded in fact.
-        from attnpaths.experiments.sweep_workers import PinToCore
+    from attnpaths.experiments.sweep_workers import PinToCore, close_client, stderr_to
 
-        client.register_plugin(PinToCore(cores), name="attnpaths-pin-to-core")
+    cluster = client = None
+    try:
+        with stderr_to(worker_log):  # a terminal's Ctrl-C makes every worker print a traceback: not here
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   env=dict(THREAD_ENV))
+        client = Client(cluster)
+        cores = available_cores()
+        if (n == len(cores) if pin is None else pin) and n <= len(cores) and sys.platform.startswith("linux"):
+            # The thread flags alone leave JAX's CPU runtime using ~1.3 cores per worker (measured with
+            # getrusage), so workers would compete for cores; one core each makes them single-threaded in fact.
+            client.register_plugin(PinToCore(cores), name="attnpaths-pin-to-core")
+    except BaseException:
+        if cluster is not None:
+            close_client(client, True, cluster)
+        raise
     return client
 
 
@@ -288,15 +302,17 @@ def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, wor
         computed = 0
         if pending:
             own = client is None
-            client = start_client(scheduler, workers) if own else client
-            try:
-                computed = _run_pending(client, grid, store, out, pending, before, progress, callback)
-            finally:
-                if own:
-                    cluster = getattr(client, "cluster", None)
-                    client.close()
-                    if cluster is not None:
-                        cluster.close()
+            from attnpaths.experiments.sweep_workers import close_client, dask_logging_to
+
+            with dask_logging_to(out / DASK_LOG if own else None):
+                client = start_client(scheduler, workers, worker_log=out / DASK_LOG) if own else client
+                interrupted = True
+                try:
+                    computed = _run_pending(client, grid, store, out, pending, before, progress, callback)
+                    interrupted = False
+                finally:
+                    if own:
+                        close_client(client, interrupted)
         failed = int((store.errors() != "").sum())
     summary = SweepSummary(out, grid.size, before, computed, failed, time.perf_counter() - t0)
     log(f"sweep done: {summary.computed} cells computed in {summary.seconds:.1f} s, {summary.failed} failed "
@@ -384,12 +400,15 @@ def grid_toml(grid: Grid) -> str:
 
 
 def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
-                  print_settings: bool = False, log=print) -> SweepSummary | None:
-    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first)."""
+                  print_settings: bool = False, log=print, overwrite: bool = False) -> SweepSummary | None:
+    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first). An OUT
+    that holds a run is refused unless `resume` (continue it) or `overwrite` (move it aside first; see
+    `claim_output`)."""
     grid = Grid.from_toml(grid_file, overrides)
     text = grid_toml(grid)
     if print_settings:
         print(text, end="")
         return None
+    claim_output(options.out, resume, overwrite, log)
     return run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
                      retry_failed=options.retry_failed, progress=options.progress, log=log)

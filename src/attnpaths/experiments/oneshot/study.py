@@ -171,7 +171,7 @@ def _run_for_cli(settings, out, resume, log):
 
 
 def _report(results: dict, seconds: float) -> list[str]:
-    return [f"{len(results['seeds'])} seeds x {results['theory_draws']} draws, total {seconds:.0f} s"]
+    return [f"{len(results['seeds'])} seeds x {results['theory_draws']} draws"]
 
 
 EXPERIMENTS.register("oneshot-study", Experiment(
