@@ -12,7 +12,7 @@ teachers, as in `benchmarks/scale.py`: 'tokens' reads two token statistics (plus
 features of three paths with correlated weights (plus a little noise), the case that moves U far from the GP
 point. 64 paths run the Krylov method, which the dense method's 2116-coordinate Hessian would make too slow here.
 Warm starts: from the solution at the neighbouring width N = 10 -> 8, or temperature T = 0.01 -> 0.02 (at 64 paths
-only the width one, to keep the file near 30 s).
+only the width one). The default run (~35 s on 2 cores) has one 64-path solve; `-m slow` adds the other two.
 """
 
 from __future__ import annotations
@@ -83,11 +83,15 @@ def solve(case: str, teacher: str, start: str) -> ap.Saddle:
     return ap.solve_saddle(spec, data, init=cold(case, teacher).U, method=CASES[case][3], raise_on_failure=False)
 
 
-RUNS = [(case, teacher, start, k) for (case, teacher), m in MEASURED.items()
-        for k, start in enumerate(STARTS) if m["iterations"][k] is not None]
+# a 64-path Krylov solve costs ~12 s here (~250 Hessian-vector products of ~65 ms each): one of them runs by
+# default, the other two with -m slow
+SLOW = {("64 paths", "tokens", "cold"), ("64 paths", "paths", "warm from N = 8")}
+RUNS = [pytest.param(case, teacher, start, k, id=f"{case}-{teacher}-{start}",
+                     marks=[pytest.mark.slow] if (case, teacher, start) in SLOW else [])
+        for (case, teacher), m in MEASURED.items() for k, start in enumerate(STARTS) if m["iterations"][k] is not None]
 
 
-@pytest.mark.parametrize("case, teacher, start, k", RUNS, ids=[f"{c}-{t}-{s}" for c, t, s, _ in RUNS])
+@pytest.mark.parametrize("case, teacher, start, k", RUNS)
 def test_newton_iterations_stay_within_budget(case, teacher, start, k):
     s = solve(case, teacher, start)
     measured = MEASURED[case, teacher]
