@@ -2,7 +2,8 @@
 
 Problem: random query/key heads (G = 8), N0 = 32, 12 tokens, mean readout, T = 0.01, N = 10, labels from a fixed
 teacher on the inputs: 'tokens' reads two token statistics (plus noise); 'paths' is linear in the path features of
-three paths with correlated weights (plus a little noise), the hard case, where U moves far from the GP point. Every cell runs in a fresh subprocess (so peak memory is its own), from the GP point (cold).
+three paths with correlated weights (plus a little noise), the hard case, where U moves far from the GP point.
+Every cell runs in a fresh subprocess (so peak memory is its own), from the GP point (cold).
 
 * old: the solver of commit 3b9833b (`legacy_solver.py`: Newton on Cholesky coordinates, |eigenvalue| Hessian,
   Armijo search, P x P factorisations at every trial point) on path features held in memory;
@@ -127,17 +128,19 @@ def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random
                  "certified": bool(s.min_hessian_eigenvalue > 0)}
     t2 = time.perf_counter()
     steps = np.diff([t1] + iterations) if iterations else np.array([t2 - t1])
-    return dict(P=P, paths=paths, solver=solver, teacher=teacher, T=T, N=N, iterations=s.iterations, converged=bool(s.converged),
+    return dict(P=P, paths=paths, solver=solver, teacher=teacher, T=T, N=N, iterations=s.iterations,
+                converged=bool(s.converged),
                 action=s.action, grad_max=s.grad_max, min_eig=s.min_hessian_eigenvalue,
                 setup_s=t1 - t0, solve_s=t2 - t1, total_s=t2 - t0, s_per_it=float(np.median(steps)),
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, x_mb=x.nbytes / 2 ** 20,
                 **extra)
 
 
-def spawn(cell: dict, timeout: float, _done: dict = {}) -> dict:  # noqa: B006 (a per-run memo of cells)
+def spawn(cell: dict, timeout: float, memo: dict) -> dict:
+    """Run one cell in a fresh subprocess; `memo` (cell -> result) lets a later table reuse a run."""
     key = json.dumps(cell, sort_keys=True)
-    if key in _done:
-        return _done[key]
+    if key in memo:
+        return memo[key]
     cmd = [sys.executable, __file__, "--cell", json.dumps(cell)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -146,7 +149,7 @@ def spawn(cell: dict, timeout: float, _done: dict = {}) -> dict:  # noqa: B006 (
     else:
         result = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else
                   dict(cell, error=(out.stderr.strip().splitlines() or ["failed"])[-1][:60]))
-    _done[key] = result
+    memo[key] = result
     return result
 
 
@@ -174,13 +177,13 @@ def table(rows):
               f"{fmt(new, 'x_mb', '.0f')} | {conv} | {diff} |", flush=True)
 
 
-def many_path_table(cells, teachers, timeout):
+def many_path_table(cells, teachers, timeout, memo):
     """Every many-path cell for every teacher, new solver, cold: what the solver did and whether it certified."""
     print("| case | teacher | Newton it | HVPs | converged | certified | solve s | total s | action | "
           "route/method |\n|---|---|---|---|---|---|---|---|---|---|")
     for name, cell in cells:
         for teacher in teachers:
-            r = spawn(dict(cell, solver="new", teacher=teacher), timeout)
+            r = spawn(dict(cell, solver="new", teacher=teacher), timeout, memo)
             if "error" in r:
                 print(f"| {name} | {teacher} | | | | | | {r['error']} | | |", flush=True)
                 continue
@@ -208,14 +211,14 @@ def main():
     if args.cell:
         print(json.dumps(run_cell(**json.loads(args.cell))))
         return
-    teacher = args.teacher[0]
+    teacher, memo = args.teacher[0], {}
     many = [("64 paths 8x8, P=600", dict(P=600, paths=64)), ("256 paths 16x16, P=600", dict(P=600, paths=256))]
     if args.many_paths:
         if args.cells is not None:
             many = [(f"P={c.split('x')[0]}, {c.split('x')[1]} paths", dict(P=int(c.split("x")[0]),
                                                                             paths=int(c.split("x")[1])))
                     for c in args.cells]
-        many_path_table(many, args.teacher, args.new_timeout)
+        many_path_table(many, args.teacher, args.new_timeout, memo)
         return
     grid = [(P, paths) for P in (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6) for paths in (4, 16, 64, 256)]
     if args.quick:
@@ -228,8 +231,8 @@ def main():
         feasible_new = P * D * D <= 7e12  # the Gram statistics' P D^2 flops (10^6 x 256 paths: ~2 h here)
         old_ok = P <= 10 ** 4 and paths <= 64 and P * P * N0 * paths <= 1e11
         cell = dict(P=P, paths=paths, teacher=teacher)
-        old = spawn(dict(cell, solver="old"), args.old_timeout) if old_ok else None
-        new = (spawn(dict(cell, solver="new"), args.new_timeout) if feasible_new
+        old = spawn(dict(cell, solver="old"), args.old_timeout, memo) if old_ok else None
+        new = (spawn(dict(cell, solver="new"), args.new_timeout, memo) if feasible_new
                else dict(cell, error="skipped: P D^2 > 7e12"))
         rows.append((f"P={P:.0e}, {paths} paths", old, new))
         if paths >= 64 and feasible_new:
@@ -243,21 +246,21 @@ def main():
         print()
         for name, cell in special:
             cell = dict(cell, teacher=teacher)
-            old = spawn(dict(cell, solver="old"), args.old_timeout) if cell["paths"] != 256 else None
-            table([(name, old, spawn(dict(cell, solver="new"), args.new_timeout))])
+            old = spawn(dict(cell, solver="old"), args.old_timeout, memo) if cell["paths"] != 256 else None
+            table([(name, old, spawn(dict(cell, solver="new"), args.new_timeout, memo))])
         print("\none-shot size (16 paths, N0 = 192, 48 tokens, P = 600, N = 10), cold solves over the T grid:")
         print("| T | old it | old s | new it | new s | new converged | abs(dS)/S |\n|---|---|---|---|---|---|---|")
         for T in ONESHOT_T:
             cell = dict(P=600, paths=16, n0=192, tokens=48, g=128, T=T, teacher=teacher)
-            old = spawn(dict(cell, solver="old"), args.old_timeout) if T in args.old_t_grid else None
-            new = spawn(dict(cell, solver="new"), args.new_timeout)
+            old = spawn(dict(cell, solver="old"), args.old_timeout, memo) if T in args.old_t_grid else None
+            new = spawn(dict(cell, solver="new"), args.new_timeout, memo)
             diff = (f"{abs(old['action'] - new['action']) / abs(new['action']):.1e}"
                     if old and "error" not in old and "error" not in new else "—")
             print(f"| {T} | {fmt(old, 'iterations', 'd')} | {fmt(old, 'total_s', '.1f')} | "
                   f"{fmt(new, 'iterations', 'd')} | {fmt(new, 'total_s', '.1f')} | "
                   f"{'yes' if new.get('converged') else 'NO'} | {diff} |", flush=True)
     print(f"\nmany-path cells, every teacher ({', '.join(args.teacher)}), new solver, cold:")
-    many_path_table(many, args.teacher, args.new_timeout)
+    many_path_table(many, args.teacher, args.new_timeout, memo)
 
 
 if __name__ == "__main__":
