@@ -1,7 +1,9 @@
 """The theory engine at scale: the old solver and route vs the new ones, in one run (issue "Theory engine at scale").
 
 Problem: random query/key heads (G = 8), N0 = 32, 12 tokens, mean readout, T = 0.01, N = 10, labels from a fixed
-teacher on the inputs. Every cell runs in a fresh subprocess (so peak memory is its own), from the GP point (cold).
+teacher on the inputs: 'tokens' reads two token statistics (plus noise); 'paths' is linear in the path features of
+three paths with correlated weights (plus a little noise), the hard case, where U moves far from the GP point.
+Every cell runs in a fresh subprocess (so peak memory is its own), from the GP point (cold).
 
 * old: the solver of commit 3b9833b (`legacy_solver.py`: Newton on Cholesky coordinates, |eigenvalue| Hessian,
   Armijo search, P x P factorisations at every trial point) on path features held in memory;
@@ -10,11 +12,16 @@ teacher on the inputs. Every cell runs in a fresh subprocess (so peak memory is 
 
 Columns: s/it (seconds per iteration), it (iterations), total (seconds: statistics or features + solve,
 compilation included, persistent cache cold on the first run), peak (MB, the process's maximum resident
-memory; x itself is 8 P N0 T bytes), |dS|/S (relative action difference old vs new where both run).
+memory; x itself is 8 P N0 T bytes), |dS|/S (relative action difference old vs new where both run). The old-vs-new
+tables use the first --teacher; a last table reports every many-path cell (64 = 8 x 8 and 256 = 16 x 16 paths) for
+every teacher: Newton iterations, Hessian-vector products (krylov, certificate included), converged, certified
+(smallest Hessian eigenvalue > 0), seconds and the action.
 
     python benchmarks/scale.py                 # the full table (about an hour on 2 cores)
     python benchmarks/scale.py --quick         # P <= 10^4 and the special cases
     python benchmarks/scale.py --cells 100000x4 1000000x4
+    python benchmarks/scale.py --many-paths    # only the many-path table at P = 600, both teachers
+    python benchmarks/scale.py --many-paths --cells 600x64 --teacher paths --new-timeout 400
 """
 
 from __future__ import annotations
@@ -33,12 +40,22 @@ HEADS = {4: (2, 2), 16: (4, 4), 64: (8, 8), 256: (16, 16)}
 ONESHOT_T = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
 
-def problem(P, heads, n0=N0, tokens=TOKENS, g=G, seed=0):
-    """Random QK heads and inputs; labels from a teacher reading two token statistics of the input."""
+TEACHERS = ("tokens", "paths")
+
+
+def problem(P, heads, n0=N0, tokens=TOKENS, g=G, seed=0, teacher="tokens"):
+    """Random QK heads and inputs; labels from a teacher (the inputs x do not depend on the teacher).
+
+    teacher 'tokens': the sign of a linear function of two token statistics of x, plus noise (std 0.5 of the
+    signal's); 'paths': the sign of a linear function of the path features of a few paths whose weights are
+    correlated, plus a little noise (`path_teacher`), the situation that moves U far from the GP point.
+    """
     import numpy as np
 
     import attnpaths as ap
 
+    if teacher not in TEACHERS:
+        raise ValueError(f"teacher must be one of {TEACHERS}; got {teacher!r}")
     rng = np.random.default_rng(seed)
     attention = [ap.QKHeads(rng.normal(size=(h, g, n0)) * 2 / math.sqrt(n0),
                             rng.normal(size=(h, g, n0)) * 2 / math.sqrt(n0)) for h in heads]
@@ -50,17 +67,43 @@ def problem(P, heads, n0=N0, tokens=TOKENS, g=G, seed=0):
         x[start:stop] = rng.normal(size=(stop - start, n0, tokens))
         f = x[start:stop].mean(-1) @ u + 0.5 * x[start:stop, :, -1] @ u2
         y[start:stop] = np.sign(f + 0.5 * f.std() * rng.normal(size=stop - start))
+    if teacher == "paths":
+        spec = ap.NetworkSpec(heads=tuple(heads), readout="mean")
+        y = path_teacher(spec, attention, x, np.random.default_rng(seed + 1))
     return attention, x, y
 
 
-def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random_labels=False):
+def path_teacher(spec, attention, x, rng, n_signal=3, correlation=0.8, noise=0.1):
+    """Labels sign(sum_{h in signal} w_h . xi_h + noise): `n_signal` random paths carry the signal, their weight
+    vectors w_h (N0,) have pairwise correlation `correlation`, the noise's std is `noise` times the signal's.
+
+    Path features are computed in chunks of at most ~128 MB, so P = 10^6 with 256 paths fits in memory.
+    """
+    import numpy as np
+
+    import attnpaths as ap
+
+    P, n0, _ = x.shape
+    H = spec.n_paths
+    signal = rng.choice(H, size=min(n_signal, H), replace=False)
+    w = (math.sqrt(correlation) * rng.normal(size=n0)[None, :]
+         + math.sqrt(1 - correlation) * rng.normal(size=(len(signal), n0)))
+    chunk = max(1, 2 ** 24 // (n0 * H))
+    f = np.empty(P)
+    for start in range(0, P, chunk):
+        xi = np.asarray(ap.path_features(spec, attention, x[start:start + chunk]))
+        f[start:start + chunk] = np.einsum("pnh,hn->p", xi[:, :, signal], w)
+    return np.sign(f + noise * f.std() * rng.normal(size=P))
+
+
+def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random_labels=False, teacher="tokens"):
     import numpy as np
 
     import attnpaths as ap
 
     heads = HEADS[paths] if paths in HEADS else tuple(int(h) for h in str(paths).split("x"))
     spec = ap.NetworkSpec(heads=heads, widths=N, temperature=T, readout="mean")
-    attention, x, y = problem(P, heads, n0, tokens, g)
+    attention, x, y = problem(P, heads, n0, tokens, g, teacher=teacher)
     if random_labels:
         y = np.sign(np.random.default_rng(1).normal(size=P))
     t0 = time.perf_counter()
@@ -81,25 +124,33 @@ def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random
             data = ap.training_data(spec, ap.path_features(spec, attention, x), y)
         t1 = time.perf_counter()
         s = ap.solve_saddle(spec, data, raise_on_failure=False, max_iter=200, callback=callback)
-        extra = {"route": s.route, "method": s.method, "products": s.hessian_products}
+        extra = {"route": s.route, "method": s.method, "products": s.hessian_products,
+                 "certified": bool(s.min_hessian_eigenvalue > 0)}
     t2 = time.perf_counter()
     steps = np.diff([t1] + iterations) if iterations else np.array([t2 - t1])
-    return dict(P=P, paths=paths, solver=solver, T=T, N=N, iterations=s.iterations, converged=bool(s.converged),
+    return dict(P=P, paths=paths, solver=solver, teacher=teacher, T=T, N=N, iterations=s.iterations,
+                converged=bool(s.converged),
                 action=s.action, grad_max=s.grad_max, min_eig=s.min_hessian_eigenvalue,
                 setup_s=t1 - t0, solve_s=t2 - t1, total_s=t2 - t0, s_per_it=float(np.median(steps)),
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, x_mb=x.nbytes / 2 ** 20,
                 **extra)
 
 
-def spawn(cell: dict, timeout: float) -> dict:
+def spawn(cell: dict, timeout: float, memo: dict) -> dict:
+    """Run one cell in a fresh subprocess; `memo` (cell -> result) lets a later table reuse a run."""
+    key = json.dumps(cell, sort_keys=True)
+    if key in memo:
+        return memo[key]
     cmd = [sys.executable, __file__, "--cell", json.dumps(cell)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return dict(cell, error=f"> {timeout:.0f} s")
-    if out.returncode != 0:
-        return dict(cell, error=(out.stderr.strip().splitlines() or ["failed"])[-1][:60])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        result = dict(cell, error=f"> {timeout:.0f} s")
+    else:
+        result = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else
+                  dict(cell, error=(out.stderr.strip().splitlines() or ["failed"])[-1][:60]))
+    memo[key] = result
+    return result
 
 
 def fmt(r: dict | None, key: str, spec: str) -> str:
@@ -126,6 +177,22 @@ def table(rows):
               f"{fmt(new, 'x_mb', '.0f')} | {conv} | {diff} |", flush=True)
 
 
+def many_path_table(cells, teachers, timeout, memo):
+    """Every many-path cell for every teacher, new solver, cold: what the solver did and whether it certified."""
+    print("| case | teacher | Newton it | HVPs | converged | certified | solve s | total s | action | "
+          "route/method |\n|---|---|---|---|---|---|---|---|---|---|")
+    for name, cell in cells:
+        for teacher in teachers:
+            r = spawn(dict(cell, solver="new", teacher=teacher), timeout, memo)
+            if "error" in r:
+                print(f"| {name} | {teacher} | | | | | | {r['error']} | | |", flush=True)
+                continue
+            print(f"| {name} | {teacher} | {r['iterations']} | {r['products']} | "
+                  f"{'yes' if r['converged'] else 'NO'} | {'yes' if r['certified'] else 'NO'} | "
+                  f"{r['solve_s']:.1f} | {r['total_s']:.1f} | {r['action']:.10g} | {r['route']}/{r['method']} |",
+                  flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cell", help=argparse.SUPPRESS)
@@ -134,11 +201,24 @@ def main():
     parser.add_argument("--old-timeout", type=float, default=600.0, help="seconds allowed per old-solver cell")
     parser.add_argument("--new-timeout", type=float, default=1800.0, help="seconds allowed per new-solver cell")
     parser.add_argument("--no-special", action="store_true", help="skip the one-shot-size and hard cases")
+    parser.add_argument("--teacher", nargs="+", choices=TEACHERS, default=list(TEACHERS),
+                        help="label teachers: the old-vs-new tables use the first, the many-path table every one")
+    parser.add_argument("--many-paths", action="store_true",
+                        help="only the many-path table at P = 600 (64 = 8x8 and 256 = 16x16 paths)")
     parser.add_argument("--old-t-grid", nargs="*", type=float, default=list(ONESHOT_T),
                         help="temperatures of the one-shot T grid at which the old solver runs too (default: all)")
     args = parser.parse_args()
     if args.cell:
         print(json.dumps(run_cell(**json.loads(args.cell))))
+        return
+    teacher, memo = args.teacher[0], {}
+    many = [("64 paths 8x8, P=600", dict(P=600, paths=64)), ("256 paths 16x16, P=600", dict(P=600, paths=256))]
+    if args.many_paths:
+        if args.cells is not None:
+            many = [(f"P={c.split('x')[0]}, {c.split('x')[1]} paths", dict(P=int(c.split("x")[0]),
+                                                                            paths=int(c.split("x")[1])))
+                    for c in args.cells]
+        many_path_table(many, args.teacher, args.new_timeout, memo)
         return
     grid = [(P, paths) for P in (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6) for paths in (4, 16, 64, 256)]
     if args.quick:
@@ -150,32 +230,37 @@ def main():
         D = N0 * paths
         feasible_new = P * D * D <= 7e12  # the Gram statistics' P D^2 flops (10^6 x 256 paths: ~2 h here)
         old_ok = P <= 10 ** 4 and paths <= 64 and P * P * N0 * paths <= 1e11
-        cell = dict(P=P, paths=paths)
-        old = spawn(dict(cell, solver="old"), args.old_timeout) if old_ok else None
-        new = (spawn(dict(cell, solver="new"), args.new_timeout) if feasible_new
+        cell = dict(P=P, paths=paths, teacher=teacher)
+        old = spawn(dict(cell, solver="old"), args.old_timeout, memo) if old_ok else None
+        new = (spawn(dict(cell, solver="new"), args.new_timeout, memo) if feasible_new
                else dict(cell, error="skipped: P D^2 > 7e12"))
         rows.append((f"P={P:.0e}, {paths} paths", old, new))
+        if paths >= 64 and feasible_new:
+            many.append((f"P={P:.0e}, {paths} paths", dict(P=P, paths=paths)))
         table(rows[-1:]) if len(rows) > 1 else table(rows)
     if not args.no_special:
         special = [("16 paths 2x8, P=600, random labels", dict(P=600, paths="2x8", random_labels=True)),
-                   ("64 paths, P=600", dict(P=600, paths=64)),
-                   ("256 paths 2x16, P=600", dict(P=600, paths=256)),
+                   ("64 paths 8x8, P=600", dict(P=600, paths=64)),
+                   ("256 paths 16x16, P=600", dict(P=600, paths=256)),
                    ("one-shot size 4x4, N0=192, 48 tok, P=600", dict(P=600, paths=16, n0=192, tokens=48, g=128))]
         print()
         for name, cell in special:
-            old = spawn(dict(cell, solver="old"), args.old_timeout) if cell["paths"] != 256 else None
-            table([(name, old, spawn(dict(cell, solver="new"), args.new_timeout))])
+            cell = dict(cell, teacher=teacher)
+            old = spawn(dict(cell, solver="old"), args.old_timeout, memo) if cell["paths"] != 256 else None
+            table([(name, old, spawn(dict(cell, solver="new"), args.new_timeout, memo))])
         print("\none-shot size (16 paths, N0 = 192, 48 tokens, P = 600, N = 10), cold solves over the T grid:")
         print("| T | old it | old s | new it | new s | new converged | abs(dS)/S |\n|---|---|---|---|---|---|---|")
         for T in ONESHOT_T:
-            cell = dict(P=600, paths=16, n0=192, tokens=48, g=128, T=T)
-            old = spawn(dict(cell, solver="old"), args.old_timeout) if T in args.old_t_grid else None
-            new = spawn(dict(cell, solver="new"), args.new_timeout)
+            cell = dict(P=600, paths=16, n0=192, tokens=48, g=128, T=T, teacher=teacher)
+            old = spawn(dict(cell, solver="old"), args.old_timeout, memo) if T in args.old_t_grid else None
+            new = spawn(dict(cell, solver="new"), args.new_timeout, memo)
             diff = (f"{abs(old['action'] - new['action']) / abs(new['action']):.1e}"
                     if old and "error" not in old and "error" not in new else "—")
             print(f"| {T} | {fmt(old, 'iterations', 'd')} | {fmt(old, 'total_s', '.1f')} | "
                   f"{fmt(new, 'iterations', 'd')} | {fmt(new, 'total_s', '.1f')} | "
                   f"{'yes' if new.get('converged') else 'NO'} | {diff} |", flush=True)
+    print(f"\nmany-path cells, every teacher ({', '.join(args.teacher)}), new solver, cold:")
+    many_path_table(many, args.teacher, args.new_timeout, memo)
 
 
 if __name__ == "__main__":
