@@ -240,6 +240,15 @@ def interrupted_line(args, argv: list[str], signame: str) -> str:
     return f"interrupted ({signame}): stored in {out}: {stored}; {missing}; continue with: {_continue_command(argv)}"
 
 
+def _end_progress_bars() -> None:
+    """Close every live progress bar (tqdm keeps them in a class-level set), so that the interrupted line starts
+    on a line of its own instead of after a bar's carriage return."""
+    from tqdm.std import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv=None) -> int:
     console = argv is None  # the installed command, not a call from Python
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -257,6 +266,7 @@ def main(argv=None) -> int:
             for sig in handlers:  # a second Ctrl-C must not cut the line short
                 signal.signal(sig, signal.SIG_IGN)
         name = "SIGTERM" if terminated else "SIGINT"
+        _end_progress_bars()
         print(interrupted_line(args, argv, name) if args is not None else f"interrupted ({name})", file=sys.stderr)
         sys.stderr.flush()
         if console:  # that line is the last: nothing from shutdown (a Dask cluster's atexit hooks, say) follows
