@@ -301,3 +301,25 @@ def test_interrupted_anywhere_ends_with_one_line_and_resumes_to_the_same_numbers
     _run(again, tmp_path / "logs-again")
     assert _numbers(name, out) == _numbers(name, reference)
     print(f"{name}: {signal.Signals(sig).name} at {delay:.1f} s of {seconds:.1f} s; {err.splitlines()[-1]}")
+
+
+def test_a_signal_whose_exception_python_dropped_still_ends_as_interrupted(monkeypatch, capsys):
+    """Python drops an exception raised inside a garbage-collection or finaliser callback; a Ctrl-C that lands
+    there must still end the command as interrupted, not with status 0."""
+    import argparse
+
+    from attnpaths import cli
+
+    def swallowing_run(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # as Python does with an exception raised in a callback it cannot propagate
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=swallowing_run, compile_cache=None, command="toy")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted (SIGINT)"

@@ -215,8 +215,16 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that it stops the way Ctrl-C does (progress saved on the way)."""
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+def _signal_handler(seen: list):
+    """SIGINT -> KeyboardInterrupt, SIGTERM -> Terminated, and the signal noted in `seen`: Python drops an
+    exception raised while it runs a garbage-collection or finaliser callback (JAX has some), so a command that
+    returns normally after a signal still ends as interrupted."""
+
+    def handle(signum, frame):
+        seen.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    return handle
 
 
 def _out_folder(args) -> str | None:
@@ -253,13 +261,18 @@ def main(argv=None) -> int:
     console = argv is None  # the installed command, not a call from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    seen: list[int] = []
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        for sig in handlers:
+            signal.signal(sig, _signal_handler(seen))
     args = None
     try:
         args = build_parser().parse_args(argv)
         _use_compile_cache(args.compile_cache)
-        return args.func(args)
+        code = args.func(args)
+        if seen:  # the signal's exception was dropped on the way (see _signal_handler)
+            raise Terminated() if seen[0] == signal.SIGTERM else KeyboardInterrupt()
+        return code
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: one line, no traceback
         terminated = isinstance(err, Terminated)
         if threading.current_thread() is threading.main_thread():
