@@ -26,6 +26,7 @@ from attnpaths._src.analysis import format_order_parameter, pc_alignment
 from attnpaths._src.kernels import gp_kernel, renormalized_kernel
 from attnpaths._src.paths import path_features
 from attnpaths._src.predictor import accuracy, gaussian_accuracy, predict
+from attnpaths._src.routes import training_data
 from attnpaths._src.saddle import solve_saddle
 from attnpaths._src.store import load_record, save_record
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_preset
@@ -36,6 +37,7 @@ from attnpaths.experiments.runner import Runner, load_run_header
 from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
                                             draws_file, format_row)
 from attnpaths.experiments.settings import Settings, at_least, each, packaged_presets, positive, setting
+from attnpaths.experiments.sweep.tasks import SWEEP_TASKS, Problem, SweepTask
 
 N_ALIGNMENT_PCS = 30
 DEFAULT_SAMPLE_WIDTHS = (10.0, 100.0)
@@ -346,3 +348,23 @@ EXPERIMENTS.register("markov", Experiment(
     name="markov", help="hidden Markov chain experiment (Fig. 2): theory, GP, optional posterior samples",
     settings=MarkovSettings, presets=PRESETS, run=_run_for_cli, report=_report, add_samples=add_markov_samples,
     sample_settings=_sample_settings))
+
+
+# The sweep's `markov` task: the sweep reaches this experiment only through its task registry.
+
+def _sweep_problem(s: MarkovSettings, keep_features: bool) -> Problem:
+    p = markov_problem(s)
+    spec = p.preset.spec.replace(temperature=s.temperature)
+    data = training_data(spec, p.xi, p.train.y)
+    return Problem(spec, data, np.asarray(p.xi) if keep_features else None, np.asarray(p.train.y),
+                   np.asarray(p.xi_test), np.asarray(p.test.y))
+
+
+def _sweep_network(s: MarkovSettings):
+    return markov_preset(s.network).spec
+
+
+SWEEP_TASKS.register("markov", SweepTask(
+    "markov", MarkovSettings, _sweep_problem, _sweep_network, presets=PRESETS, even_examples=True,
+    excluded=dict.fromkeys(("samples", "sample_widths", "n_samples", "n_chains", "n_warmup", "seed", "method"),
+                           "the sweep samples through its [sampling] table")))
