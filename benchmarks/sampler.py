@@ -36,15 +36,15 @@ import numpy as np
 
 import attnpaths as ap
 from attnpaths._src.sampling import BlockedGibbs, NUTSSampler, run_sampler, summarize
-from attnpaths._src.tasks.markov import markov_data, markov_preset
+from attnpaths._src.tasks.markov import markov_data, markov_network
 
 
 def _setup(n_train: int, n_test: int = 1000):
-    pre = dataclasses.replace(markov_preset("4paths"), n_train=n_train, n_test=n_test)
-    train, test = markov_data(pre)
-    xi = ap.path_features(pre.spec, pre.attention, train.x)
-    xit = ap.path_features(pre.spec, pre.attention, test.x)
-    return pre, train, xi, xit
+    net = dataclasses.replace(markov_network("4paths"), n_train=n_train, n_test=n_test)
+    train, test = markov_data(net)
+    xi = ap.path_features(net.spec, net.attention, train.x)
+    xit = ap.path_features(net.spec, net.attention, test.x)
+    return net, train, xi, xit
 
 
 def _row(name, N, P, draws, theory_mean, steps):
@@ -74,10 +74,10 @@ def _best_of(rounds: int, run):
 
 
 def part1(quick: bool, rounds: int) -> list[dict]:
-    pre, train, xi, xit = _setup(100)
+    net, train, xi, xit = _setup(100)
     rows = []
     for N, n_gibbs in ((10.0, 300 if quick else 700), (100.0, 100 if quick else 250)):
-        spec = pre.spec.with_width(N)
+        spec = net.spec.with_width(N)
         theory = _theory(spec, xi, train.y, xit)
         warm = 50
         n_nuts = 30 if quick and N >= 100 else 100
@@ -100,10 +100,10 @@ def part1(quick: bool, rounds: int) -> list[dict]:
 
 
 def part2(quick: bool) -> list[dict]:
-    pre, train, xi, xit = _setup(1000, 200)
+    net, train, xi, xit = _setup(1000, 200)
     rows = []
     for N, n_draws in ((300.0, 40), (1000.0, 20))[:1 if quick else 2]:
-        spec = pre.spec.with_width(N)
+        spec = net.spec.with_width(N)
         g = BlockedGibbs.from_features(spec, xi, train.y)
         d = run_sampler(g, xit, n_draws, n_chains=2, n_warmup=5, seed=0, progress=False)
         r = _row("Gibbs", N, 1000, d, None, 5 + n_draws)

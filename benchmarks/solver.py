@@ -22,7 +22,7 @@ import optax
 
 import attnpaths as ap
 from attnpaths._src.order import symmetrize
-from attnpaths._src.tasks.markov import markov_data, markov_layer, markov_preset
+from attnpaths._src.tasks.markov import markov_data, markov_layer, markov_network
 
 
 def adam_baseline(spec, xi, y, lr=0.1, tol=1e-5, max_steps=50_000, max_seconds=300.0, block=50):
@@ -89,14 +89,14 @@ def main(quick=False):
     print(HEADER)
 
     # (i) 4-path Markov task at the paper's 7 widths
-    pre = markov_preset("4paths")
-    train, _ = markov_data(pre)
-    xi = ap.path_features(pre.spec, pre.attention, train.x)
+    net = markov_network("4paths")
+    train, _ = markov_data(net)
+    xi = ap.path_features(net.spec, net.attention, train.x)
     tot = {"adam": 0.0, "newton": 0.0, "newton_warm": 0.0}
     worse = 0
     init = None
-    for N in sorted(pre.widths, reverse=True):
-        spec = pre.spec.with_width(N)
+    for N in sorted(net.widths, reverse=True):
+        spec = net.spec.with_width(N)
         a = adam_baseline(spec, xi, train.y, max_seconds=cap)
         n = newton(spec, xi, train.y)
         w = newton(spec, xi, train.y, init=init)
@@ -114,19 +114,19 @@ def main(quick=False):
 
     print(HEADER)
     # (ii) P = 1000
-    big = dataclasses.replace(pre, n_train=1000)
+    big = dataclasses.replace(net, n_train=1000)
     train_big, _ = markov_data(big)
-    xi_big = ap.path_features(pre.spec, pre.attention, train_big.x)
-    spec = pre.spec.with_width(100)
+    xi_big = ap.path_features(net.spec, net.attention, train_big.x)
+    spec = net.spec.with_width(100)
     print(row("markov 4 paths P=1000 N=100", "newton (GP)", newton(spec, xi_big, train_big.y)))
     print(row("markov 4 paths P=1000 N=100", "adam lr 0.1", adam_baseline(spec, xi_big, train_big.y,
                                                                           max_seconds=cap)))
 
     # (iii) 2 layers x 4 heads = 16 paths on the Markov data
-    cfg = pre.config
+    cfg = net.config
     layer1 = markov_layer([("same_token", 0.0, 0)] + [("blank", 1.0, s) for s in (147, 148, 149)], cfg, 10.0)
     layer2 = markov_layer([("uniform", 0.0, 0)] + [("blank", 1.0, s) for s in (247, 248, 249)], cfg, 10.0)
-    spec16 = pre.spec.replace(heads=(4, 4), widths=10.0)
+    spec16 = net.spec.replace(heads=(4, 4), widths=10.0)
     xi16 = ap.path_features(spec16, [layer1, layer2], train.x)
     print(row("2x4 heads (16 paths) N=10", "newton (GP)", newton(spec16, xi16, train.y)))
     print(row("2x4 heads (16 paths) N=10", "adam lr 0.1", adam_baseline(spec16, xi16, train.y,

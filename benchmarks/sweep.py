@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from attnpaths.experiments.sweep import run_sweep, start_client
-from attnpaths.experiments.sweep_grid import Grid
+from attnpaths.experiments.sweep import Grid, run_sweep, start_client
 
 GRID = {"task": "markov", "settings": {"n_train": 1000, "n_test": 500},
         "axes": {"N": [10, 30, 100, 300, 1000], "temperature": [0.01, 0.03, 0.1, 0.3], "train_seed": [1, 2]}}

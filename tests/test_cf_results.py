@@ -24,13 +24,14 @@ import xarray as xr  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
 import attnpaths as ap  # noqa: E402
-from attnpaths.experiments import sweep as sweep_module  # noqa: E402
-from attnpaths.experiments.cf import to_netcdf, unlabelled  # noqa: E402
+from attnpaths.experiments.sweep import run as sweep_module  # noqa: E402
+from attnpaths.experiments.cf import unlabelled  # noqa: E402
+from attnpaths.experiments.io import to_netcdf  # noqa: E402
 from attnpaths.experiments.finite_size import FiniteSizeSettings, run_finite_size  # noqa: E402
 from attnpaths.experiments.markov import MarkovSettings, run_markov  # noqa: E402
 from attnpaths.experiments.phase_map import PhaseMapSettings, run_phase_map  # noqa: E402
 from attnpaths.experiments.sweep import run_sweep  # noqa: E402
-from attnpaths.experiments.sweep_grid import Grid  # noqa: E402
+from attnpaths.experiments.sweep.grid import Grid  # noqa: E402
 
 GRID = {"task": "markov", "settings": {"n_train": 10, "n_test": 20},
         "axes": {"network": ["4paths"], "N": [10, 30], "temperature": [0.1, 1.0]}}

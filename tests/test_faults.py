@@ -250,7 +250,7 @@ def _run(args, logs: Path) -> float:
 
 def _numbers(name: str, out: Path):
     if name in ("sweep",):
-        from attnpaths.experiments.sweep_store import open_sweep
+        from attnpaths.experiments.sweep.store import open_sweep
 
         ds = open_sweep(out).load()
         return {k: ds[k].values.tolist() for k in sorted(ds.data_vars) if "seconds" not in k}

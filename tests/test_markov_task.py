@@ -1,4 +1,4 @@
-"""The hidden Markov chain task (spec D.1-D.3): data generator, designed heads, presets."""
+"""The hidden Markov chain task (spec D.1-D.3): data generator, designed heads, networks."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from attnpaths._src.tasks.markov import (
     BOS_STRENGTH,
     MarkovConfig,
     MarkovData,
-    MarkovPreset,
+    MarkovNetwork,
     blank_W,
     different_token_W,
     markov_data,
     markov_dataset,
     markov_head,
     markov_layer,
-    markov_preset,
-    preset_names,
+    markov_network,
+    network_names,
     same_token_W,
     uniform_W,
 )
@@ -238,13 +238,13 @@ def test_markov_layer_stacks_heads():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# presets
+# networks
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_four_path_preset():
-    p = markov_preset("4paths")
-    assert isinstance(p, MarkovPreset) and p.name == "4paths"
+def test_four_path_network():
+    p = markov_network("4paths")
+    assert isinstance(p, MarkovNetwork) and p.name == "4paths"
     assert p.spec.heads == (2, 2) and p.n_paths == 4
     assert p.spec.readout == "last" and p.spec.temperature == 0.01
     assert p.spec.variances == (1.0,) * 4 and p.spec.widths == (10.0,) * 3
@@ -273,14 +273,14 @@ def test_four_path_preset():
     np.testing.assert_array_equal(att_gd[0].W[1], l1.W[1])  # the SAME perturbed blank head
     np.testing.assert_array_equal(att_gd[1].W[0], uniform_W(p.config))
 
-    # the presets are rebuilt identically (fixed head seeds)
-    again = markov_preset("4paths")
+    # the networks are rebuilt identically (fixed head seeds)
+    again = markov_network("4paths")
     for a, b in zip(again.attention, p.attention):
         np.testing.assert_array_equal(a.W, b.W)
 
 
-def test_two_path_preset():
-    p = markov_preset("2paths")
+def test_two_path_network():
+    p = markov_network("2paths")
     assert p.spec.heads == (2, 1) and p.n_paths == 2 and p.path_names == ("g", "d")
     assert p.config.noise_out_of_plane == 5.0
     assert p.config.noise_parallel == 1.0 and p.config.noise_perpendicular == 1.0
@@ -292,9 +292,9 @@ def test_two_path_preset():
     np.testing.assert_array_equal(att[0].W, l1.W)
 
 
-def test_presets_work_end_to_end():
-    assert set(preset_names()) == {"4paths", "2paths"}
-    p = markov_preset("4paths")
+def test_networks_work_end_to_end():
+    assert set(network_names()) == {"4paths", "2paths"}
+    p = markov_network("4paths")
     train, test = markov_data(p)
     assert train.x.shape == (100, 231, 31) and test.x.shape == (1000, 231, 31)
     np.testing.assert_array_equal(train.x, markov_dataset(p.config, 100, 27).x)
@@ -339,8 +339,8 @@ def test_bad_config(kwargs, match):
     (lambda: blank_W(DEFAULT, 1.0, None), "rng"),
     (lambda: markov_layer([], DEFAULT), "kinds"),
     (lambda: markov_layer(["uniform", ("blank", 1.0, 0, 5)], DEFAULT), "kinds"),
-    (lambda: markov_preset("3paths"), "4paths"),
-    (lambda: markov_data("4paths"), "preset"),
+    (lambda: markov_network("3paths"), "4paths"),
+    (lambda: markov_data("4paths"), "network must be a MarkovNetwork"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

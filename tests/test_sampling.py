@@ -432,14 +432,14 @@ def test_summary_standard_errors_on_independent_draws():
 def test_gibbs_matches_theory_on_markov_task():
     """4-path Markov task, P = 100, T = 0.01: sampled predictor mean vs theory within 5% at N = 10 and 100, and
     the sampled U_1 approaching the theory's as N grows (finite-size corrections shrink)."""
-    from attnpaths._src.tasks.markov import markov_data, markov_preset
+    from attnpaths._src.tasks.markov import markov_data, markov_network
 
-    pre = markov_preset("4paths")
-    train, test = markov_data(pre)
-    xi, xit = path_features(pre.spec, pre.attention, train.x), path_features(pre.spec, pre.attention, test.x)
+    net = markov_network("4paths")
+    train, test = markov_data(net)
+    xi, xit = path_features(net.spec, net.attention, train.x), path_features(net.spec, net.attention, test.x)
     rel_mean, rel_U = {}, {}
     for N in (10, 100):
-        spec = pre.spec.with_width(N)
+        spec = net.spec.with_width(N)
         U1 = np.asarray(attnpaths.solve_saddle(spec, xi, train.y).U[0])
         theory = np.asarray(attnpaths.predict(spec, xi, train.y, xit, U1).mean)
         draws = run_sampler(BlockedGibbs.from_features(spec, xi, train.y), xit, 2000, n_chains=4, n_warmup=500,

@@ -22,12 +22,9 @@ from dask.distributed import Client, LocalCluster  # noqa: E402
 
 import attnpaths as ap  # noqa: E402
 from attnpaths.cli import main  # noqa: E402
-from attnpaths.experiments import sweep as sweep_module  # noqa: E402
-from attnpaths.experiments import sweep_tasks  # noqa: E402
-from attnpaths.experiments.sweep import run_sweep  # noqa: E402
-from attnpaths.experiments.sweep_grid import Grid  # noqa: E402
-from attnpaths.experiments.sweep_store import open_sweep  # noqa: E402
-from attnpaths.experiments.sweep_tasks import save_path_features  # noqa: E402
+from attnpaths.experiments.sweep import Grid, open_sweep, run_sweep, save_path_features  # noqa: E402
+from attnpaths.experiments.sweep import run as sweep_module  # noqa: E402
+from attnpaths.experiments.sweep import tasks as sweep_tasks  # noqa: E402
 
 from conftest import random_problem  # noqa: E402
 

@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("dask.distributed")
 
 from attnpaths.experiments.sweep import THREAD_ENV  # noqa: E402
-from attnpaths.experiments.sweep_store import open_sweep  # noqa: E402
+from attnpaths.experiments.sweep.store import open_sweep  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -1,21 +1,17 @@
-"""Self-describing results: CF attributes on every variable and coordinate, and a netCDF export.
+"""Self-describing results: CF attributes on every variable and coordinate (the netCDF export is
+`attnpaths.experiments.io.to_netcdf`).
 
 Every store and table the commands write carries `long_name` and `units` (CF conventions; "1" for a
 dimensionless quantity) on each variable and coordinate, so that plain xarray labels a plot with no extra code:
 
     ds = open_sweep("results/sweep")
     ds.theory_accuracy.sel(train_seed=1).plot(x="temperature", hue="N", xscale="log")   # labelled axes
-    to_netcdf(ds, "sweep.nc")                                                          # for users without zarr
 
 Strings are stored as NumPy's variable-length `StringDType`: zarr format 3 has a specification for it, while
 fixed-width unicode (`<U6`) makes zarr warn that its representation may change.
 """
 
 from __future__ import annotations
-
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -57,35 +53,3 @@ def label(ds, labels: dict):
     if missing:
         raise ValueError(f"labels must give (long_name, units) of every variable and coordinate; missing {missing}")
     return ds
-
-
-def to_netcdf(ds, path, engine: str | None = None) -> Path:
-    """Write a results Dataset (or the sweep store in a folder) as one netCDF file, atomically.
-
-    For users without zarr: `xarray.open_dataset(path)` reads it back with the same CF attributes.
-
-    Args:
-      ds: an `xarray.Dataset` (e.g. `open_sweep(folder)`), or a folder holding a sweep store.
-      path: the .nc file to write.
-      engine: xarray's netCDF engine ("netcdf4", "h5netcdf", "scipy"); None: the first one installed.
-    Returns:
-      the path written.
-    """
-    import xarray as xr
-
-    if not isinstance(ds, xr.Dataset):
-        from attnpaths.experiments.sweep_store import open_sweep
-
-        ds = open_sweep(ds)
-    ds = ds.load()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine=engine)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

@@ -35,7 +35,7 @@ from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
 from attnpaths.experiments.settings import (Settings, at_least, between, each, positive, register_preset,
                                             setting)
-from attnpaths.experiments.sweep_grid import Grid
+from attnpaths.experiments.sweep.grid import Grid
 
 ERRORS = (("relative_error_mean", "monte_carlo_floor_mean", "predictor mean"),
           ("relative_error_U", "monte_carlo_floor_U", "order parameter U"))
@@ -214,9 +214,9 @@ def finite_size_figure(table: dict, out) -> Path:
 def run_finite_size(s: FiniteSizeSettings | None = None, out="results/finite-size", resume: bool = False,
                     log: Callable[[str], None] = print) -> dict:
     """Compute (or resume) the study's sweep, then write OUT/results.json, OUT/finite_size.csv and the figure."""
-    from attnpaths.experiments.cf import to_netcdf
+    from attnpaths.experiments.io import to_netcdf
     from attnpaths.experiments.sweep import run_sweep
-    from attnpaths.experiments.sweep_store import open_sweep
+    from attnpaths.experiments.sweep.store import open_sweep
 
     s = s or FiniteSizeSettings()
     out = Path(out)

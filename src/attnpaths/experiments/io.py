@@ -1,9 +1,11 @@
-"""Results files (results.json, CSV tables): written atomically so an interrupted job never leaves a half-written
-file."""
+"""Results files (results.json, CSV tables, netCDF exports): written atomically so an interrupted job never leaves
+a half-written file."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +49,35 @@ def write_csv_atomic(path: str | Path, rows: list[dict]) -> None:
     writer.writerows([{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in rows])
     data = text.getvalue().encode()
     write_atomic(path, lambda f: f.write(data))
+
+
+def to_netcdf(ds, path, engine: str | None = None) -> Path:
+    """Write a results Dataset (or the sweep store in a folder) as one netCDF file, atomically.
+
+    For users without zarr: `xarray.open_dataset(path)` reads it back with the same CF attributes.
+
+    Args:
+      ds: an `xarray.Dataset` (e.g. `open_sweep(folder)`), or a folder holding a sweep store.
+      path: the .nc file to write.
+      engine: xarray's netCDF engine ("netcdf4", "h5netcdf", "scipy"); None: the first one installed.
+    Returns:
+      the path written.
+    """
+    import xarray as xr
+
+    if not isinstance(ds, xr.Dataset):
+        from attnpaths.experiments.sweep.store import open_sweep
+
+        ds = open_sweep(ds)
+    ds = ds.load()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine=engine)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

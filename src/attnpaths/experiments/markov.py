@@ -26,9 +26,10 @@ from attnpaths._src.analysis import format_order_parameter, pc_alignment
 from attnpaths._src.kernels import gp_kernel, renormalized_kernel
 from attnpaths._src.paths import path_features
 from attnpaths._src.predictor import accuracy, gaussian_accuracy, predict
+from attnpaths._src.routes import training_data
 from attnpaths._src.saddle import solve_saddle
 from attnpaths._src.store import load_record, save_record
-from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_preset
+from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_network
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import read_json, write_csv_atomic, write_json_atomic
 from attnpaths.experiments.progress import GridProgress, progress_setting
@@ -36,6 +37,7 @@ from attnpaths.experiments.runner import Runner, load_run_header
 from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
                                             draws_file, format_row)
 from attnpaths.experiments.settings import Settings, at_least, each, packaged_presets, positive, setting
+from attnpaths.experiments.sweep.tasks import SWEEP_TASKS, Problem, SweepTask
 
 N_ALIGNMENT_PCS = 30
 DEFAULT_SAMPLE_WIDTHS = (10.0, 100.0)
@@ -78,9 +80,9 @@ PRESETS = packaged_presets("preset of markov", "markov")
 
 
 class MarkovProblem(NamedTuple):
-    """The preset with the settings applied, its (train, test) data and their path features."""
+    """The network with the settings applied, its (train, test) data and their path features."""
 
-    preset: object
+    network: object
     train: object
     test: object
     xi: np.ndarray
@@ -89,13 +91,13 @@ class MarkovProblem(NamedTuple):
 
 def markov_problem(s: MarkovSettings) -> MarkovProblem:
     """One place for what a run builds and what a saved run is rebuilt from (samples)."""
-    pre = markov_preset(s.network)
-    pre = dataclasses.replace(pre, n_train=s.n_train, n_test=s.n_test, train_seed=s.train_seed,
-                              test_seed=s.test_seed, spec=pre.spec.replace(temperature=s.temperature))
-    train, test = markov_data(pre)
-    xi = path_features(pre.spec, pre.attention, train.x)
-    xit = path_features(pre.spec, pre.attention, test.x)
-    return MarkovProblem(pre, train, test, xi, xit)
+    net = markov_network(s.network)
+    net = dataclasses.replace(net, n_train=s.n_train, n_test=s.n_test, train_seed=s.train_seed,
+                              test_seed=s.test_seed, spec=net.spec.replace(temperature=s.temperature))
+    train, test = markov_data(net)
+    xi = path_features(net.spec, net.attention, train.x)
+    xit = path_features(net.spec, net.attention, test.x)
+    return MarkovProblem(net, train, test, xi, xit)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,9 +110,9 @@ class GPAccuracies:
 
 
 def gp_stage(problem: MarkovProblem) -> GPAccuracies:
-    pre, train, test = problem.preset, problem.train, problem.test
-    out = {"all paths": accuracy(predict(pre.spec, problem.xi, train.y, problem.xi_test).mean, test.y)}
-    for name, (spec, attention, _) in pre.gp_references.items():
+    net, train, test = problem.network, problem.train, problem.test
+    out = {"all paths": accuracy(predict(net.spec, problem.xi, train.y, problem.xi_test).mean, test.y)}
+    for name, (spec, attention, _) in net.gp_references.items():
         a, b = path_features(spec, attention, train.x), path_features(spec, attention, test.x)
         out[name] = accuracy(predict(spec, a, train.y, b).mean, test.y)
     return GPAccuracies(out)
@@ -125,7 +127,7 @@ class TheorySweep:
 
 def _solve_width(problem: MarkovProblem, N: float, init, callback=None) -> dict:
     t0 = time.perf_counter()
-    saddle = solve_saddle(problem.preset.spec.with_width(N), problem.xi, problem.train.y, init=init,
+    saddle = solve_saddle(problem.network.spec.with_width(N), problem.xi, problem.train.y, init=init,
                           callback=callback)
     pred = predict(saddle.spec, problem.xi, problem.train.y, problem.xi_test, saddle.U1)
     return {"N": N, "action": saddle.action, "U": [np.asarray(u).tolist() for u in saddle.U], "U_a": saddle.U_a,
@@ -175,7 +177,7 @@ class Alignment:
 
 def alignment_stage(problem: MarkovProblem, theory: TheorySweep) -> Alignment:
     row = min(theory.rows, key=lambda r: r["N"])
-    spec, xi, y = problem.preset.spec, problem.xi, problem.train.y
+    spec, xi, y = problem.network.spec, problem.xi, problem.train.y
     K_fw = renormalized_kernel(jnp.asarray(row["U"][0]), xi, xi, spec.variances[0])
     return Alignment(row["N"], pc_alignment(np.asarray(K_fw), y, N_ALIGNMENT_PCS).overlaps,
                      pc_alignment(np.asarray(gp_kernel(spec, xi, xi)), y, N_ALIGNMENT_PCS).overlaps)
@@ -193,7 +195,7 @@ def samples_stage(out: Path, problem: MarkovProblem, theory: TheorySweep, widths
     rows = {float(r["N"]): r for r in theory.rows}
     done = {float(r["N"]): r for r in previous}
     for N in widths:
-        spec = problem.preset.spec.with_width(N)
+        spec = problem.network.spec.with_width(N)
         draws = draw_posterior(sample.method, spec, problem.xi, problem.train.y, problem.xi_test,
                                n_draws=sample.n_samples, n_chains=sample.n_chains, n_warmup=sample.n_warmup,
                                seed=sample.seed, path=draws_file(out, sample.method, N), resume=resume)
@@ -210,16 +212,16 @@ def samples_stage(out: Path, problem: MarkovProblem, theory: TheorySweep, widths
 def markov_results(s: MarkovSettings, problem: MarkovProblem, gp: GPAccuracies, theory: TheorySweep,
                    alignment: Alignment, samples: Samples | None) -> dict:
     """results.json, written from the stage outputs."""
-    pre, spec = problem.preset, problem.preset.spec
+    net, spec = problem.network, problem.network.spec
     results = {
         "experiment": "markov",
         "inputs": {"preset": s.network, "widths": s.widths, "temperature": spec.temperature,
                    "variances": spec.variances, "heads": spec.heads, "readout": spec.readout,
-                   "n_train": pre.n_train, "n_test": pre.n_test, "train_seed": pre.train_seed,
-                   "test_seed": pre.test_seed, "task": dataclasses.asdict(pre.config)},
+                   "n_train": net.n_train, "n_test": net.n_test, "train_seed": net.train_seed,
+                   "test_seed": net.test_seed, "task": dataclasses.asdict(net.config)},
         "settings": s.to_dict(),
-        "path_names": pre.path_names,
-        "display_order": pre.display_order,
+        "path_names": net.path_names,
+        "display_order": net.display_order,
         "gp_accuracy": gp.accuracy,
         "theory": theory.rows,
         "alignment": {"N": alignment.N, "finite_width": alignment.finite_width, "gp": alignment.gp},
@@ -250,9 +252,9 @@ def markov_table(results: dict) -> list[dict]:
 
 def _log_u(problem: MarkovProblem, theory: TheorySweep, log) -> None:
     row = min(theory.rows, key=lambda r: r["N"])
-    pre = problem.preset
-    log(f"U_1 at N={row['N']:g}:\n" + format_order_parameter(np.asarray(row["U"][0]), pre.path_names,
-                                                                pre.display_order))
+    net = problem.network
+    log(f"U_1 at N={row['N']:g}:\n" + format_order_parameter(np.asarray(row["U"][0]), net.path_names,
+                                                                net.display_order))
 
 
 def _sample_settings(s: MarkovSettings) -> SampleSettings:
@@ -284,11 +286,11 @@ def run_markov(settings: MarkovSettings | None = None, out=None, resume: bool = 
         with tempfile.TemporaryDirectory() as tmp:
             return run_markov(s, tmp, resume, log)
     problem = markov_problem(s)
-    pre = problem.preset
+    net = problem.network
     with Runner(out, "markov", s, resume, log) as run:
         gp = run.stage("gp", gp_stage, problem)
-        log(f"markov {s.network}: P={pre.n_train}, test={pre.n_test}, T={pre.spec.temperature}, paths="
-            f"{pre.spec.n_paths}; " + ", ".join(f"GP {k} {100 * v:.1f}%" for k, v in gp.accuracy.items()))
+        log(f"markov {s.network}: P={net.n_train}, test={net.n_test}, T={net.spec.temperature}, paths="
+            f"{net.spec.n_paths}; " + ", ".join(f"GP {k} {100 * v:.1f}%" for k, v in gp.accuracy.items()))
         theory = run.stage("theory", theory_stage, s, problem, run.partial("theory"), log)
         _log_u(problem, theory, log)
         alignment = run.stage("alignment", alignment_stage, problem, theory)
@@ -346,3 +348,23 @@ EXPERIMENTS.register("markov", Experiment(
     name="markov", help="hidden Markov chain experiment (Fig. 2): theory, GP, optional posterior samples",
     settings=MarkovSettings, presets=PRESETS, run=_run_for_cli, report=_report, add_samples=add_markov_samples,
     sample_settings=_sample_settings))
+
+
+# The sweep's `markov` task: the sweep reaches this experiment only through its task registry.
+
+def _sweep_problem(s: MarkovSettings, keep_features: bool) -> Problem:
+    p = markov_problem(s)
+    spec = p.network.spec.replace(temperature=s.temperature)
+    data = training_data(spec, p.xi, p.train.y)
+    return Problem(spec, data, np.asarray(p.xi) if keep_features else None, np.asarray(p.train.y),
+                   np.asarray(p.xi_test), np.asarray(p.test.y))
+
+
+def _sweep_network(s: MarkovSettings):
+    return markov_network(s.network).spec
+
+
+SWEEP_TASKS.register("markov", SweepTask(
+    "markov", MarkovSettings, _sweep_problem, _sweep_network, presets=PRESETS, even_examples=True,
+    excluded=dict.fromkeys(("samples", "sample_widths", "n_samples", "n_chains", "n_warmup", "seed", "method"),
+                           "the sweep samples through its [sampling] table")))

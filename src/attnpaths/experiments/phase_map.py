@@ -30,7 +30,7 @@ from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
 from attnpaths.experiments.settings import Settings, at_least, each, positive, register_preset, setting
-from attnpaths.experiments.sweep_grid import Grid
+from attnpaths.experiments.sweep.grid import Grid
 
 ALPHAS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 TEMPERATURES = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -199,9 +199,9 @@ def phase_map_results(avg, s: PhaseMapSettings) -> dict:
 def run_phase_map(s: PhaseMapSettings | None = None, out="results/phase-map", resume: bool = False,
                   log: Callable[[str], None] = print) -> dict:
     """Compute (or resume) the phase map's sweep, then write OUT/phase_map.csv, OUT/results.json and the figures."""
-    from attnpaths.experiments.cf import to_netcdf
+    from attnpaths.experiments.io import to_netcdf
     from attnpaths.experiments.sweep import run_sweep
-    from attnpaths.experiments.sweep_store import open_sweep
+    from attnpaths.experiments.sweep.store import open_sweep
 
     s = s or PhaseMapSettings()
     out = Path(out)

@@ -8,7 +8,7 @@ over keys (spec H.1). W is block-diagonal over [features (F) | positions (T_seq)
 cross blocks of the `blank` head. The functions here return the UNSCALED W (beta not multiplied in); `markov_head`
 and `markov_layer` wrap them into `BilinearHeads(W, beta)`.
 
-Networks (D.3). `markov_preset("4paths")` and `markov_preset("2paths")` build the two networks of Fig. 2 with
+Networks (D.3). `markov_network("4paths")` and `markov_network("2paths")` build the two networks of Fig. 2 with
 their GP reference networks, the data seeds (train 27, test 59) and the widths of the sweep.
 
 Randomness: NumPy `default_rng` everywhere (the authors used torch seeds, so the numbers differ from theirs; the
@@ -192,7 +192,7 @@ WIDTHS = (10, 30, 50, 100, 300, 500, 1000)
 
 
 @dataclass(frozen=True, eq=False)
-class MarkovPreset:
+class MarkovNetwork:
     """One network of experiment 1 with its data parameters and GP reference networks (spec D.3).
 
     name: '4paths' or '2paths'.
@@ -227,11 +227,11 @@ class MarkovPreset:
 
 
 MARKOV_NETWORKS: Registry = Registry("Markov network")
-"""name -> function() -> MarkovPreset: the networks of experiment 1. Register a function to add one."""
+"""name -> function() -> MarkovNetwork: the networks of experiment 1. Register a function to add one."""
 
 
-def preset_names() -> tuple[str, ...]:
-    """Names accepted by `markov_preset` (the registered Markov networks)."""
+def network_names() -> tuple[str, ...]:
+    """Names accepted by `markov_network` (the registered Markov networks)."""
     return MARKOV_NETWORKS.names()
 
 
@@ -240,7 +240,7 @@ def _network(heads: tuple[int, ...]) -> NetworkSpec:
 
 
 @MARKOV_NETWORKS.register("4paths")
-def four_paths() -> MarkovPreset:
+def four_paths() -> MarkovNetwork:
     """Fig. 2c,d: isotropic noise 1; layer 1 = [same_token, blank (p = 1, seed 147)], layer 2 = [uniform,
     blank (p = 1, seed 247)], beta = 10. Paths (g, a1, d, a2), displayed as g, d, a1, a2. GP references:
     'good' (layer 1 = [same_token], layer 2 = [uniform]; path g) and 'good+denoising' (layer 1 = [same_token,
@@ -252,13 +252,13 @@ def four_paths() -> MarkovPreset:
     uniform = BilinearHeads(layer2.W[:1], beta=beta)
     good = (_network((1, 1)), [BilinearHeads(layer1.W[:1], beta=beta), uniform], ("g",))
     good_denoising = (_network((2, 1)), [layer1, uniform], ("g", "d"))
-    return MarkovPreset(name="4paths", config=config, spec=_network((2, 2)), attention=[layer1, layer2],
+    return MarkovNetwork(name="4paths", config=config, spec=_network((2, 2)), attention=[layer1, layer2],
                         path_names=("g", "a1", "d", "a2"), display_order=(0, 2, 1, 3),
                         gp_references={"good": good, "good+denoising": good_denoising})
 
 
 @MARKOV_NETWORKS.register("2paths")
-def two_paths() -> MarkovPreset:
+def two_paths() -> MarkovNetwork:
     """Fig. 2e: out-of-plane noise 5, in-plane 1; layer 1 = [same_token, blank with perturbation 0 (uniform
     attention)], layer 2 = [uniform]. Paths (g, d); GP reference 'g+d' = the network itself."""
     beta = 10.0
@@ -267,20 +267,20 @@ def two_paths() -> MarkovPreset:
     layer2 = markov_layer([("uniform", 0.0, SEED_LAYER2_MAIN)], config, beta)
     spec = _network((2, 1))
     attention = [layer1, layer2]
-    return MarkovPreset(name="2paths", config=config, spec=spec, attention=attention, path_names=("g", "d"),
+    return MarkovNetwork(name="2paths", config=config, spec=spec, attention=attention, path_names=("g", "d"),
                         display_order=(0, 1), gp_references={"g+d": (spec, list(attention), ("g", "d"))})
 
 
-def markov_preset(name: str) -> MarkovPreset:
+def markov_network(name: str) -> MarkovNetwork:
     """A registered network of experiment 1 (spec D.3): '4paths' (Fig. 2c,d) or '2paths' (Fig. 2e), or a user's.
 
     Raises ValueError naming the registered networks for an unknown name."""
     return MARKOV_NETWORKS[name]()
 
 
-def markov_data(preset: MarkovPreset) -> tuple[MarkovData, MarkovData]:
-    """(train, test) data of a preset: n_train with train_seed and n_test with test_seed."""
-    if not isinstance(preset, MarkovPreset):
-        raise ValueError(f"preset must be a MarkovPreset (see markov_preset); got {type(preset).__name__}")
-    return (markov_dataset(preset.config, preset.n_train, preset.train_seed),
-            markov_dataset(preset.config, preset.n_test, preset.test_seed))
+def markov_data(network: MarkovNetwork) -> tuple[MarkovData, MarkovData]:
+    """(train, test) data of a network of experiment 1: n_train with train_seed and n_test with test_seed."""
+    if not isinstance(network, MarkovNetwork):
+        raise ValueError(f"network must be a MarkovNetwork (see markov_network); got {type(network).__name__}")
+    return (markov_dataset(network.config, network.n_train, network.train_seed),
+            markov_dataset(network.config, network.n_test, network.test_seed))

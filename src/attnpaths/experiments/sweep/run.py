@@ -1,4 +1,4 @@
-"""`attnpaths sweep`: a grid of cells (theory + GP, optionally posterior samples) run as tasks on Dask.
+"""The sweep's driver: a grid of cells (theory + GP, optionally posterior samples) run as tasks on Dask.
 
     grid = Grid.from_toml("grid.toml")
     summary = run_sweep(grid, "results/sweep")                 # a LocalCluster, one worker process per core
@@ -13,7 +13,7 @@ How it runs:
   (a chain of tasks, largest width first); a failed cell passes on the warm start it was given. Lines of the
   other axes are independent and run in parallel. The warm start of every cell is the same however the sweep is
   scheduled or resumed, so the numbers do not depend on the cluster.
-* The driver (this process) writes every cell to the store as it finishes (`sweep_store`: atomic per chunk,
+* The driver (this process) writes every cell to the store as it finishes (`store`: atomic per chunk,
   the done flag last). A resumed sweep submits only the cells not stored yet, taking its warm starts from the
   store, and never computes a stored cell again. A failed cell stores its error (and is not retried unless
   `retry_failed`); the other cells go on.
@@ -42,13 +42,10 @@ import numpy as np
 from attnpaths._src.atomic import write_atomic
 from attnpaths._src.sampling.diagnostics import ESS_LIMIT, RHAT_LIMIT, convergence_warning
 from attnpaths._src.spec import path_labels
-from attnpaths.experiments.outputs import claim_output
 from attnpaths.experiments.runner import OutputLock
-from attnpaths.experiments.settings import Settings, at_least, setting
-from attnpaths.experiments.settings import _toml_value as toml_value
-from attnpaths.experiments.sweep_grid import WIDTH_AXIS, Grid, axis_labels
-from attnpaths.experiments.sweep_store import STORE_NAME, SweepStore, create_store, open_store
-from attnpaths.experiments.sweep_tasks import CellResult, SweepTask, compute_cell, failure_text
+from attnpaths.experiments.sweep.grid import WIDTH_AXIS, Grid, axis_labels, grid_toml
+from attnpaths.experiments.sweep.store import STORE_NAME, SweepStore, create_store, open_store
+from attnpaths.experiments.sweep.tasks import CellResult, SweepTask, compute_cell, failure_text
 
 DASK_LOG = "dask.log"  # OUT/dask.log: what Dask and the LocalCluster's worker processes print
 
@@ -84,7 +81,7 @@ def build_problem(task: SweepTask, settings, keep_features: bool):
 
 
 def run_cell(task: SweepTask, settings, problem, previous, sampling, draws_path) -> CellResult:
-    """A Dask task: one cell (see `sweep_tasks.compute_cell`)."""
+    """A Dask task: one cell (see `tasks.compute_cell`)."""
     N = float(getattr(settings, task.width_field)[0])
     T = float(getattr(settings, task.temperature_field))
     spec = problem.spec.with_width(N).replace(temperature=T)
@@ -182,7 +179,7 @@ def start_client(scheduler: str | None = None, workers: int | None = None, pin: 
     n = default_workers() if workers is None else int(workers)
     if n < 1:
         raise ValueError(f"workers must be an int >= 1; got {workers!r}")
-    from attnpaths.experiments.sweep_workers import PinToCore, close_client, stderr_to
+    from attnpaths.experiments.sweep.workers import PinToCore, close_client, stderr_to
 
     cluster = client = None
     try:
@@ -302,7 +299,7 @@ def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, wor
         computed = 0
         if pending:
             own = client is None
-            from attnpaths.experiments.sweep_workers import close_client, dask_logging_to
+            from attnpaths.experiments.sweep.workers import close_client, dask_logging_to
 
             with dask_logging_to(out / DASK_LOG if own else None):
                 client = start_client(scheduler, workers, worker_log=out / DASK_LOG) if own else client
@@ -370,45 +367,3 @@ def _run_pending(client, grid: Grid, store: SweepStore, out: Path, pending: set,
         if submitter.futures:
             client.cancel(list(submitter.futures))
     return computed
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# the command's options
-# ----------------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SweepOptions(Settings):
-    """Options of `attnpaths sweep GRID` (where and how it runs; the grid file says what it computes)."""
-
-    out: str = setting("results/sweep", "output folder: the store OUT/sweep.zarr, OUT/grid.toml, OUT/samples/")
-    scheduler: str | None = setting(None, "address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                                    "(none: start a LocalCluster)")
-    workers: int | None = setting(None, "worker processes of the LocalCluster, one thread each (none: one per "
-                                  "core)", check=at_least(1))
-    retry_failed: bool = setting(False, "compute the failed cells of a resumed sweep again")
-    progress: bool = setting(True, "show a progress bar over the cells")
-
-
-def grid_toml(grid: Grid) -> str:
-    """The grid as a TOML file that `Grid.from_toml` reads back."""
-    raw = grid.to_dict()
-    lines = [f"{k} = {toml_value(raw[k])}" for k in ("task", "preset") if k in raw]
-    for table in ("settings", "axes", "sampling"):
-        if raw.get(table):
-            lines += ["", f"[{table}]"] + [f"{k} = {toml_value(v)}" for k, v in raw[table].items()]
-    return "\n".join(lines) + "\n"
-
-
-def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
-                  print_settings: bool = False, log=print, overwrite: bool = False) -> SweepSummary | None:
-    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first). An OUT
-    that holds a run is refused unless `resume` (continue it) or `overwrite` (move it aside first; see
-    `claim_output`)."""
-    grid = Grid.from_toml(grid_file, overrides)
-    text = grid_toml(grid)
-    if print_settings:
-        print(text, end="")
-        return None
-    claim_output(options.out, resume, overwrite, log)
-    return run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
-                     retry_failed=options.retry_failed, progress=options.progress, log=log)

@@ -33,7 +33,7 @@ import numpy as np
 
 from attnpaths._src.store import describe_differences, differing_fields, jsonable
 from attnpaths.experiments.cf import DIMENSIONLESS, cf, stable_strings
-from attnpaths.experiments.sweep_tasks import CellResult
+from attnpaths.experiments.sweep.tasks import CellResult
 
 STORE_NAME = "sweep.zarr"
 FORMAT = "attnpaths-sweep/1"

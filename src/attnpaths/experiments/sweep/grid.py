@@ -28,7 +28,8 @@ from typing import Iterator, NamedTuple
 
 from attnpaths.experiments.sampling import SampleSettings
 from attnpaths.experiments.settings import Settings, read_toml, setting
-from attnpaths.experiments.sweep_tasks import SWEEP_TASKS, SweepTask
+from attnpaths.experiments.settings import _toml_value as toml_value
+from attnpaths.experiments.sweep.tasks import SWEEP_TASKS, SweepTask
 
 WIDTH_AXIS, LOAD_AXIS = "N", "alpha"
 TABLES = ("task", "preset", "settings", "axes", "sampling")
@@ -237,3 +238,13 @@ def axis_labels(grid: Grid) -> dict:
     base = grid.base_settings()
     special = {WIDTH_AXIS: "width N", LOAD_AXIS: "load alpha = P / N"}
     return {name: (special.get(name) or base.field(name).help, "1") for name in grid.axes}
+
+
+def grid_toml(grid: Grid) -> str:
+    """The grid as a TOML file that `Grid.from_toml` reads back."""
+    raw = grid.to_dict()
+    lines = [f"{k} = {toml_value(raw[k])}" for k in ("task", "preset") if k in raw]
+    for table in ("settings", "axes", "sampling"):
+        if raw.get(table):
+            lines += ["", f"[{table}]"] + [f"{k} = {toml_value(v)}" for k, v in raw[table].items()]
+    return "\n".join(lines) + "\n"

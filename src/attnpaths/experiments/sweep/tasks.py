@@ -7,8 +7,9 @@ width and temperature of the cell's data) and the test set. `compute_cell` then 
 task: minimise the action at the cell's width and temperature (warm-started from the neighbouring width),
 predict the test set with the theory and with the GP limit, and optionally sample the real network's posterior.
 
-Tasks are registered by name in `SWEEP_TASKS` (markov, features, and oneshot for a saved one-shot run); a user
-registers their own the same way. `save_path_features` writes the file the `features` task reads.
+Tasks are registered by name in `SWEEP_TASKS`, and the sweep knows them only through it. This module registers
+`features` (a user's saved path features; `save_path_features` writes its file); an experiment registers its own
+(`attnpaths.experiments.markov` registers `markov`), and a user registers theirs the same way.
 """
 
 from __future__ import annotations
@@ -201,38 +202,6 @@ def failure_text(err: BaseException) -> str:
     frames = traceback.extract_tb(err.__traceback__)
     where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(err).__name__}: {err}{where}"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# markov
-# ----------------------------------------------------------------------------------------------------------------
-
-def _markov_build(s, keep_features: bool) -> Problem:
-    from attnpaths.experiments.markov import markov_problem
-
-    p = markov_problem(s)
-    spec = p.preset.spec.replace(temperature=s.temperature)
-    data = training_data(spec, p.xi, p.train.y)
-    return Problem(spec, data, np.asarray(p.xi) if keep_features else None, np.asarray(p.train.y),
-                   np.asarray(p.xi_test), np.asarray(p.test.y))
-
-
-def _markov_network(s) -> NetworkSpec:
-    from attnpaths._src.tasks.markov import markov_preset
-
-    return markov_preset(s.network).spec
-
-
-def _markov_task() -> SweepTask:
-    from attnpaths.experiments.markov import PRESETS, MarkovSettings
-
-    why = "the sweep samples through its [sampling] table"
-    return SweepTask("markov", MarkovSettings, _markov_build, _markov_network, presets=PRESETS, even_examples=True,
-                     excluded={k: why for k in ("samples", "sample_widths", "n_samples", "n_chains", "n_warmup",
-                                                "seed", "method")})
-
-
-SWEEP_TASKS.register("markov", _markov_task())
 
 
 # ----------------------------------------------------------------------------------------------------------------

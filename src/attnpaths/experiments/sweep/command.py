@@ -1,0 +1,38 @@
+"""The `attnpaths sweep GRID` command: its options, the grid written back as TOML, and the call of `run_sweep`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attnpaths.experiments.outputs import claim_output
+from attnpaths.experiments.settings import Settings, at_least, setting
+from attnpaths.experiments.sweep.grid import Grid, grid_toml
+from attnpaths.experiments.sweep.run import SweepSummary, run_sweep
+
+
+@dataclass(frozen=True)
+class SweepOptions(Settings):
+    """Options of `attnpaths sweep GRID` (where and how it runs; the grid file says what it computes)."""
+
+    out: str = setting("results/sweep", "output folder: the store OUT/sweep.zarr, OUT/grid.toml, OUT/samples/")
+    scheduler: str | None = setting(None, "address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                    "(none: start a LocalCluster)")
+    workers: int | None = setting(None, "worker processes of the LocalCluster, one thread each (none: one per "
+                                  "core)", check=at_least(1))
+    retry_failed: bool = setting(False, "compute the failed cells of a resumed sweep again")
+    progress: bool = setting(True, "show a progress bar over the cells")
+
+
+def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
+                  print_settings: bool = False, log=print, overwrite: bool = False) -> SweepSummary | None:
+    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first). An OUT
+    that holds a run is refused unless `resume` (continue it) or `overwrite` (move it aside first; see
+    `claim_output`)."""
+    grid = Grid.from_toml(grid_file, overrides)
+    text = grid_toml(grid)
+    if print_settings:
+        print(text, end="")
+        return None
+    claim_output(options.out, resume, overwrite, log)
+    return run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
+                     retry_failed=options.retry_failed, progress=options.progress, log=log)
