@@ -125,11 +125,11 @@ class TheorySweep:
     compile_seconds: float = 0.0  # of which JAX tracing, compiling and loading from the compilation cache
 
 
-def _solve_width(problem: MarkovProblem, N: float, init, callback=None) -> dict:
+def _solve_width(problem: MarkovProblem, data, N: float, init, callback=None) -> dict:
+    """The minimum at width N and its test predictions; `data` is the route's training data (built once)."""
     t0 = time.perf_counter()
-    saddle = solve_saddle(problem.network.spec.with_width(N), problem.xi, problem.train.y, init=init,
-                          callback=callback)
-    pred = predict(saddle.spec, problem.xi, problem.train.y, problem.xi_test, saddle.U1)
+    saddle = solve_saddle(problem.network.spec.with_width(N), data, init=init, callback=callback)
+    pred = predict(saddle.spec, data, None, problem.xi_test, saddle.U1)
     return {"N": N, "action": saddle.action, "U": [np.asarray(u).tolist() for u in saddle.U], "U_a": saddle.U_a,
             "iterations": saddle.iterations, "grad_max": saddle.grad_max,
             "min_hessian_eigenvalue": saddle.min_hessian_eigenvalue,
@@ -146,6 +146,7 @@ def theory_stage(s: MarkovSettings, problem: MarkovProblem, progress_file: Path,
         solved, seconds = {float(r["N"]): r for r in header["rows"]}, float(header["seconds"])
         compiling = float(header.get("compile_seconds", 0.0))
     init = None
+    data = training_data(problem.network.spec, problem.xi, problem.train.y)  # shared by every width's solve
     bar = GridProgress(len(s.widths), f"theory T={s.temperature:g}", s.progress,
                        initial=sum(N in solved for N in s.widths))
     log = bar.log(log)
@@ -155,7 +156,7 @@ def theory_stage(s: MarkovSettings, problem: MarkovProblem, progress_file: Path,
             continue
         t0 = time.perf_counter()
         with CompileTime() as ct:
-            row = solved[N] = _solve_width(problem, N, init, bar.solving(N=N))
+            row = solved[N] = _solve_width(problem, data, N, init, bar.solving(N=N))
         init = [np.asarray(u) for u in row["U"]]
         seconds += time.perf_counter() - t0
         compiling += ct.total_seconds

@@ -145,21 +145,22 @@ def _solve_column(s, grid: _Grid, f: Features, T: float, log, bar: GridProgress)
     neighbour = min(grid.columns, key=lambda t: abs(np.log(t / T)), default=None)
     init = None if neighbour is None else grid.columns[neighbour]["U"].get(grid.widths[-1])
     t_col = time.perf_counter()
+    data = ap.training_data(spec, f.train_x, f.train_y)  # one route's training data for the solves and predictions
     for N in reversed(grid.widths):
         t0 = time.perf_counter()
-        saddle, error = _solve(spec.with_width(N), f.train_x, f.train_y, [init, None] if init is not None else [None],
+        saddle, error = _solve(spec.with_width(N), data, None, [init, None] if init is not None else [None],
                                bar.solving(N=N, T=T))
         bar.done()
         row = {"N": N, "T": T, "converged": saddle is not None, "error": error}
         if saddle is not None:
             init = saddle.U
             col["U"][N] = tuple(np.asarray(u) for u in saddle.U)
-            col["pred"][N] = _predictions(saddle.spec, f.train_x, f.train_y, f.sets, saddle.U1)
+            col["pred"][N] = _predictions(saddle.spec, data, None, f.sets, saddle.U1)
             row.update(action=saddle.action, iterations=saddle.iterations, grad_max=saddle.grad_max,
                        min_hessian_eigenvalue=saddle.min_hessian_eigenvalue, U_a=saddle.U_a)
         row["seconds"] = time.perf_counter() - t0
         col["rows"][N] = row
-    grid.gp[T] = _predictions(spec, f.train_x, f.train_y, f.sets)
+    grid.gp[T] = _predictions(spec, data, None, f.sets)
     grid.columns[T] = col
     grid.seconds += time.perf_counter() - t_col
     val = f.sets["validation"][1]
