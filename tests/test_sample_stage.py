@@ -47,10 +47,12 @@ def test_sample_rebuilds_results_from_the_stage_records(damage, sampled_in_the_r
         stale["samples"] = [{"N": 100.0, "accuracy": -1.0}]
         results.write_text(json.dumps(stale))
     (out / "markov.csv").unlink()
+    (out / "accuracy_vs_width.png").unlink()
     assert main(["sample", str(out)] + SAMPLE) == 0
     assert (out / "stages" / "samples.npz").is_file()
     assert _read(out) == sampled_in_the_run
     assert "sample_accuracy" in (out / "markov.csv").read_text()
+    assert (out / "accuracy_vs_width.png").stat().st_size > 5000  # redrawn by the experiment's figures
 
 
 def test_sample_refuses_an_unfinished_run_and_names_the_command(tmp_path, capsys):
@@ -91,3 +93,13 @@ def test_a_runner_with_only_runs_those_stages_and_loads_the_others(only, tmp_pat
             with pytest.raises(ValueError, match="stage 'c' is not done"):
                 run.stage("c", make, 4)
             assert not run.done("c")
+
+
+def test_a_resumed_run_keeps_the_samples_that_sample_added(tmp_path):
+    out = tmp_path / "run"
+    assert main(THEORY + ["--out", str(out)]) == 0
+    assert main(["sample", str(out)] + SAMPLE) == 0
+    sampled = _read(out)
+    assert [row["N"] for row in sampled["samples"]] == [10.0]
+    assert main(THEORY + ["--out", str(out), "--resume"]) == 0  # results.json rebuilt from the stage records
+    assert _read(out) == sampled
