@@ -299,12 +299,13 @@ def _markov_stages(run: Runner, s: MarkovSettings, problem: MarkovProblem, log,
     resume_draws: with `sample`, continue the stored draws (False: refuse draws files that exist)."""
     net, out = problem.network, run.out
     gp = run.stage("gp", gp_stage, problem)
-    theory = run.stage("theory", theory_stage, s, problem, run.partial("theory"), log)
-    alignment = run.stage("alignment", alignment_stage, problem, theory)
-    if sample is None:
+    if sample is None:  # `sample` reports its draws only
         log(f"markov {s.network}: P={net.n_train}, test={net.n_test}, T={net.spec.temperature}, paths="
             f"{net.spec.n_paths}; " + ", ".join(f"GP {k} {100 * v:.1f}%" for k, v in gp.accuracy.items()))
+    theory = run.stage("theory", theory_stage, s, problem, run.partial("theory"), log)
+    if sample is None:
         _log_u(problem, theory, log)
+    alignment = run.stage("alignment", alignment_stage, problem, theory)
     samples = None
     if sample is not None:
         previous = run.load("samples", Samples).rows if run.done("samples") else []
