@@ -310,14 +310,17 @@ def test_resume_loads_finished_stages_and_reproduces(quick_run, tmp_path):
 
 def test_sample_command_continues_the_draws_of_a_oneshot_run(quick_run, tmp_path):
     """`attnpaths sample DIR` works for a one-shot run with its defaults (the run's own sampling settings), and
-    continues the stored Gibbs chains to more draws, however often it is run, rewriting results.json."""
+    continues the stored Gibbs chains to more draws, however often it is run, rebuilding results.json from the
+    stage records (a damaged results.json is not read)."""
     from attnpaths.cli import main
 
     out, results, _ = quick_run
     copy = tmp_path / "sampled"
     shutil.copytree(out, copy)
+    (copy / "results.json").write_text('{"experiment": "oneshot", "cla')  # never read back: rebuilt from stages
     assert main(["sample", str(copy)]) == 0  # the run's chains, warm-up and seed: its draws are continued
     assert read_json(copy / "results.json")["samples"]["n_draws"] == results["samples"]["n_draws"] == 20
+    assert _strip(read_json(copy / "results.json")) == _strip(results)
     args = ["sample", str(copy), "--n-samples", "24"]
     assert main(args) == 0
     assert main(args) == 0  # twice: nothing more to draw, not an error

@@ -25,10 +25,13 @@ class Experiment:
     presets: registry of its presets (`--preset NAME`).
     run: run(settings, out, resume, log) -> results dict (also written to OUT/results.json).
     report: report(results, seconds) -> the lines printed at the end of the command.
-    add_samples: add_samples(out, SampleSettings, resume, log) -> results, for `attnpaths sample OUT`; None if
-      the experiment has no posterior to sample.
+    add_samples: add_samples(out, SampleSettings, resume, log) -> results, for `attnpaths sample OUT`: a stage
+      added to the finished run, results.json rebuilt from the stage records; None if the experiment has no
+      posterior to sample.
     sample_settings: sample_settings(run_settings) -> the SampleSettings the run itself used (or would use), the
       defaults of `attnpaths sample OUT` (None: SampleSettings' own defaults).
+    figures: figures(results, out) -> the figure files, drawn from the results alone (the one place the
+      experiment's figures are drawn: by its run and again by `attnpaths sample`). None: no figures.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Experiment:
     report: Callable[[dict, float], list]
     add_samples: Callable[..., dict] | None = None
     sample_settings: Callable[..., object] | None = None
+    figures: Callable[..., list] | None = None
 
     def resolve(self, preset=None, config=None, overrides=(), flags=None):
         """The experiment's settings from a preset, a TOML file, flags and key=value overrides."""

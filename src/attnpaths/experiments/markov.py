@@ -4,7 +4,8 @@
     theory      the action's minimum for every width (largest first, each warm-started from the previous one);
                 progress is kept after every width, so a killed run resumes where it stopped
     alignment   kernel-PC / label overlap at the smallest width, finite width vs GP (Fig. 2d)
-    samples     (with samples = true) exact posterior draws of the real network at `sample_widths`
+    samples     (with samples = true, or added later by `attnpaths sample`) exact posterior draws of the real
+                network at `sample_widths`
 
 `OUT/results.json` and its table `OUT/markov.csv` (one row per width) are written from the stage outputs
 (atomically); the figures are drawn from results.json alone (`plots.markov_figures`).
@@ -31,7 +32,7 @@ from attnpaths._src.saddle import solve_saddle
 from attnpaths._src.store import load_record, save_record
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_network
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
-from attnpaths.experiments.io import read_json, write_csv_atomic, write_json_atomic
+from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
 from attnpaths.experiments.progress import GridProgress, progress_setting
 from attnpaths.experiments.runner import Runner, load_run_header
 from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
@@ -286,61 +287,70 @@ def run_markov(settings: MarkovSettings | None = None, out=None, resume: bool = 
     if out is None:
         with tempfile.TemporaryDirectory() as tmp:
             return run_markov(s, tmp, resume, log)
-    problem = markov_problem(s)
-    net = problem.network
     with Runner(out, "markov", s, resume, log) as run:
-        gp = run.stage("gp", gp_stage, problem)
+        return _markov_stages(run, s, markov_problem(s), log)
+
+
+def _markov_stages(run: Runner, s: MarkovSettings, problem: MarkovProblem, log,
+                   sample: SampleSettings | None = None, resume_draws: bool = True) -> dict:
+    """The stages of a run and its results (OUT/results.json, OUT/markov.csv), written from the stage records
+    alone. `sample` (from `attnpaths sample`): draw at sample.widths, keeping the sampled rows at other widths;
+    without it, the run's own samples stage (settings.samples), or the one a previous `sample` stored.
+    resume_draws: with `sample`, continue the stored draws (False: refuse draws files that exist)."""
+    net, out = problem.network, run.out
+    gp = run.stage("gp", gp_stage, problem)
+    if sample is None:  # `sample` reports its draws only
         log(f"markov {s.network}: P={net.n_train}, test={net.n_test}, T={net.spec.temperature}, paths="
             f"{net.spec.n_paths}; " + ", ".join(f"GP {k} {100 * v:.1f}%" for k, v in gp.accuracy.items()))
-        theory = run.stage("theory", theory_stage, s, problem, run.partial("theory"), log)
+    theory = run.stage("theory", theory_stage, s, problem, run.partial("theory"), log)
+    if sample is None:
         _log_u(problem, theory, log)
-        alignment = run.stage("alignment", alignment_stage, problem, theory)
-        samples = None
-        if s.samples:
-            samples = run.stage("samples", samples_stage, Path(out), problem, theory, s.sample_widths,
-                                _sample_settings(s), resume, [], log)
-        results = markov_results(s, problem, gp, theory, alignment, samples)
-        write_json_atomic(Path(out) / "results.json", results)
-        write_csv_atomic(Path(out) / "markov.csv", markov_table(results))
+    alignment = run.stage("alignment", alignment_stage, problem, theory)
+    samples = None
+    if sample is not None:
+        previous = run.load("samples", Samples).rows if run.done("samples") else []
+        samples = run.stage("samples", samples_stage, out, problem, theory, sample.widths, sample, resume_draws,
+                            previous, log, rerun=True)
+    elif s.samples:
+        samples = run.stage("samples", samples_stage, out, problem, theory, s.sample_widths, _sample_settings(s),
+                            run.resume, [], log)
+    elif run.done("samples"):  # added by `attnpaths sample`: a resumed run keeps it
+        samples = run.load("samples", Samples)
+    results = markov_results(s, problem, gp, theory, alignment, samples)
+    write_json_atomic(out / "results.json", results)
+    write_csv_atomic(out / "markov.csv", markov_table(results))
     return results
 
 
 def add_markov_samples(out, sample: SampleSettings, resume: bool = False, log=print) -> dict:
-    """`attnpaths sample OUT` for a Markov run: sample at sample.widths (default 10 and 100), merge the rows with
-    those already in the run, rewrite results.json and the figures."""
-    from attnpaths.experiments.plots import markov_figures
-
+    """`attnpaths sample OUT` for a Markov run: the `samples` stage at sample.widths (default 10 and 100), its
+    rows merged with those at other widths, on the finished run in `out`; results.json and markov.csv are
+    rebuilt from the stage records by the run's own `_markov_stages` (never read back). Returns the results."""
     out = Path(out)
-    header = load_run_header(out)
-    s = MarkovSettings().updated(header["all_settings"], f"{out}/run.npz")
+    s = MarkovSettings().updated(load_run_header(out)["all_settings"], f"{out}/run.npz")
     widths = tuple(sample.widths or DEFAULT_SAMPLE_WIDTHS)
     missing = [w for w in widths if w not in s.widths]
     if missing:
         raise ValueError(f"sample widths {missing} have no theory solution in this run (its widths: "
                          f"{sorted(s.widths)}); add them to --widths")
-    problem = markov_problem(s)
-    with Runner(out, "markov", s, resume=True, log=log) as run:
-        theory = run.load("theory", TheorySweep)
-        previous = run.load("samples", Samples).rows if run.done("samples") else []
-        samples = run.stage("samples", samples_stage, out, problem, theory, widths, sample, resume, previous,
-                            log, rerun=True)
-        results = read_json(out / "results.json")
-        results["samples"] = samples.rows
-        write_json_atomic(out / "results.json", results)
-        write_csv_atomic(out / "markov.csv", markov_table(results))
-    markov_figures(results, out)
-    return results
+    with Runner(out, "markov", s, resume=True, log=log, only=("samples",)) as run:
+        return _markov_stages(run, s, markov_problem(s), log, dataclasses.replace(sample, widths=widths),
+                              resume)
 
 
 def _report(results: dict, seconds: float) -> list[str]:
     return []  # the command's one timing line reports the time
 
 
-def _run_for_cli(settings, out, resume, log):
+def _figures(results: dict, out) -> list:
     from attnpaths.experiments.plots import markov_figures
 
+    return markov_figures(results, out)
+
+
+def _run_for_cli(settings, out, resume, log):
     results = run_markov(settings, out, resume, log)
-    files = markov_figures(results, out)
+    files = _figures(results, out)
     log(f"wrote {Path(out) / 'results.json'}, {Path(out) / 'markov.csv'} and " + ", ".join(str(f) for f in files))
     return results
 
@@ -348,7 +358,7 @@ def _run_for_cli(settings, out, resume, log):
 EXPERIMENTS.register("markov", Experiment(
     name="markov", help="hidden Markov chain experiment (Fig. 2): theory, GP, optional posterior samples",
     settings=MarkovSettings, presets=PRESETS, run=_run_for_cli, report=_report, add_samples=add_markov_samples,
-    sample_settings=_sample_settings))
+    sample_settings=_sample_settings, figures=_figures))
 
 
 # The sweep's `markov` task: the sweep reaches this experiment only through its task registry.

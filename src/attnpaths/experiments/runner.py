@@ -22,6 +22,9 @@ Rules:
 * Every command first calls `claim_output(out, resume, overwrite)`: a folder that holds a run (finished or
   partial) is refused unless it is resumed, or moved aside to OUT.old-YYYYMMDD-HHMMSS with --overwrite; no
   command deletes a run. (The Python API's `Runner(resume=False)` starts over, as above.)
+* A runner made with `only=(names)` runs those stages and loads every other one (refusing a run where one is
+  not done): `attnpaths sample` adds its samples stage to a finished run this way, and results.json is rebuilt
+  from the stage records, never read back.
 * A stage's time is recorded in the active `timing.Timeline` (the command's one timing line).
 """
 
@@ -210,15 +213,19 @@ class Runner:
       settings: the experiment's `Settings`.
       resume: continue the run in `out` (same settings) instead of starting over.
       log: where progress lines go.
+      only: the names of the stages this runner may run; every other stage must be done and is loaded (how
+        `attnpaths sample` adds its stage to a finished run). None: any stage.
     """
 
-    def __init__(self, out, experiment: str, settings, resume: bool = False, log: Callable[[str], None] = print):
+    def __init__(self, out, experiment: str, settings, resume: bool = False, log: Callable[[str], None] = print,
+                 only: tuple[str, ...] | None = None):
         self.out = Path(out)
         self.stages_dir = self.out / "stages"
         self.experiment = experiment
         self.settings = settings
         self.resume = resume
         self.log = log
+        self.only = only
         self.lock = OutputLock(self.out)
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
@@ -287,6 +294,10 @@ class Runner:
             note_loaded(name)
             self.log(f"{name}: done before, loaded from {self.path(name)}")
             return result
+        if self.only is not None and name not in self.only:
+            raise ValueError(f"{self.out} holds an unfinished {self.experiment} run (its stage {name!r} is not done);"
+                             f" finish it first with `attnpaths {self.experiment} --resume --out {self.out}` and "
+                             "the options it was started with")
         t0 = time.perf_counter()
         with stage_timer(name):
             result = fn(*inputs, **kwargs)

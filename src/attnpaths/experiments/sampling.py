@@ -8,7 +8,8 @@ theory's, ||mean_sampled - mean_theory|| / ||mean_theory||, next to its Monte Ca
 sqrt(sum se^2) / ||mean_theory||, and the worst split R-hat / smallest ESS over the test predictions.
 
 `attnpaths sample RUN` (`sample_saved_run`) adds samples to any saved run: it reads the run's experiment from
-RUN/run.npz and calls that experiment's `add_samples`.
+RUN/run.npz and calls that experiment's `add_samples` (a stage on the run's `Runner`; results.json is rebuilt
+from the stage records), then redraws the figures with the experiment's `figures`.
 """
 
 from __future__ import annotations
@@ -120,4 +121,7 @@ def sample_saved_run(run, settings: SampleSettings | None = None, resume: bool =
     if settings is not None:
         fields = [f.name for f in SampleSettings.fields()] if given is None else list(given)
         own = own.updated({k: getattr(settings, k) for k in fields})
-    return experiment.add_samples(run, own, resume, log)
+    results = experiment.add_samples(run, own, resume, log)
+    if experiment.figures is not None:
+        experiment.figures(results, run)
+    return results

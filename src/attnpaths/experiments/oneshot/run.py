@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
-from attnpaths.experiments.io import read_json, write_json_atomic
+from attnpaths.experiments.io import write_json_atomic
 from attnpaths.experiments.oneshot import analyses as an
 from attnpaths.experiments.oneshot.compare import Claim, Headroom, claim_stage, edges, format_claim, headroom_stage
 from attnpaths.experiments.oneshot.data import PROTOCOLS, EpisodeSets, build_episodes, describe
@@ -104,14 +104,21 @@ def oneshot_results(s: OneShotSettings, e: EpisodeSets, net: TrainedNetwork, gd:
 
 
 def _analyses(run: Runner, s: OneShotSettings, out: Path, e: EpisodeSets, net: TrainedNetwork,
-              gd: NetworkAccuracy, grid: TheoryGrid, head: Headroom, f, log) -> dict:
+              gd: NetworkAccuracy, grid: TheoryGrid, head: Headroom, f, log, sample: SampleSettings | None,
+              resume_draws: bool) -> dict:
     extra = {}
     ch = head.choices
-    if "samples" in s.analyses:
+    if sample is not None:  # `attnpaths sample`: the samples stage again, and the order stage that shows them
+        extra["samples"] = run.stage("samples", an.samples_stage, s, out, grid, ch, f, resume_draws, log, sample,
+                                     rerun=True).result
+    elif "samples" in s.analyses or run.done("samples"):  # the latter: added by `attnpaths sample`
         extra["samples"] = run.stage("samples", an.samples_stage, s, out, grid, ch, f, run.resume, log).result
     if "order" in s.analyses:
-        extra["order_parameters"] = run.stage("order", an.order_stage, s, grid, ch, net,
-                                              extra.get("samples")).result
+        shown = extra.get("samples")
+        if shown is not None and shown.get("N") != an.smallest(ch)[0]:
+            shown = None  # sampled at another width than the order parameters are shown at
+        extra["order_parameters"] = run.stage("order", an.order_stage, s, grid, ch, net, shown,
+                                              rerun=sample is not None).result
     if "alignment" in s.analyses:
         extra["alignment"] = run.stage("alignment", an.alignment_stage, s, grid, ch, f).result
     if "heads" in s.analyses:
@@ -119,6 +126,33 @@ def _analyses(run: Runner, s: OneShotSettings, out: Path, e: EpisodeSets, net: T
     if "ood" in s.analyses and e.ood is not None:
         extra["ood"] = run.stage("ood", an.ood_stage, s, grid, ch, gd.accuracy["ood"], f, log).result
     return extra
+
+
+def _oneshot_stages(run: Runner, s: OneShotSettings, e: EpisodeSets, log, progress: bool = False,
+                    sample: SampleSettings | None = None, resume_draws: bool = True) -> dict:
+    """The stages of a run and its results (OUT/results.json), written from the stage records alone.
+    `sample` (from `attnpaths sample`): the samples stage with these settings (and the order stage) again."""
+    out = run.out
+    net = run.stage("train", train_stage, s, e, run.partial("train"), run.resume, progress, log)
+    _check_data(net, e, out)
+    gd = run.stage("gd", gd_stage, s, e, net, log)
+    draws, first = [], None
+    for d in range(s.theory_draws):
+        f = features(s, e, net, d)
+        grid = run.stage(f"theory.d{d}", theory_stage, s, f, run.partial(f"theory.d{d}"), log)
+        head = run.stage(f"headroom.d{d}", headroom_stage, s, grid, f, net, log)
+        claim = run.stage(f"claim.d{d}", claim_stage, s, head, f)
+        if sample is None:
+            for line in format_claim(claim):
+                log(line)
+            if edges(head):
+                log("temperature chosen on an edge of the grid: " + "; ".join(edges(head)))
+        draws.append((grid, head, claim))
+        first = first or f
+    extra = _analyses(run, s, out, e, net, gd, draws[0][0], draws[0][1], first, log, sample, resume_draws)
+    results = oneshot_results(s, e, net, gd, draws, extra, dict(run.timings))
+    write_json_atomic(out / "results.json", results)
+    return results
 
 
 def run_oneshot(settings: OneShotSettings | None = None, out="results/oneshot", resume: bool = False,
@@ -147,57 +181,28 @@ def run_oneshot(settings: OneShotSettings | None = None, out="results/oneshot", 
         f"{len(e.split.train)}, validation {len(e.split.validation)}, test {len(e.split.test)}; theory P = "
         f"{s.n_theory_train} x {s.theory_draws} draw(s); out {out}")
     with Runner(out, "oneshot", s, resume, log) as run:
-        net = run.stage("train", train_stage, s, e, run.partial("train"), resume, progress, log)
-        _check_data(net, e, out)
-        gd = run.stage("gd", gd_stage, s, e, net, log)
-        draws, first = [], None
-        for d in range(s.theory_draws):
-            f = features(s, e, net, d)
-            grid = run.stage(f"theory.d{d}", theory_stage, s, f, run.partial(f"theory.d{d}"), log)
-            head = run.stage(f"headroom.d{d}", headroom_stage, s, grid, f, net, log)
-            claim = run.stage(f"claim.d{d}", claim_stage, s, head, f)
-            for line in format_claim(claim):
-                log(line)
-            if edges(head):
-                log("temperature chosen on an edge of the grid: " + "; ".join(edges(head)))
-            draws.append((grid, head, claim))
-            first = first or f
-        extra = _analyses(run, s, out, e, net, gd, draws[0][0], draws[0][1], first, log)
-        results = oneshot_results(s, e, net, gd, draws, extra, dict(run.timings))
-        write_json_atomic(out / "results.json", results)
+        results = _oneshot_stages(run, s, e, log, progress)
     for p in PROTOCOLS:
         log(f"verdict ({p}): {results['verdict'][p]['text']}")
     return results
 
 
 def add_oneshot_samples(out, sample: SampleSettings, resume: bool = False, log=print) -> dict:
-    """`attnpaths sample OUT` for a one-shot run: posterior draws at the smallest width (or sample.widths[0])
-    with its validation T; the run's results.json and figures are updated."""
-    from attnpaths.experiments.oneshot_figures import oneshot_figures
-
+    """`attnpaths sample OUT` for a one-shot run: the `samples` stage (and the `order` stage that shows its U)
+    again on the finished run in `out`, at the smallest width (or min(sample.widths)) with its validation T;
+    results.json is rebuilt from the stage records by the run's own `_oneshot_stages` (never read back)."""
     out = Path(out)
-    s = OneShotSettings().updated(load_run_header(out)["all_settings"],
-                                  f"{out}/run.npz")
+    s = OneShotSettings().updated(load_run_header(out)["all_settings"], f"{out}/run.npz")
     e = build_episodes(s)
-    with Runner(out, "oneshot", s, resume=True, log=log) as run:
-        net = run.load("train", TrainedNetwork)
-        _check_data(net, e, out)
-        grid, head = run.load("theory.d0", TheoryGrid), run.load("headroom.d0", Headroom)
+    with Runner(out, "oneshot", s, resume=True, log=log, only=("samples", "order")) as run:
         widths = sample.widths or ()
-        missing = [w for w in widths if float(w) not in grid.widths]
-        if missing:
-            raise ValueError(f"sample widths {missing} have no theory solution in this run (its widths: "
-                             f"{grid.widths})")
-        f = features(s, e, net, 0)
-        row = run.stage("samples", an.samples_stage, s, out, grid, head.choices, f, resume, log, sample,
-                        rerun=True).result
-        results = read_json(out / "results.json")
-        results["samples"] = row
-        if "order_parameters" in results and row.get("N") == results["order_parameters"]["N"]:
-            results["order_parameters"]["sampled"] = row.get("U")
-        write_json_atomic(out / "results.json", results)
-    oneshot_figures(results, out)
-    return results
+        if run.done("theory.d0"):
+            grid = run.load("theory.d0", TheoryGrid)
+            missing = [w for w in widths if float(w) not in grid.widths]
+            if missing:
+                raise ValueError(f"sample widths {missing} have no theory solution in this run (its widths: "
+                                 f"{grid.widths})")
+        return _oneshot_stages(run, s, e, log, sample=sample, resume_draws=resume)
 
 
 def _sample_settings(s: OneShotSettings) -> SampleSettings:
@@ -211,11 +216,15 @@ def _report(results: dict, seconds: float) -> list[str]:
     return []  # the verdicts are logged by the run; the command's one timing line reports the time
 
 
-def _run_for_cli(settings, out, resume, log):
+def _figures(results: dict, out) -> list:
     from attnpaths.experiments.oneshot_figures import oneshot_figures
 
+    return oneshot_figures(results, out)
+
+
+def _run_for_cli(settings, out, resume, log):
     results = run_oneshot(settings, out, resume, log, progress=settings.progress)
-    files = oneshot_figures(results, out)
+    files = _figures(results, out)
     log(f"wrote {Path(out) / 'results.json'} and {len(files)} figures")
     return results
 
@@ -224,4 +233,4 @@ EXPERIMENTS.register("oneshot", Experiment(
     name="oneshot", help="one-shot image classification (Fig. 3): GD-trained attention, theory on its heads, "
                          "headroom and the theory-vs-GP claim with statistics, samples, head pruning",
     settings=OneShotSettings, presets=PRESETS, run=_run_for_cli, report=_report, add_samples=add_oneshot_samples,
-    sample_settings=_sample_settings))
+    sample_settings=_sample_settings, figures=_figures))
