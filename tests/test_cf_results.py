@@ -152,3 +152,4 @@ def test_markov_run_writes_its_table_as_csv(tmp_path):
     assert [float(r["N"]) for r in rows] == [10.0, 30.0]
     assert [float(r["accuracy"]) for r in rows] == [r["accuracy"] for r in results["theory"]]
     assert float(rows[1]["action"]) == results["theory"][1]["action"]
+    assert results["inputs"]["network"] == "4paths" and "preset" not in results["inputs"]  # a network, no preset

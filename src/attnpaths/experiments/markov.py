@@ -217,7 +217,7 @@ def markov_results(s: MarkovSettings, problem: MarkovProblem, gp: GPAccuracies, 
     net, spec = problem.network, problem.network.spec
     results = {
         "experiment": "markov",
-        "inputs": {"preset": s.network, "widths": s.widths, "temperature": spec.temperature,
+        "inputs": {"network": s.network, "widths": s.widths, "temperature": spec.temperature,
                    "variances": spec.variances, "heads": spec.heads, "readout": spec.readout,
                    "n_train": net.n_train, "n_test": net.n_test, "train_seed": net.train_seed,
                    "test_seed": net.test_seed, "task": dataclasses.asdict(net.config)},
