@@ -162,14 +162,26 @@ def test_sample_defaults_to_the_runs_settings_continues_and_refuses_other_settin
 
 
 # ---- file modes and the timing line ---------------------------------------------------------------------------
+def _netcdf(path):
+    import xarray as xr
+
+    from attnpaths.experiments.io import to_netcdf
+
+    to_netcdf(xr.Dataset({"a": ("x", [1.0, 2.0])}), path)
+
+
+WRITERS = {"write_atomic": lambda path: write_atomic(path, lambda f: f.write(b"{}")), "to_netcdf": _netcdf}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
-def test_written_files_get_the_users_umask(tmp_path, umask):
+def test_written_files_get_the_users_umask(tmp_path, umask, writer):
     old = os.umask(umask)
     try:
-        write_atomic(tmp_path / "f.json", lambda f: f.write(b"{}"))
+        WRITERS[writer](tmp_path / "f")
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o666 & ~umask
 
 
 def test_every_file_of_a_run_has_the_umask_mode(markov_run):

@@ -8,7 +8,8 @@
                 network at `sample_widths`
 
 `OUT/results.json` and its table `OUT/markov.csv` (one row per width) are written from the stage outputs
-(atomically); the figures are drawn from results.json alone (`plots.markov_figures`).
+(atomically); the figures are drawn from the results alone (`plots.markov_figures`, the experiment's figures, drawn
+after the run and again by `attnpaths sample`).
 """
 
 from __future__ import annotations
@@ -350,8 +351,7 @@ def _figures(results: dict, out) -> list:
 
 def _run_for_cli(settings, out, resume, log):
     results = run_markov(settings, out, resume, log)
-    files = _figures(results, out)
-    log(f"wrote {Path(out) / 'results.json'}, {Path(out) / 'markov.csv'} and " + ", ".join(str(f) for f in files))
+    log(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'markov.csv'}")
     return results
 
 

@@ -1,13 +1,39 @@
-"""The `attnpaths sweep GRID` command: its options, the grid written back as TOML, and the call of `run_sweep`."""
+"""The sweep as a stage of an experiment's `Runner` (`sweep_stage`, whose output is the zarr store), and the
+`attnpaths sweep GRID` command: its options, the grid written back as TOML, and the call of `run_sweep`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from attnpaths.experiments.outputs import claim_output
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.sweep.grid import Grid, grid_toml
 from attnpaths.experiments.sweep.run import SweepSummary, run_sweep
+
+
+@dataclass(frozen=True)
+class StoredSweep:
+    """The output of a sweep stage: the zarr store it completed, which stays where the sweep wrote it (OUT/store,
+    the path relative to OUT), with its count of cells and of failed cells (their errors are in the store)."""
+
+    store: str
+    cells: int
+    failed: int
+
+
+def sweep_stage(grid: Grid, out, *, scheduler: str | None, workers: int | None, resume: bool, progress: bool,
+                log) -> StoredSweep:
+    """Run (or continue, with `resume`) the sweep of `grid` into OUT as a stage of the `Runner` that holds OUT's
+    lock: the store is written cell by cell as before (a resumed sweep never computes a stored cell again), and
+    the stage's record says it is complete."""
+    from attnpaths.experiments import (
+        sweep,  # the package's run_sweep, as callers (and tests) see it
+    )
+
+    summary = sweep.run_sweep(grid, out, scheduler=scheduler, workers=workers, resume=resume, progress=progress,
+                              log=log, lock=False)
+    return StoredSweep(str(summary.store.relative_to(Path(out))), summary.cells, summary.failed)
 
 
 @dataclass(frozen=True)
