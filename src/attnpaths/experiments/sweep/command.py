@@ -9,7 +9,6 @@ from pathlib import Path
 from attnpaths.experiments.outputs import claim_output
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.sweep.grid import Grid, grid_toml
-from attnpaths.experiments.sweep.run import SweepSummary, run_sweep
 
 
 @dataclass(frozen=True)
@@ -23,17 +22,32 @@ class StoredSweep:
 
 
 def sweep_stage(grid: Grid, out, *, scheduler: str | None, workers: int | None, resume: bool, progress: bool,
-                log) -> StoredSweep:
+                log, retry_failed: bool = False) -> StoredSweep:
     """Run (or continue, with `resume`) the sweep of `grid` into OUT as a stage of the `Runner` that holds OUT's
     lock: the store is written cell by cell as before (a resumed sweep never computes a stored cell again), and
     the stage's record says it is complete."""
-    from attnpaths.experiments import (
-        sweep,  # the package's run_sweep, as callers (and tests) see it
-    )
+    # the package's run_sweep, as callers (and tests) see it
+    from attnpaths.experiments import sweep
 
     summary = sweep.run_sweep(grid, out, scheduler=scheduler, workers=workers, resume=resume, progress=progress,
-                              log=log, lock=False)
+                              log=log, lock=False, retry_failed=retry_failed)
     return StoredSweep(str(summary.store.relative_to(Path(out))), summary.cells, summary.failed)
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """A grid as the settings of a `Runner` run (what `attnpaths sweep` stores in OUT/run.npz and settings.toml)."""
+
+    grid: Grid
+
+    def identity(self) -> dict:
+        return self.grid.identity()
+
+    def to_dict(self) -> dict:
+        return self.grid.to_dict()
+
+    def to_toml(self) -> str:
+        return grid_toml(self.grid)
 
 
 @dataclass(frozen=True)
@@ -50,15 +64,20 @@ class SweepOptions(Settings):
 
 
 def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
-                  print_settings: bool = False, log=print, overwrite: bool = False) -> SweepSummary | None:
-    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first). An OUT
-    that holds a run is refused unless `resume` (continue it) or `overwrite` (move it aside first; see
-    `claim_output`)."""
+                  print_settings: bool = False, log=print, overwrite: bool = False) -> StoredSweep | None:
+    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first) as the one
+    stage, `sweep`, of a `Runner` run. An OUT that holds a run is refused unless `resume` (continue it) or
+    `overwrite` (move it aside first; see `claim_output`)."""
+    from attnpaths.experiments.runner import Runner
+
     grid = Grid.from_toml(grid_file, overrides)
     text = grid_toml(grid)
     if print_settings:
         print(text, end="")
         return None
     claim_output(options.out, resume, overwrite, log)
-    return run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
-                     retry_failed=options.retry_failed, progress=options.progress, log=log)
+    with Runner(options.out, "sweep", GridRun(grid), resume, log) as run:
+        # run again when resumed: the store knows which cells are done (and retry_failed clears the failed ones)
+        return run.stage("sweep", sweep_stage, grid, run.out, scheduler=options.scheduler, workers=options.workers,
+                         resume=run.resume, progress=options.progress, log=log, retry_failed=options.retry_failed,
+                         rerun=True)
