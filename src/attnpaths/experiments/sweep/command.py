@@ -9,6 +9,7 @@ from pathlib import Path
 from attnpaths.experiments.outputs import claim_output
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.sweep.grid import Grid, grid_toml
+from attnpaths.experiments.sweep.run import run_sweep
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,8 @@ def sweep_stage(grid: Grid, out, *, scheduler: str | None, workers: int | None, 
     """Run (or continue, with `resume`) the sweep of `grid` into OUT as a stage of the `Runner` that holds OUT's
     lock: the store is written cell by cell as before (a resumed sweep never computes a stored cell again), and
     the stage's record says it is complete."""
-    # the package's run_sweep, as callers (and tests) see it
-    from attnpaths.experiments import sweep
-
-    summary = sweep.run_sweep(grid, out, scheduler=scheduler, workers=workers, resume=resume, progress=progress,
-                              log=log, lock=False, retry_failed=retry_failed)
+    summary = run_sweep(grid, out, scheduler=scheduler, workers=workers, resume=resume, progress=progress,
+                        log=log, lock=False, retry_failed=retry_failed)
     return StoredSweep(str(summary.store.relative_to(Path(out))), summary.cells, summary.failed)
 
 
