@@ -132,6 +132,7 @@ def test_phase_map_and_finite_size_tables_are_labelled(tmp_path, own_cluster):
     rows = list(csv.DictReader((out / "phase_map.csv").open()))
     assert len(rows) == 2 and float(rows[0]["delta_accuracy"]) == pytest.approx(
         float(table.delta_accuracy.sel(alpha=1.0).item()))
+    stages_then_results_and_figures_without_the_store("phase-map", s, out, tmp_path)
 
     out = tmp_path / "finite"
     s = FiniteSizeSettings().updated({"alphas": [0.5], "widths": [10.0, 20.0], "draws": 2, "n_test": 10,
@@ -143,6 +144,28 @@ def test_phase_map_and_finite_size_tables_are_labelled(tmp_path, own_cluster):
     assert table.max_rhat.attrs["long_name"].startswith("worst split R-hat")
     rows = list(csv.DictReader((out / "finite_size.csv").open()))
     assert [float(r["N"]) for r in rows] == [10.0, 20.0]
+    stages_then_results_and_figures_without_the_store("finite-size", s, out, tmp_path)
+
+
+def stages_then_results_and_figures_without_the_store(name, s, out, tmp_path):
+    """The sweep is a stage whose output is the store, reduced by the next stage: a resumed finished run rebuilds
+    results.json from the stage records alone, and the experiment's figures need only the results."""
+    import json
+    import shutil
+
+    from attnpaths.experiments.base import EXPERIMENTS
+
+    assert sorted(p.name for p in (out / "stages").iterdir()) == ["sweep.npz", "table.npz"]
+    results = (out / "results.json").read_text()
+    shutil.rmtree(out / "sweep.zarr")
+    (out / "results.json").unlink()
+    again = EXPERIMENTS[name].run(s, out, True, lambda line: None)
+    assert json.loads((out / "results.json").read_text()) == json.loads(results)
+    figures = tmp_path / f"{name}-figures"
+    figures.mkdir()
+    files = EXPERIMENTS[name].draw(json.loads(results), figures)
+    assert files and all(f.parent == figures and f.stat().st_size > 5000 for f in files)
+    assert EXPERIMENTS[name].draw(again, figures) == files
 
 
 def test_markov_run_writes_its_table_as_csv(tmp_path):
@@ -152,3 +175,4 @@ def test_markov_run_writes_its_table_as_csv(tmp_path):
     assert [float(r["N"]) for r in rows] == [10.0, 30.0]
     assert [float(r["accuracy"]) for r in rows] == [r["accuracy"] for r in results["theory"]]
     assert float(rows[1]["action"]) == results["theory"][1]["action"]
+    assert results["inputs"]["network"] == "4paths" and "preset" not in results["inputs"]  # a network, no preset

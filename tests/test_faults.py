@@ -111,6 +111,31 @@ def test_overwrite_moves_the_old_run_aside_and_deletes_nothing(tmp_path):
     assert (out / "notes.txt").exists()
 
 
+def test_a_run_that_starts_while_overwrite_moves_the_old_one_is_refused_not_moved(tmp_path, monkeypatch):
+    """--overwrite moves the old run under the folder's lock: another run (or --overwrite) that starts in the
+    same folder at that moment is refused by the lock, and its files are never moved aside with the old run."""
+    from attnpaths.experiments.runner import OutputLock
+
+    out = used_folder(tmp_path / "out")
+    before, other, rename = snapshot(out), {}, os.rename
+
+    def rename_while_another_run_starts(src, dst):
+        try:  # the other run's Runner takes the lock as its first step
+            other["lock"] = OutputLock(out).acquire()
+        except OutputInUse as err:
+            other["refused"] = str(err)
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename_while_another_run_starts)
+    claim_output(out, resume=False, overwrite=True, log=lambda line: None)
+    monkeypatch.undo()
+    if "lock" in other:
+        other["lock"].release()
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("out.old-")]
+    assert "in use by another attnpaths run" in other.get("refused", ""), "the other run was let in"
+    assert snapshot(aside) == before  # no lock file of either run left in the moved folder
+
+
 # ---- sample: the run's own settings, continued, other settings refused -------------------------------------
 @pytest.fixture(scope="module")
 def markov_run(tmp_path_factory):
@@ -137,14 +162,26 @@ def test_sample_defaults_to_the_runs_settings_continues_and_refuses_other_settin
 
 
 # ---- file modes and the timing line ---------------------------------------------------------------------------
+def _netcdf(path):
+    import xarray as xr
+
+    from attnpaths.experiments.io import to_netcdf
+
+    to_netcdf(xr.Dataset({"a": ("x", [1.0, 2.0])}), path)
+
+
+WRITERS = {"write_atomic": lambda path: write_atomic(path, lambda f: f.write(b"{}")), "to_netcdf": _netcdf}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
-def test_written_files_get_the_users_umask(tmp_path, umask):
+def test_written_files_get_the_users_umask(tmp_path, umask, writer):
     old = os.umask(umask)
     try:
-        write_atomic(tmp_path / "f.json", lambda f: f.write(b"{}"))
+        WRITERS[writer](tmp_path / "f")
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o666 & ~umask
 
 
 def test_every_file_of_a_run_has_the_umask_mode(markov_run):

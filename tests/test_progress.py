@@ -77,7 +77,7 @@ def test_sweep_experiments_hand_progress_to_the_sweeps_cell_bar(run, settings, p
         seen.update(kwargs)
         raise _Stop
 
-    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    monkeypatch.setattr(sweep.command, "run_sweep", run_sweep)  # the sweep stage's
     with pytest.raises(_Stop):
         run(settings(progress=progress), tmp_path)
     assert seen["progress"] is progress

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from attnpaths._src.registry import Registry
 from attnpaths.cli import main
+from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.runner import Runner
 from attnpaths.experiments.settings import Settings, setting
 from test_experiment_oneshot import _strip  # results without wall-clock fields
@@ -95,11 +98,40 @@ def test_a_runner_with_only_runs_those_stages_and_loads_the_others(only, tmp_pat
             assert not run.done("c")
 
 
-def test_a_resumed_run_keeps_the_samples_that_sample_added(tmp_path):
+def test_a_resumed_run_keeps_the_samples_that_sample_added(tmp_path, monkeypatch):
+    from attnpaths.experiments import plots
+
+    drawn, draw = [], plots.markov_figures
+    monkeypatch.setattr(plots, "markov_figures", lambda results, out: drawn.append(results) or draw(results, out))
     out = tmp_path / "run"
     assert main(THEORY + ["--out", str(out)]) == 0
+    assert len(drawn) == 1 and "samples" not in drawn[0]  # the figures are drawn once, by the command
     assert main(["sample", str(out)] + SAMPLE) == 0
     sampled = _read(out)
     assert [row["N"] for row in sampled["samples"]] == [10.0]
     assert main(THEORY + ["--out", str(out), "--resume"]) == 0  # results.json rebuilt from the stage records
     assert _read(out) == sampled
+    assert len(drawn) == 3 and all("samples" in r for r in drawn[1:])  # sample and the resumed run redraw them
+
+
+def test_a_command_draws_its_experiments_declared_figures_once_from_the_results(tmp_path):
+    drawn = []
+
+    def run(s, out, resume, log):
+        with Runner(out, "toy-figures", s, resume, log) as runner:
+            return {"value": runner.stage("a", make, s.x).value}
+
+    def figures(results, out):
+        drawn.append(results)
+        (Path(out) / "toy.txt").write_text(str(results["value"]))
+        return [Path(out) / "toy.txt"]
+
+    EXPERIMENTS.register("toy-figures", Experiment(name="toy-figures", help="a toy", settings=S,
+                                                   presets=Registry("preset of toy-figures"), run=run,
+                                                   report=lambda results, seconds: [], figures=figures))
+    try:
+        assert main(["toy-figures", "--x", "3", "--out", str(tmp_path)]) == 0
+        assert main(["toy-figures", "--x", "3", "--out", str(tmp_path), "--resume"]) == 0
+    finally:
+        EXPERIMENTS.unregister("toy-figures")
+    assert drawn == [{"value": 3}, {"value": 3}] and (tmp_path / "toy.txt").read_text() == "3"

@@ -193,6 +193,23 @@ def test_sweep_command_reads_the_grid_file_and_its_overrides(tmp_path, capsys):
     assert "did you mean 'temperature'" in capsys.readouterr().err
 
 
+def test_sweep_command_is_a_runner_run_whose_sweep_stage_points_at_the_store(tmp_path, client, monkeypatch):
+    from attnpaths._src.store import load_record
+    from attnpaths.experiments.runner import load_run_header
+
+    monkeypatch.setattr(sweep_module, "start_client", lambda *a, **k: Client(client.scheduler.address))
+    path, out = tmp_path / "grid.toml", tmp_path / "out"
+    path.write_text('task = "markov"\n[settings]\nn_train = 10\nn_test = 20\n[axes]\nN = [10, 30]\n'
+                    "temperature = [0.1]\n")
+    args = ["sweep", str(path), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    assert load_run_header(out)["experiment"] == "sweep"
+    record = load_record(out / "stages" / "sweep.npz", kind="stage:sweep").header["output"]
+    assert record == {"store": "sweep.zarr", "cells": 2, "failed": 0} and bool(open_sweep(out).done.all())
+    assert main(args + ["--resume", "--set", "axes.temperature=1"]) == 2  # another grid: refused by the Runner
+    assert main(args + ["--resume"]) == 0
+
+
 def _thread_affinities():
     """{core set} of every thread of this (worker) process, after it has run JAX."""
     import jax.numpy as jnp

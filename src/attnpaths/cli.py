@@ -111,7 +111,7 @@ def _experiment_command(experiment):
         claim_output(args.out, args.resume, args.overwrite)
         start = time.perf_counter()
         with CompileTime() as compiling, active_timeline() as timeline:
-            results = experiment.run(settings, args.out, args.resume, print)
+            results = experiment.execute(settings, args.out, args.resume, print)
         end = time.perf_counter()
         for line in experiment.report(results, end - start):
             print(line)

@@ -14,8 +14,13 @@ floor^2 on average).
 
 The N-scaling exponent b of e ~ N^b is the least-squares slope of log(mean e over draws) against log N; its
 interval is the percentile interval of the slope over bootstrap resamples of the draws (at every N the draws
-are resampled with replacement). Everything goes to OUT/results.json, OUT/finite_size.csv (the table),
-OUT/finite_size.nc (the table over alpha x N, with CF attributes) and OUT/finite_size.png.
+are resampled with replacement).
+
+The run is two stages on the experiment `Runner`: `sweep` (the cells on Dask; its output is the store
+OUT/sweep.zarr, resumable cell by cell, the draws in OUT/samples/) and `table` (the store reduced to the table and
+the exponents). OUT/results.json, OUT/finite_size.csv (the table) and OUT/finite_size.nc (the table over alpha x
+N, with CF attributes) are written from the stage records by `write_finite_size`; the figure OUT/finite_size.png
+is drawn from the results alone (`finite_size_figures`, the experiment's figures).
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ from attnpaths._src.sampling.diagnostics import convergence_warning
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
+from attnpaths.experiments.runner import Runner
 from attnpaths.experiments.settings import (Settings, at_least, between, each, positive, register_preset,
                                             setting)
+from attnpaths.experiments.sweep.command import StoredSweep, sweep_stage
 from attnpaths.experiments.sweep.grid import Grid
 
 ERRORS = (("relative_error_mean", "monte_carlo_floor_mean", "predictor mean"),
@@ -116,7 +123,8 @@ def scaling_exponent(N, errors, n_bootstrap: int, confidence: float, seed: int =
 
 def finite_size_table(ds, s: FiniteSizeSettings) -> dict:
     """Rows (alpha, N): mean errors and floors over draws (with their standard errors), floor-corrected errors,
-    diagnostics; and per alpha the fitted exponents of the raw errors (and of the floor-corrected ones).
+    diagnostics; and per alpha (keyed by str(alpha), as in results.json) the fitted exponents of the raw errors
+    (and of the floor-corrected ones).
 
     A point whose cells all failed has NaN entries (and says so in its `draws` count): NumPy's warnings about the
     empty means would only repeat that, once per variable."""
@@ -129,12 +137,12 @@ def _table(ds, s: FiniteSizeSettings) -> dict:
     ok = (ds.done & (ds.error == "")).values
     rows, exponents = [], {}
     for i, alpha in enumerate(ds.alpha.values):
-        exponents[float(alpha)] = {}
+        exponents[str(float(alpha))] = {}
         for err_name, floor_name, label in ERRORS:
             E = np.where(ok[i], ds[err_name].values[i], np.nan)
             F = np.where(ok[i], ds[floor_name].values[i], np.nan)
             corrected = np.sqrt(np.clip(np.nanmean(E ** 2, axis=1) - np.nanmean(F ** 2, axis=1), 0, None))
-            exponents[float(alpha)][label] = {
+            exponents[str(float(alpha))][label] = {
                 "raw": scaling_exponent(ds.N.values, E, s.n_bootstrap, s.confidence),
                 "floor": scaling_exponent(ds.N.values, F, s.n_bootstrap, s.confidence),
                 "widths_above_2x_floor": [float(n) for n, e, f in zip(ds.N.values, np.nanmean(E, 1),
@@ -180,14 +188,15 @@ def table_dataset(rows: list[dict]):
     return label(pd.DataFrame(rows).set_index(["alpha", "N"]).to_xarray(), LABELS)
 
 
-def finite_size_figure(table: dict, out) -> Path:
-    """Errors (points: mean over draws, bars: se) and Monte Carlo floors (dashed) vs N, per alpha."""
+def finite_size_figures(results: dict, out) -> list[Path]:
+    """finite_size.png from the results' table rows: errors (points: mean over draws, bars: se) and Monte Carlo
+    floors (dashed) vs N, per alpha."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = table["rows"]
+    rows = results["rows"]
     alphas = sorted({r["alpha"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (key, label) in zip(axes, (("mean", "predictor mean"), ("U", "order parameter U"))):
@@ -208,28 +217,49 @@ def finite_size_figure(table: dict, out) -> Path:
     path = Path(out) / "finite_size.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return [path]
+
+
+@dataclass(frozen=True)
+class FiniteSizeTable:
+    """The store reduced (`finite_size_table`): one row per (alpha, N), and the exponents per alpha."""
+
+    rows: list
+    exponents: dict
+
+
+def table_stage(sweep: StoredSweep, out, s: FiniteSizeSettings) -> FiniteSizeTable:
+    """The stage after the sweep: its store (OUT/<sweep.store>) reduced to the table."""
+    from attnpaths.experiments.sweep.store import open_sweep
+
+    table = finite_size_table(open_sweep(Path(out)).load(), s)
+    return FiniteSizeTable(table["rows"], table["exponents"])
+
+
+def write_finite_size(out, s: FiniteSizeSettings, table: FiniteSizeTable, log) -> dict:
+    """OUT/results.json, OUT/finite_size.csv and OUT/finite_size.nc from the stage records; returns the results."""
+    from attnpaths.experiments.io import to_netcdf
+
+    out = Path(out)
+    results = {"experiment": "finite-size", "settings": s.to_dict(), "rows": table.rows,
+               "exponents": table.exponents}
+    write_csv_atomic(out / "finite_size.csv", table.rows)
+    to_netcdf(table_dataset(table.rows), out / "finite_size.nc")
+    write_json_atomic(out / "results.json", results)
+    log(f"wrote {out / 'finite_size.csv'}, {out / 'finite_size.nc'} and {out / 'results.json'}")
+    return results
 
 
 def run_finite_size(s: FiniteSizeSettings | None = None, out="results/finite-size", resume: bool = False,
                     log: Callable[[str], None] = print) -> dict:
-    """Compute (or resume) the study's sweep, then write OUT/results.json, OUT/finite_size.csv and the figure."""
-    from attnpaths.experiments.io import to_netcdf
-    from attnpaths.experiments.sweep import run_sweep
-    from attnpaths.experiments.sweep.store import open_sweep
-
+    """Compute (or resume) the study's stages (module docstring) and write OUT/results.json, finite_size.csv and
+    finite_size.nc; the figure is the experiment's (`finite_size_figures(results, out)`). Returns the results."""
     s = s or FiniteSizeSettings()
-    out = Path(out)
-    run_sweep(finite_size_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, progress=s.progress,
-              log=log)
-    table = finite_size_table(open_sweep(out).load(), s)
-    write_csv_atomic(out / "finite_size.csv", table["rows"])
-    to_netcdf(table_dataset(table["rows"]), out / "finite_size.nc")
-    results = {"experiment": "finite-size", "settings": s.to_dict(), **table}
-    write_json_atomic(out / "results.json", results)
-    path = finite_size_figure(table, out)
-    log(f"wrote {out / 'finite_size.csv'}, {out / 'finite_size.nc'}, {out / 'results.json'} and {path}")
-    return results
+    with Runner(out, "finite-size", s, resume, log) as run:
+        sweep = run.stage("sweep", sweep_stage, finite_size_grid(s), run.out, scheduler=s.scheduler,
+                          workers=s.workers, resume=run.resume, progress=s.progress, log=log)
+        table = run.stage("table", table_stage, sweep, run.out, s)
+        return write_finite_size(run.out, s, table, log)
 
 
 def _report(results: dict, seconds: float) -> list[str]:
@@ -245,7 +275,7 @@ def _report(results: dict, seconds: float) -> list[str]:
     for alpha, fits in results["exponents"].items():
         for label, fit in fits.items():
             raw = fit["raw"]
-            lines.append(f"alpha {alpha:g}, {label}: error ~ N^{raw['exponent']:.2f} [{raw['low']:.2f}, "
+            lines.append(f"alpha {float(alpha):g}, {label}: error ~ N^{raw['exponent']:.2f} [{raw['low']:.2f}, "
                          f"{raw['high']:.2f}]; widths with error > 2 x floor: {fit['widths_above_2x_floor']}")
     return lines  # the command's one timing line reports the time
 
@@ -257,4 +287,5 @@ register_preset(PRESETS, "full", {}, "the table in docs/experiments/studies.md (
 EXPERIMENTS.register("finite-size", Experiment(
     name="finite-size", help="theory vs posterior samples as N grows at fixed alpha = P/N (Markov task, a sweep "
                              "on Dask)", settings=FiniteSizeSettings, presets=PRESETS,
-    run=lambda s, out, resume, log: run_finite_size(s, out, resume, log), report=_report))
+    run=lambda s, out, resume, log: run_finite_size(s, out, resume, log), report=_report,
+    figures=finite_size_figures))

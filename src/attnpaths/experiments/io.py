@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from attnpaths._src.atomic import write_atomic
+from attnpaths._src.atomic import _create_temporary, write_atomic
 from attnpaths._src.store import jsonable
 
 
@@ -72,7 +71,7 @@ def to_netcdf(ds, path, engine: str | None = None) -> Path:
     ds = ds.load()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path)  # mode 0o666 & ~umask, as every file a run writes (mkstemp's is 0600)
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine=engine)

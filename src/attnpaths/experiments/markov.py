@@ -8,7 +8,8 @@
                 network at `sample_widths`
 
 `OUT/results.json` and its table `OUT/markov.csv` (one row per width) are written from the stage outputs
-(atomically); the figures are drawn from results.json alone (`plots.markov_figures`).
+(atomically); the figures are drawn from the results alone (`plots.markov_figures`, the experiment's figures, drawn
+after the run and again by `attnpaths sample`).
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def markov_results(s: MarkovSettings, problem: MarkovProblem, gp: GPAccuracies, 
     net, spec = problem.network, problem.network.spec
     results = {
         "experiment": "markov",
-        "inputs": {"preset": s.network, "widths": s.widths, "temperature": spec.temperature,
+        "inputs": {"network": s.network, "widths": s.widths, "temperature": spec.temperature,
                    "variances": spec.variances, "heads": spec.heads, "readout": spec.readout,
                    "n_train": net.n_train, "n_test": net.n_test, "train_seed": net.train_seed,
                    "test_seed": net.test_seed, "task": dataclasses.asdict(net.config)},
@@ -350,8 +351,7 @@ def _figures(results: dict, out) -> list:
 
 def _run_for_cli(settings, out, resume, log):
     results = run_markov(settings, out, resume, log)
-    files = _figures(results, out)
-    log(f"wrote {Path(out) / 'results.json'}, {Path(out) / 'markov.csv'} and " + ", ".join(str(f) for f in files))
+    log(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'markov.csv'}")
     return results
 
 

@@ -41,15 +41,23 @@ def claim_output(out, resume: bool, overwrite: bool, log: Callable[[str], None] 
         raise OutputInUse(f"{out} already holds a run; continue it with --resume, or start over with --overwrite "
                           "(which moves the old run aside to a sibling folder, deleting nothing), or choose "
                           "another --out")
-    with OutputLock(out):  # never move a folder another live run writes to
-        pass
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside = out.with_name(f"{out.name}.old-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = out.with_name(f"{out.name}.old-{stamp}-{n}")
-    os.rename(out, aside)
+    # The folder is moved while this process holds its lock: a run that starts meanwhile (another --overwrite,
+    # say) is refused by the lock instead of being moved aside with the old run, and two --overwrite runs never
+    # both move (or one of them move the other's new run).
+    lock = OutputLock(out).acquire()
+    try:
+        if not holds_run(out):  # another --overwrite moved it aside before this one took the lock
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = out.with_name(f"{out.name}.old-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = out.with_name(f"{out.name}.old-{stamp}-{n}")
+        os.rename(out, aside)
+        lock.path = aside / lock.path.name  # the lock file moved with the folder: released (removed) there
+    finally:
+        lock.release()
     log(f"moved the previous run in {out} aside to {aside} (delete it yourself once you no longer need it)")
 
 

@@ -8,10 +8,16 @@ compares it with the GP limit on the same test set:
 
 (the MSE of the predictor mean on the test set). delta_accuracy > 0 and delta_mse < 0 mean that the
 finite-width renormalisation of the path kernels (the interplay of the paths) generalises better than the GP.
-The cells run through the sweep runner (`attnpaths.experiments.sweep`), so the map is resumable and runs on any
-Dask cluster; the averages over draws, their standard errors, the heat maps with the delta = 0 contour and a
-summary go to OUT/phase_map.csv, OUT/phase_map.nc (the averages with CF attributes), OUT/results.json and
-OUT/phase_map_*.png.
+The run is two stages on the experiment `Runner`:
+
+    sweep   the cells, run through the sweep runner (`attnpaths.experiments.sweep`) on any Dask cluster; its
+            output is the store OUT/sweep.zarr (resumable cell by cell)
+    table   the store reduced to the map: means over draws with their standard errors, one row per cell, and a
+            summary per network and width
+
+OUT/results.json, OUT/phase_map.csv and OUT/phase_map.nc (the map with CF attributes) are written from the stage
+records by `write_phase_map`; the heat maps OUT/phase_map_*.png with the delta = 0 contour are drawn from the
+results alone (`phase_map_figures`, the experiment's figures).
 
 P is rounded to the nearest even number >= 2 (the Markov data are class-balanced): at N = 10 the loads 0.1 and
 0.5 give P = 2 and P = 6; the store holds the P of every cell.
@@ -29,8 +35,10 @@ from attnpaths._src.registry import Registry
 from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
+from attnpaths.experiments.runner import Runner
 from attnpaths.experiments.settings import Settings, at_least, each, positive, register_preset, setting
-from attnpaths.experiments.sweep.grid import Grid
+from attnpaths.experiments.sweep.command import StoredSweep, sweep_stage
+from attnpaths.experiments.sweep.grid import Grid, axis_labels
 
 ALPHAS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 TEMPERATURES = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -141,15 +149,17 @@ def summary_rows(avg) -> list[dict]:
     return rows
 
 
-def phase_map_figures(avg, out) -> list[Path]:
-    """One figure per network: rows = widths, columns = delta accuracy and delta MSE over (alpha, T), diverging
-    colours centred at 0, the delta = 0 contour in black, cells that differ from 0 by < 2 se hatched."""
+def phase_map_figures(results: dict, out) -> list[Path]:
+    """One figure per network from the results' rows (`results["cells"]`): rows = widths, columns = delta
+    accuracy and delta MSE over (alpha, T), diverging colours centred at 0, the delta = 0 contour in black, cells
+    that differ from 0 by < 2 se hatched."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(out)
+    avg = map_dataset(results["cells"])
     files = []
     alphas, temps = avg.alpha.values.astype(float), avg.temperature.values.astype(float)
     for net in avg.network.values:
@@ -191,31 +201,66 @@ def table_rows(avg) -> list[dict]:
     return avg.to_dataframe().reset_index().to_dict(orient="records")
 
 
-def phase_map_results(avg, s: PhaseMapSettings) -> dict:
-    return {"experiment": "phase-map", "settings": s.to_dict(), "summary": summary_rows(avg),
-            "cells": table_rows(avg)}
+MAP_AXES = ("network", "N", "alpha", "temperature")
+
+
+def map_dataset(rows: list[dict], labels: dict | None = None):
+    """The table's rows back as the map, an xarray Dataset over `MAP_AXES` with each axis in the order of the
+    rows (the grid's); `labels` (name -> (long_name, units), with the axes'): CF-labelled (`cf.label`)."""
+    import pandas as pd
+
+    from attnpaths.experiments.cf import label
+
+    frame = pd.DataFrame(rows)
+    order = {a: list(dict.fromkeys(frame[a])) for a in MAP_AXES}
+    ds = frame.set_index(list(MAP_AXES)).to_xarray().reindex(order)
+    return ds if labels is None else label(ds, labels)
+
+
+@dataclass(frozen=True)
+class PhaseMapTable:
+    """The store reduced: the draw-averaged map, one row per cell (`table_rows`), and its summary per network and
+    width (`summary_rows`)."""
+
+    cells: list
+    summary: list
+
+
+def table_stage(sweep: StoredSweep, out) -> PhaseMapTable:
+    """The stage after the sweep: its store (OUT/<sweep.store>) averaged over the draws."""
+    from attnpaths.experiments.sweep.store import open_sweep
+
+    avg = draw_average(open_sweep(Path(out)).load())
+    return PhaseMapTable(table_rows(avg), summary_rows(avg))
+
+
+def phase_map_results(s: PhaseMapSettings, table: PhaseMapTable) -> dict:
+    return {"experiment": "phase-map", "settings": s.to_dict(), "summary": table.summary, "cells": table.cells}
+
+
+def write_phase_map(out, s: PhaseMapSettings, table: PhaseMapTable, log) -> dict:
+    """OUT/results.json, OUT/phase_map.csv and OUT/phase_map.nc from the stage records; returns the results."""
+    from attnpaths.experiments.io import to_netcdf
+
+    out = Path(out)
+    results = phase_map_results(s, table)
+    write_csv_atomic(out / "phase_map.csv", table.cells)
+    to_netcdf(map_dataset(table.cells, {**axis_labels(phase_map_grid(s)), **LABELS}), out / "phase_map.nc")
+    write_json_atomic(out / "results.json", results)
+    log(f"wrote {out / 'phase_map.csv'}, {out / 'phase_map.nc'} and {out / 'results.json'}")
+    return results
 
 
 def run_phase_map(s: PhaseMapSettings | None = None, out="results/phase-map", resume: bool = False,
                   log: Callable[[str], None] = print) -> dict:
-    """Compute (or resume) the phase map's sweep, then write OUT/phase_map.csv, OUT/results.json and the figures."""
-    from attnpaths.experiments.io import to_netcdf
-    from attnpaths.experiments.sweep import run_sweep
-    from attnpaths.experiments.sweep.store import open_sweep
-
+    """Compute (or resume) the phase map's stages (module docstring) and write OUT/results.json, phase_map.csv
+    and phase_map.nc; the figures are the experiment's (`phase_map_figures(results, out)`). Returns the results."""
     s = s or PhaseMapSettings()
-    out = Path(out)
-    run_sweep(phase_map_grid(s), out, scheduler=s.scheduler, workers=s.workers, resume=resume, progress=s.progress,
-              log=log)
-    avg = draw_average(open_sweep(out).load())
-    write_csv_atomic(out / "phase_map.csv", table_rows(avg))
-    to_netcdf(avg, out / "phase_map.nc")
-    results = phase_map_results(avg, s)
-    write_json_atomic(out / "results.json", results)
-    files = phase_map_figures(avg, out)
-    log(f"wrote {out / 'phase_map.csv'}, {out / 'phase_map.nc'}, {out / 'results.json'} and "
-        + ", ".join(map(str, files)))
-    return results
+    with Runner(out, "phase-map", s, resume, log) as run:
+        sweep = run.stage("sweep", sweep_stage, phase_map_grid(s), run.out, scheduler=s.scheduler,
+                          workers=s.workers, resume=run.resume, progress=s.progress, log=log)
+        table = run.stage("table", table_stage, sweep, run.out)
+        return write_phase_map(run.out, s, table, log)
 
 
 def _report(results: dict, seconds: float) -> list[str]:
@@ -231,4 +276,5 @@ def _report(results: dict, seconds: float) -> list[str]:
 EXPERIMENTS.register("phase-map", Experiment(
     name="phase-map", help="Markov task: theory - GP accuracy and test MSE over load alpha = P/N and temperature "
                            "(a sweep on Dask)", settings=PhaseMapSettings, presets=PRESETS,
-    run=lambda s, out, resume, log: run_phase_map(s, out, resume, log), report=_report))
+    run=lambda s, out, resume, log: run_phase_map(s, out, resume, log), report=_report,
+    figures=phase_map_figures))

@@ -68,7 +68,7 @@ def markov_figures(results: dict, out: str | Path) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("width N")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"hidden Markov chain, {results['inputs']['preset']}")
+    ax.set_title(f"hidden Markov chain, {results['inputs']['network']}")
     ax.legend(fontsize=7)
     fig.tight_layout()
     files.append(out / "accuracy_vs_width.png")

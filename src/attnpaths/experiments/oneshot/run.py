@@ -224,8 +224,7 @@ def _figures(results: dict, out) -> list:
 
 def _run_for_cli(settings, out, resume, log):
     results = run_oneshot(settings, out, resume, log, progress=settings.progress)
-    files = _figures(results, out)
-    log(f"wrote {Path(out) / 'results.json'} and {len(files)} figures")
+    log(f"wrote {Path(out) / 'results.json'}")
     return results
 
 

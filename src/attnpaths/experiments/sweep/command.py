@@ -1,13 +1,51 @@
-"""The `attnpaths sweep GRID` command: its options, the grid written back as TOML, and the call of `run_sweep`."""
+"""The sweep as a stage of an experiment's `Runner` (`sweep_stage`, whose output is the zarr store), and the
+`attnpaths sweep GRID` command: its options, the grid written back as TOML, and the call of `run_sweep`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from attnpaths.experiments.outputs import claim_output
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.sweep.grid import Grid, grid_toml
-from attnpaths.experiments.sweep.run import SweepSummary, run_sweep
+from attnpaths.experiments.sweep.run import run_sweep
+
+
+@dataclass(frozen=True)
+class StoredSweep:
+    """The output of a sweep stage: the zarr store it completed, which stays where the sweep wrote it (OUT/store,
+    the path relative to OUT), with its count of cells and of failed cells (their errors are in the store)."""
+
+    store: str
+    cells: int
+    failed: int
+
+
+def sweep_stage(grid: Grid, out, *, scheduler: str | None, workers: int | None, resume: bool, progress: bool,
+                log, retry_failed: bool = False) -> StoredSweep:
+    """Run (or continue, with `resume`) the sweep of `grid` into OUT as a stage of the `Runner` that holds OUT's
+    lock: the store is written cell by cell as before (a resumed sweep never computes a stored cell again), and
+    the stage's record says it is complete."""
+    summary = run_sweep(grid, out, scheduler=scheduler, workers=workers, resume=resume, progress=progress,
+                        log=log, lock=False, retry_failed=retry_failed)
+    return StoredSweep(str(summary.store.relative_to(Path(out))), summary.cells, summary.failed)
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """A grid as the settings of a `Runner` run (what `attnpaths sweep` stores in OUT/run.npz and settings.toml)."""
+
+    grid: Grid
+
+    def identity(self) -> dict:
+        return self.grid.identity()
+
+    def to_dict(self) -> dict:
+        return self.grid.to_dict()
+
+    def to_toml(self) -> str:
+        return grid_toml(self.grid)
 
 
 @dataclass(frozen=True)
@@ -24,15 +62,20 @@ class SweepOptions(Settings):
 
 
 def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool = False,
-                  print_settings: bool = False, log=print, overwrite: bool = False) -> SweepSummary | None:
-    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first). An OUT
-    that holds a run is refused unless `resume` (continue it) or `overwrite` (move it aside first; see
-    `claim_output`)."""
+                  print_settings: bool = False, log=print, overwrite: bool = False) -> StoredSweep | None:
+    """`attnpaths sweep GRID`: read the grid, run or resume the sweep (which writes OUT/grid.toml first) as the one
+    stage, `sweep`, of a `Runner` run. An OUT that holds a run is refused unless `resume` (continue it) or
+    `overwrite` (move it aside first; see `claim_output`)."""
+    from attnpaths.experiments.runner import Runner
+
     grid = Grid.from_toml(grid_file, overrides)
     text = grid_toml(grid)
     if print_settings:
         print(text, end="")
         return None
     claim_output(options.out, resume, overwrite, log)
-    return run_sweep(grid, options.out, scheduler=options.scheduler, workers=options.workers, resume=resume,
-                     retry_failed=options.retry_failed, progress=options.progress, log=log)
+    with Runner(options.out, "sweep", GridRun(grid), resume, log) as run:
+        # run again when resumed: the store knows which cells are done (and retry_failed clears the failed ones)
+        return run.stage("sweep", sweep_stage, grid, run.out, scheduler=options.scheduler, workers=options.workers,
+                         resume=run.resume, progress=options.progress, log=log, retry_failed=options.retry_failed,
+                         rerun=True)

@@ -27,6 +27,7 @@ environment before they import JAX (docs/sweeps.md).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -261,7 +262,7 @@ class _Submitter:
 def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, workers: int | None = None,
               resume: bool = False, retry_failed: bool = False, progress: bool = True,
               log: Callable[[str], None] = print,
-              callback: Callable[[tuple, CellResult], None] | None = None) -> SweepSummary:
+              callback: Callable[[tuple, CellResult], None] | None = None, lock: bool = True) -> SweepSummary:
     """Run (or resume) the sweep of `grid` into folder `out` (see the module docstring).
 
     Args:
@@ -275,13 +276,14 @@ def run_sweep(grid: Grid, out, *, client=None, scheduler: str | None = None, wor
       progress: show a progress bar over the cells.
       log: where progress lines go.
       callback: called as callback(index, result) after every stored cell.
+      lock: take OUT's lock for the sweep; False: the caller holds it (the `Runner` whose stage the sweep is).
 
     Returns:
       SweepSummary.
     """
     out = Path(out)
     t0 = time.perf_counter()
-    with OutputLock(out):
+    with OutputLock(out) if lock else contextlib.nullcontext():
         store = _store_for(grid, out, resume)
         # beside the store from the start (an interrupted sweep says what it was), once the store is known to be
         # this grid's: a refused --out keeps its own grid.toml
