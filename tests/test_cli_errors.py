@@ -32,6 +32,14 @@ def _incomplete_run(tmp_path):
     return tmp_path
 
 
+def _run_of(experiment):
+    """A folder whose run.npz says it holds a run of `experiment` (what sample reads first)."""
+    def make(tmp_path):
+        save_record(tmp_path / "run.npz", "run", {"experiment": experiment, "settings": {}, "all_settings": {}}, {})
+        return str(tmp_path)
+    return make
+
+
 def _grid(tmp_path, text):
     path = tmp_path / "grid.toml"
     path.write_text(text)
@@ -58,6 +66,12 @@ CASES = {
     "sample: run of another format": (lambda t: ["sample", str(_run_of_another_format(t))],
                                       "attnpaths-record/1"),
     "sample: incomplete run.npz": (lambda t: ["sample", str(_incomplete_run(t))], "lacks settings, all_settings"),
+    "sample: a sweep": (lambda t: ["sample", _run_of("sweep")(t)], "holds a sweep (`attnpaths sweep`), which has "
+                        "no posterior to sample; a sweep samples in its cells when its grid file has a [sampling]"),
+    "sample: a phase map": (lambda t: ["sample", _run_of("phase-map")(t)], "`attnpaths markov --widths N --samples`"),
+    "sample: a finite-size study": (lambda t: ["sample", _run_of("finite-size")(t)],
+                                    "holds a finite-size study (`attnpaths finite-size`), which samples every "
+                                    "cell itself and has no one posterior to sample; its cells are many networks"),
     "sample: unknown method": (lambda t: ["sample", str(t), "--method", "metropolis"], "metropolis"),
     "oneshot: unknown data source": (lambda t: ["oneshot", "--data", "cifar", "--out", str(t)], "cifar"),
     "oneshot: bad patch size": (lambda t: ["oneshot", "--set", "patch_size=0", "--out", str(t)], "patch_size"),

@@ -25,7 +25,7 @@ from attnpaths.experiments.oneshot.data import build_episodes
 from attnpaths.experiments.oneshot.theory import TheoryGrid, features, theory_spec
 from attnpaths.experiments.oneshot.train import TrainedNetwork
 from attnpaths.experiments.oneshot.study import SeedRun, summarize_study, summarize_test_chosen
-from attnpaths.experiments.oneshot_figures import oneshot_figures, study_figures
+from attnpaths.experiments.oneshot.figures import oneshot_figures, study_figures
 from attnpaths.experiments.runner import Runner
 
 FIGURES = ("accuracy_vs_width.png", "claim.png", "training.png", "order_parameters.png", "alignment.png",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from attnpaths.cli import main
-from attnpaths.experiments.plots import gp_lines
+from attnpaths.experiments.markov.figures import gp_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -99,10 +99,10 @@ def test_a_runner_with_only_runs_those_stages_and_loads_the_others(only, tmp_pat
 
 
 def test_a_resumed_run_keeps_the_samples_that_sample_added(tmp_path, monkeypatch):
-    from attnpaths.experiments import plots
+    from attnpaths.experiments.markov import figures
 
-    drawn, draw = [], plots.markov_figures
-    monkeypatch.setattr(plots, "markov_figures", lambda results, out: drawn.append(results) or draw(results, out))
+    drawn, draw = [], figures.markov_figures
+    monkeypatch.setattr(figures, "markov_figures", lambda results, out: drawn.append(results) or draw(results, out))
     out = tmp_path / "run"
     assert main(THEORY + ["--out", str(out)]) == 0
     assert len(drawn) == 1 and "samples" not in drawn[0]  # the figures are drawn once, by the command

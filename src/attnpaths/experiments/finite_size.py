@@ -39,6 +39,7 @@ from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
 from attnpaths.experiments.runner import Runner
+from attnpaths.experiments.sampling import NO_POSTERIOR, NoPosterior
 from attnpaths.experiments.settings import (Settings, at_least, between, each, positive, register_preset,
                                             setting)
 from attnpaths.experiments.sweep.command import StoredSweep, sweep_stage
@@ -289,3 +290,10 @@ EXPERIMENTS.register("finite-size", Experiment(
                              "on Dask)", settings=FiniteSizeSettings, presets=PRESETS,
     run=lambda s, out, resume, log: run_finite_size(s, out, resume, log), report=_report,
     figures=finite_size_figures))
+
+
+NO_POSTERIOR.register("finite-size", NoPosterior(
+    "a finite-size study (`attnpaths finite-size`), which samples every cell itself and has no one posterior to "
+    "sample", "its cells are many networks (widths x loads x training sets). For more draws run `attnpaths "
+    "finite-size` again into a new --out with larger --n-samples, --n-chains or --time-budget; to sample one "
+    "network, `attnpaths markov --widths N --samples`"))

@@ -36,6 +36,7 @@ from attnpaths._src.tasks.markov import MARKOV_NETWORKS
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
 from attnpaths.experiments.runner import Runner
+from attnpaths.experiments.sampling import NO_POSTERIOR, NoPosterior
 from attnpaths.experiments.settings import Settings, at_least, each, positive, register_preset, setting
 from attnpaths.experiments.sweep.command import StoredSweep, sweep_stage
 from attnpaths.experiments.sweep.grid import Grid, axis_labels
@@ -278,3 +279,10 @@ EXPERIMENTS.register("phase-map", Experiment(
                            "(a sweep on Dask)", settings=PhaseMapSettings, presets=PRESETS,
     run=lambda s, out, resume, log: run_phase_map(s, out, resume, log), report=_report,
     figures=phase_map_figures))
+
+
+NO_POSTERIOR.register("phase-map", NoPosterior(
+    "a phase map (`attnpaths phase-map`), which has no posterior to sample",
+    "it compares the theory with the GP limit in every cell. To sample the network's posterior next to the "
+    "theory, run `attnpaths markov --widths N --samples` (then `attnpaths sample` on that run adds more), or "
+    "`attnpaths finite-size` for samples vs theory as N grows"))

@@ -9,7 +9,9 @@ sqrt(sum se^2) / ||mean_theory||, and the worst split R-hat / smallest ESS over 
 
 `attnpaths sample RUN` (`sample_saved_run`) adds samples to any saved run: it reads the run's experiment from
 RUN/run.npz and calls that experiment's `add_samples` (a stage on the run's `Runner`; results.json is rebuilt
-from the stage records), then redraws the figures with the experiment's `figures`.
+from the stage records), then redraws the figures with the experiment's `figures`. A run that holds no posterior
+of one network (a sweep, a phase map, a finite-size study) is registered in `NO_POSTERIOR` by its command, with
+what to do instead, which `sample` says.
 """
 
 from __future__ import annotations
@@ -20,11 +22,25 @@ from pathlib import Path
 import numpy as np
 
 from attnpaths._src.predictor import accuracy, predict
+from attnpaths._src.registry import Registry
 from attnpaths._src.sampling.api import sample_from_features
 from attnpaths._src.sampling.diagnostics import convergence_warning, summarize
 from attnpaths._src.sampling.draws import PosteriorDraws
 from attnpaths._src.sampling.protocol import SAMPLERS
 from attnpaths.experiments.settings import Settings, at_least, each, positive, setting
+
+
+@dataclass(frozen=True)
+class NoPosterior:
+    """Why `attnpaths sample` cannot sample a kind of run, in the command line's words: the folder `holds` this
+    (e.g. "a sweep (`attnpaths sweep`), which has no posterior to sample"), and what to do `instead`."""
+
+    holds: str
+    instead: str
+
+
+# the run's experiment name (as its run.npz stores it) -> why it has no posterior to sample
+NO_POSTERIOR: Registry[NoPosterior] = Registry("run without a posterior to sample")
 
 
 def draw_posterior(method: str, spec, xi, y, xi_test, *, n_draws: int, n_chains: int, n_warmup: int, seed: int,
@@ -111,6 +127,9 @@ def sample_saved_run(run, settings: SampleSettings | None = None, resume: bool =
     if not path.is_file():
         raise FileNotFoundError(f"{run} holds no saved attnpaths run (no run.npz); give the --out folder of a run")
     name = load_run_header(run)["experiment"]
+    if name in NO_POSTERIOR:
+        why = NO_POSTERIOR[name]
+        raise ValueError(f"{run} holds {why.holds}; {why.instead}")
     experiment = EXPERIMENTS[name]
     if experiment.add_samples is None:
         raise ValueError(f"the {name} experiment has no posterior samples")

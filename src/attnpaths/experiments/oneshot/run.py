@@ -217,7 +217,7 @@ def _report(results: dict, seconds: float) -> list[str]:
 
 
 def _figures(results: dict, out) -> list:
-    from attnpaths.experiments.oneshot_figures import oneshot_figures
+    from attnpaths.experiments.oneshot.figures import oneshot_figures
 
     return oneshot_figures(results, out)
 

@@ -168,7 +168,7 @@ def _run_for_cli(settings, out, resume, log):
 
 
 def _figures(results: dict, out) -> list:
-    from attnpaths.experiments.oneshot_figures import study_figures
+    from attnpaths.experiments.oneshot.figures import study_figures
 
     return study_figures(results, out)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnpaths.experiments.outputs import claim_output
+from attnpaths.experiments.sampling import NO_POSTERIOR, NoPosterior
 from attnpaths.experiments.settings import Settings, at_least, setting
 from attnpaths.experiments.sweep.grid import Grid, grid_toml
 from attnpaths.experiments.sweep.run import run_sweep
@@ -79,3 +80,9 @@ def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool =
         return run.stage("sweep", sweep_stage, grid, run.out, scheduler=options.scheduler, workers=options.workers,
                          resume=run.resume, progress=options.progress, log=log, retry_failed=options.retry_failed,
                          rerun=True)
+
+
+NO_POSTERIOR.register("sweep", NoPosterior(
+    "a sweep (`attnpaths sweep`), which has no posterior to sample", "a sweep samples in its cells when its grid file has a [sampling] table "
+    "(docs/sweeps.md): add one and run `attnpaths sweep GRID` into a new --out. To sample one network, run "
+    "`attnpaths markov --widths N --samples` (then `attnpaths sample` on that run adds more)"))

@@ -9,7 +9,7 @@ predict the test set with the theory and with the GP limit, and optionally sampl
 
 Tasks are registered by name in `SWEEP_TASKS`, and the sweep knows them only through it. This module registers
 `features` (a user's saved path features; `save_path_features` writes its file); an experiment registers its own
-(`attnpaths.experiments.markov` registers `markov`), and a user registers theirs the same way.
+(`attnpaths.experiments.markov.sweep_task` registers `markov`), and a user registers theirs the same way.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@
                 network at `sample_widths`
 
 `OUT/results.json` and its table `OUT/markov.csv` (one row per width) are written from the stage outputs
-(atomically); the figures are drawn from the results alone (`plots.markov_figures`, the experiment's figures, drawn
-after the run and again by `attnpaths sample`).
+(atomically); the figures are drawn from the results alone (`figures.markov_figures`, the experiment's figures,
+drawn after the run and again by `attnpaths sample`). The settings and the problem they build are in `settings.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -31,75 +31,15 @@ from attnpaths._src.predictor import accuracy, gaussian_accuracy, predict
 from attnpaths._src.routes import training_data
 from attnpaths._src.saddle import solve_saddle
 from attnpaths._src.store import load_record, save_record
-from attnpaths._src.tasks.markov import MARKOV_NETWORKS, WIDTHS, markov_data, markov_network
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_csv_atomic, write_json_atomic
-from attnpaths.experiments.progress import GridProgress, progress_setting
+from attnpaths.experiments.markov.settings import (DEFAULT_SAMPLE_WIDTHS, PRESETS, MarkovProblem, MarkovSettings,
+                                                   markov_problem)
+from attnpaths.experiments.progress import GridProgress
 from attnpaths.experiments.runner import Runner, load_run_header
-from attnpaths.experiments.sampling import (SAMPLERS, SampleSettings, compare_with_theory, draw_posterior,
-                                            draws_file, format_row)
-from attnpaths.experiments.settings import Settings, at_least, each, packaged_presets, positive, setting
-from attnpaths.experiments.sweep.tasks import SWEEP_TASKS, Problem, SweepTask
+from attnpaths.experiments.sampling import SampleSettings, compare_with_theory, draw_posterior, draws_file, format_row
 
 N_ALIGNMENT_PCS = 30
-DEFAULT_SAMPLE_WIDTHS = (10.0, 100.0)
-
-
-@dataclass(frozen=True)
-class MarkovSettings(Settings):
-    """Everything that determines a run of experiment 1 (spec D)."""
-
-    network: str = setting("4paths", "the network: 4paths (Fig. 2c,d) or 2paths (Fig. 2e), or a registered one",
-                           choices=MARKOV_NETWORKS)
-    widths: tuple[float, ...] = setting(tuple(float(w) for w in WIDTHS), "widths N of the sweep (all layers "
-                                        "equal)", check=each(positive))
-    temperature: float = setting(0.01, "Bayesian temperature T (likelihood variance)", check=positive)
-    n_train: int = setting(100, "P, training sequences (class-sorted)", check=at_least(2))
-    n_test: int = setting(1000, "test sequences", check=at_least(1))
-    train_seed: int = setting(27, "seed of the training data (spec D.1)", check=at_least(0))
-    test_seed: int = setting(59, "seed of the test data", check=at_least(0))
-    samples: bool = setting(False, "also sample the network's posterior at sample_widths (black dots of Fig. 2c)")
-    sample_widths: tuple[float, ...] = setting(DEFAULT_SAMPLE_WIDTHS, "widths to sample (each must be in widths)",
-                                               check=each(positive))
-    n_samples: int = setting(400, "posterior draws per chain", check=at_least(4))
-    n_chains: int = setting(4, "independent chains", check=at_least(1))
-    n_warmup: int = setting(100, "sweeps discarded before the first draw", check=at_least(0))
-    seed: int = setting(0, "seed of the chains", check=at_least(0))
-    method: str = setting("gibbs", "sampler (gibbs: exact blocked Gibbs, resumable; nuts: NumPyro reference)",
-                          choices=SAMPLERS)
-    progress: bool = progress_setting()
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.samples:
-            missing = [w for w in self.sample_widths if w not in self.widths]
-            if missing:
-                raise ValueError(f"setting 'sample_widths': widths {missing} have no theory solution in this run "
-                                 f"(its widths: {sorted(self.widths)}); add them to widths")
-
-
-PRESETS = packaged_presets("preset of markov", "markov")
-
-
-class MarkovProblem(NamedTuple):
-    """The network with the settings applied, its (train, test) data and their path features."""
-
-    network: object
-    train: object
-    test: object
-    xi: np.ndarray
-    xi_test: np.ndarray
-
-
-def markov_problem(s: MarkovSettings) -> MarkovProblem:
-    """One place for what a run builds and what a saved run is rebuilt from (samples)."""
-    net = markov_network(s.network)
-    net = dataclasses.replace(net, n_train=s.n_train, n_test=s.n_test, train_seed=s.train_seed,
-                              test_seed=s.test_seed, spec=net.spec.replace(temperature=s.temperature))
-    train, test = markov_data(net)
-    xi = path_features(net.spec, net.attention, train.x)
-    xit = path_features(net.spec, net.attention, test.x)
-    return MarkovProblem(net, train, test, xi, xit)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,7 +284,7 @@ def _report(results: dict, seconds: float) -> list[str]:
 
 
 def _figures(results: dict, out) -> list:
-    from attnpaths.experiments.plots import markov_figures
+    from attnpaths.experiments.markov.figures import markov_figures  # matplotlib loads when a run draws
 
     return markov_figures(results, out)
 
@@ -359,23 +299,3 @@ EXPERIMENTS.register("markov", Experiment(
     name="markov", help="hidden Markov chain experiment (Fig. 2): theory, GP, optional posterior samples",
     settings=MarkovSettings, presets=PRESETS, run=_run_for_cli, report=_report, add_samples=add_markov_samples,
     sample_settings=_sample_settings, figures=_figures))
-
-
-# The sweep's `markov` task: the sweep reaches this experiment only through its task registry.
-
-def _sweep_problem(s: MarkovSettings, keep_features: bool) -> Problem:
-    p = markov_problem(s)
-    spec = p.network.spec.replace(temperature=s.temperature)
-    data = training_data(spec, p.xi, p.train.y)
-    return Problem(spec, data, np.asarray(p.xi) if keep_features else None, np.asarray(p.train.y),
-                   np.asarray(p.xi_test), np.asarray(p.test.y))
-
-
-def _sweep_network(s: MarkovSettings):
-    return markov_network(s.network).spec
-
-
-SWEEP_TASKS.register("markov", SweepTask(
-    "markov", MarkovSettings, _sweep_problem, _sweep_network, presets=PRESETS, even_examples=True,
-    excluded=dict.fromkeys(("samples", "sample_widths", "n_samples", "n_chains", "n_warmup", "seed", "method"),
-                           "the sweep samples through its [sampling] table")))
