@@ -20,8 +20,10 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 run: $(VENV)/.installed
 	$(BIN)/attnpaths markov --preset 4paths --out results/markov
 
+# one pytest worker per core (pytest-xdist); a test module's tests stay on one worker, so a module's shared
+# fixtures (e.g. the one-shot quick run) are built once. `pytest -n 0` runs in one process.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 # the site (docs/, mkdocs.yml) into site/; --strict turns every warning into an error. The docs extra comes
 # with the test extra, which tests/test_docs.py needs for the same build.

@@ -61,7 +61,7 @@ def test_energy_derivatives_match_autodiff(P, n0):
 
     val, grad, hess = energy_derivatives(U, xi, y, 1.7, 0.2)
     np.testing.assert_allclose(val, E(U), rtol=1e-12)
-    np.testing.assert_allclose(grad, jax.grad(E)(U), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad, jax.jit(jax.grad(E))(U), rtol=1e-10, atol=1e-12)
     # compare on symmetric directions (the only ones U moves in)
     sym = np.zeros((H * H, H * H))
     for a in range(H):
@@ -69,7 +69,7 @@ def test_energy_derivatives_match_autodiff(P, n0):
             sym[a * H + b, a * H + b] += 0.5
             sym[a * H + b, b * H + a] += 0.5
     np.testing.assert_allclose(sym @ np.asarray(hess).reshape(H * H, H * H) @ sym,
-                               np.asarray(jax.hessian(E)(U)).reshape(H * H, H * H), rtol=1e-9, atol=1e-11)
+                               np.asarray(jax.jit(jax.hessian(E))(U)).reshape(H * H, H * H), rtol=1e-9, atol=1e-11)
 
 
 def closed_form_action_gradient(Us, xi, y, spec):
@@ -120,7 +120,7 @@ def test_action_gradient_is_the_closed_form(heads):
     def S(p):
         return ap.action(unpack_order(p, sizes), xi, jnp.asarray(y), spec.hyper(), spec.heads)
 
-    got = np.asarray(jax.grad(S)(pack_order([jnp.asarray(U) for U in Us])))
+    got = np.asarray(jax.jit(jax.grad(S))(pack_order([jnp.asarray(U) for U in Us])))
     # packed coordinate (i, j), i < j, moves U_ij and U_ji together: its derivative is G_ij + G_ji
     expected = np.concatenate([(G + G.T - np.diag(np.diag(G)))[np.triu_indices(G.shape[0])]
                                for G in closed_form_action_gradient(Us, xi, y, spec)])
@@ -261,11 +261,18 @@ def test_width_sweep_does_not_recompile(problem):
     assert [f._cache_size() for f in compiled] == before
 
 
+# Every new head architecture compiles the solver anew (about 15 s of CPU each): the default run draws from the
+# architectures the other tests of this module compile anyway; `pytest -m slow` draws any architecture.
+ARCHITECTURES = {"compiled": st.sampled_from([(2, 3), (1, 1), (2, 1, 2)]),
+                 "any": st.lists(st.integers(1, 3), min_size=1, max_size=3)}
+
+
+@pytest.mark.parametrize("architectures", ["compiled", pytest.param("any", marks=pytest.mark.slow)])
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(heads=st.lists(st.integers(1, 3), min_size=1, max_size=3), width=st.sampled_from([2.0, 8.0, 100.0]),
-       temperature=st.sampled_from([0.05, 0.5]), seed=st.integers(0, 1000),
-       readout=st.sampled_from(["mean", "first", "last"]))
-def test_random_architectures_converge_to_spd_minimum(heads, width, temperature, seed, readout):
+@given(data=st.data(), width=st.sampled_from([2.0, 8.0, 100.0]), temperature=st.sampled_from([0.05, 0.5]),
+       seed=st.integers(0, 1000), readout=st.sampled_from(["mean", "first", "last"]))
+def test_random_architectures_converge_to_spd_minimum(architectures, data, width, temperature, seed, readout):
+    heads = data.draw(ARCHITECTURES[architectures], label="heads")
     spec, attention, x, y, xt, yt = random_problem(tuple(heads), n_train=10, seed=seed, readout=readout,
                                                    widths=width, temperature=temperature, scale=3.0)
     xi, xit = ap.path_features(spec, attention, x), ap.path_features(spec, attention, xt)
@@ -552,6 +559,17 @@ def test_saddle_compares_and_hashes_by_identity(problem):
 
 
 # ---- whitened coordinates: the solver's model against the exponential map --------------------------------------
+def _expm_series(X, order: int = 6):
+    """exp(X) by its power series to X^order / order!: at X = 0 its value and first two derivatives are those of
+    exp exactly, all that the comparison below uses, and it compiles in a fraction of the time of
+    jax.scipy.linalg.expm's second derivatives (Pade approximant, scaling and squaring, conditionals)."""
+    term = total = jnp.eye(X.shape[0], dtype=X.dtype)
+    for k in range(1, order + 1):
+        term = term @ X / k
+        total = total + term
+    return total
+
+
 def _whitened_matrices(x, sizes):
     """x -> symmetric X_l: upper triangles row-major, off-diagonal entries x / sqrt 2 (so ||x|| = sum ||X_l||_F)."""
     out, start = [], 0
@@ -608,13 +626,12 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
 
     def S_of(x):
         Xs = _whitened_matrices(x, sizes)
-        return ap.action([L @ jax.scipy.linalg.expm(X) @ L.T for L, X in zip(Ls, Xs)], xi, y, spec.hyper(),
-                         spec.heads)
+        return ap.action([L @ _expm_series(X) @ L.T for L, X in zip(Ls, Xs)], xi, y, spec.hyper(), spec.heads)
 
     x0 = jnp.zeros(sum(n * (n + 1) // 2 for n in sizes))
     assert float(S) == pytest.approx(float(S_of(x0)), rel=1e-12)
-    np.testing.assert_allclose(grad, jax.grad(S_of)(x0), rtol=1e-9, atol=1e-11)
-    reference = jax.hessian(S_of)(x0)
+    np.testing.assert_allclose(grad, jax.jit(jax.grad(S_of))(x0), rtol=1e-9, atol=1e-11)
+    reference = jax.jit(jax.hessian(S_of))(x0)
     np.testing.assert_allclose(hess, reference, rtol=1e-8, atol=1e-10)
     assert float(U_a) == pytest.approx(brute_entropy(Us, spec)[1], rel=1e-6)
     # the Krylov method's Hessian-vector products, from the W factor on the example route (the dense model
@@ -624,7 +641,7 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
         np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w)), reference @ w,
                                    rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))
     # the stopping rule's two gradients: max |dS/dU| and max |L^T dS/dU L| over the levels
-    dS = jax.grad(lambda U: ap.action([0.5 * (u + u.T) for u in U], xi, y, spec.hyper(), spec.heads))(Us)
+    dS = jax.jit(jax.grad(lambda U: ap.action([0.5 * (u + u.T) for u in U], xi, y, spec.hyper(), spec.heads)))(Us)
     absolute = max(float(jnp.max(jnp.abs(g))) for g in dS)
     relative = max(float(jnp.max(jnp.abs(L.T @ g @ L))) for g, L in zip(dS, Ls))
     np.testing.assert_allclose(grad_max, [absolute, relative], rtol=1e-9)
@@ -639,8 +656,8 @@ def test_packed_hessian_away_from_the_minimum():
     rng = np.random.default_rng(12)
     Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
     sizes = spec.level_sizes
-    reference = jax.hessian(lambda p: ap.action(unpack_order(p, sizes), xi, jnp.asarray(y), spec.hyper(),
-                                                spec.heads))(pack_order(Us))
+    reference = jax.jit(jax.hessian(lambda p: ap.action(unpack_order(p, sizes), xi, jnp.asarray(y), spec.hyper(),
+                                                        spec.heads)))(pack_order(Us))
     np.testing.assert_allclose(packed_hessian(Us, xi, y, spec.hyper(), spec.heads), reference, rtol=1e-8,
                                atol=1e-10 * float(jnp.max(jnp.abs(reference))))
 
@@ -660,8 +677,8 @@ def test_three_layer_minimum_and_its_U_a():
     spec, xi, y = _three_layer_problem()
     saddle = ap.solve_saddle(spec, xi, y)
     assert saddle.converged
-    gradient = jax.grad(lambda Us: ap.action([0.5 * (U + U.T) for U in Us], xi, y, spec.hyper(), spec.heads))(
-        [jnp.asarray(U) for U in saddle.U])
+    gradient = jax.jit(jax.grad(lambda Us: ap.action([0.5 * (U + U.T) for U in Us], xi, y, spec.hyper(),
+                                                     spec.heads)))([jnp.asarray(U) for U in saddle.U])
     assert max(float(jnp.max(jnp.abs(g))) for g in gradient) < 1e-8
     assert saddle.U_a == pytest.approx(brute_entropy(saddle.U, spec)[1], rel=1e-6)
 
