@@ -165,6 +165,11 @@ def main():
             print(f"{key}: {its} Newton iterations, {seconds:.1f} s", flush=True)
     if len(sides) == 2:
         table(s, sides["old"], sides["new"])
+    for key, (grid, _) in sides.items() if len(sides) == 1 else ():
+        print(f"\n| N | T | {key} it | {key} s | {key} action |\n|---|---|---|---|---|")
+        for r in grid.rows:
+            print(f"| {r['N']:g} | {r['T']:g} | {r.get('iterations', '-')} | {r['seconds']:.2f} | "
+                  f"{r.get('action', math.nan):.12e} |")
     if args.profile:
         profile(s, f, args.profile_steps)
 
