@@ -28,7 +28,7 @@ def _symmetric(rng, n):
 
 def _additive(rng, widths, temperatures, log_linear_in_N=False):
     """U(N, T) = exp(f(N) + g(T)) level by level (f = X + ln N Y when log_linear_in_N)."""
-    sym = lambda: [_symmetric(rng, 4), _symmetric(rng, 2)]  # noqa: E731
+    sym = lambda: [_symmetric(rng, 4), _symmetric(rng, 2)]
     X, Y = sym(), sym()
     f = {N: [x + np.log(N) * y for x, y in zip(X, Y)] if log_linear_in_N else sym() for N in widths}
     g = {T: sym() for T in temperatures}
@@ -126,7 +126,7 @@ def test_iterations_of_the_small_grid_stay_below_a_bound(grids):
     # upper bound only (tuning stays free): 25 Newton iterations when this was written, against 34 for the plain
     # neighbour rule on the same grid
     _, _, new, old, _ = grids
-    its = lambda g: sum(r["iterations"] for r in g.rows)  # noqa: E731
+    its = lambda g: sum(r["iterations"] for r in g.rows)
     assert its(new) <= 28 and its(new) < its(old), (its(new), its(old))
 
 

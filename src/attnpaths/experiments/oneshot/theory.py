@@ -1,11 +1,12 @@
 """Stage `theory.d<draw>` of the one-shot experiment: the theory on the trained network's heads (spec E.3-E.4).
 
 The trained query/key weights become `attnpaths.QKHeads`; with the theory's P training episodes of the draw they
-give the path features, and the action is minimised on a (width, temperature) grid. Within a temperature the
-widths are solved largest first, each warm-started from the previous one, and the first width of a temperature
-from the neighbouring temperature's solution (so cold solves are rare). The theory's and the GP's predictions
-(mean and variance) on the validation set are stored for every grid point (they choose T); the later stages
-predict the test sets only at the chosen temperatures, from the stored U.
+give the path features, and the action is minimised on a (width, temperature) grid: temperatures ascending,
+within a temperature the widths largest first, each solve started from a prediction of log U from the grid's
+solved cells (`warm_starts`: extrapolation along N corrected along T), which depends on the grid alone, so a
+resumed grid is bitwise the uninterrupted one; the route's training data are built once per draw. The theory's
+and the GP's predictions (mean and variance) on the validation set are stored for every grid point (they choose
+T); the later stages predict the test sets only at the chosen temperatures, from the stored U.
 
 Temperature choice (never on the test set): per width, the T with the best validation accuracy (ties: the lower
 action, then the lower T); the GP the same way. When the highest temperature of the grid is chosen for some width
