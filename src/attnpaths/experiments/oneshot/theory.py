@@ -1,11 +1,12 @@
 """Stage `theory.d<draw>` of the one-shot experiment: the theory on the trained network's heads (spec E.3-E.4).
 
 The trained query/key weights become `attnpaths.QKHeads`; with the theory's P training episodes of the draw they
-give the path features, and the action is minimised on a (width, temperature) grid. Within a temperature the
-widths are solved largest first, each warm-started from the previous one, and the first width of a temperature
-from the neighbouring temperature's solution (so cold solves are rare). The theory's and the GP's predictions
-(mean and variance) on the validation set are stored for every grid point (they choose T); the later stages
-predict the test sets only at the chosen temperatures, from the stored U.
+give the path features, and the action is minimised on a (width, temperature) grid: temperatures ascending,
+within a temperature the widths largest first, each solve started from a prediction of log U from the grid's
+solved cells (`warm_starts`: extrapolation along N corrected along T), which depends on the grid alone, so a
+resumed grid is bitwise the uninterrupted one; the route's training data are built once per draw. The theory's
+and the GP's predictions (mean and variance) on the validation set are stored for every grid point (they choose
+T); the later stages predict the test sets only at the chosen temperatures, from the stored U.
 
 Temperature choice (never on the test set): per width, the T with the best validation accuracy (ties: the lower
 action, then the lower T); the GP the same way. When the highest temperature of the grid is chosen for some width
@@ -122,6 +123,7 @@ class _Grid:
 
 
 def _solve(spec, xi, y, inits, callback=None) -> tuple:
+    """(Saddle from the first start in `inits` that converges, None) or (None, the last error)."""
     error = None
     for init in inits:
         try:
@@ -139,21 +141,93 @@ def _predictions(spec, xi, y, sets: dict, U1=None) -> dict:
     return out
 
 
-def _solve_column(s, grid: _Grid, f: Features, T: float, log, bar: GridProgress) -> None:
+def _spectral(u: np.ndarray, fn) -> np.ndarray:
+    """fn applied to the eigenvalues of the symmetric matrix u (scipy's logm/expm are the general-matrix
+    algorithms; logm warns on well-posed but ill-conditioned positive definite input)."""
+    w, v = np.linalg.eigh(0.5 * (u + u.T))
+    return (v * fn(w)) @ v.T
+
+
+def log_euclidean(orders: list, weights: list) -> tuple:
+    """exp(sum_k w_k log U^(k)) level by level, for order parameters U^(k) = (U_1, ..., U_L) of equal sizes.
+
+    Symmetric positive definite for any real weights: with weights summing to 1 it is a weighted mean (w >= 0)
+    or a linear extrapolation of log U, the coordinates in which U stays positive definite along the grid."""
+    out = []
+    for level in zip(*orders):
+        log_u = sum(w * _spectral(np.asarray(u, dtype=np.float64), np.log) for w, u in zip(weights, level))
+        out.append(_spectral(log_u, np.exp))
+    return tuple(out)
+
+
+def neighbour_starts(N: float, column: dict, beside: dict) -> list:
+    """The starts of the solve at width N, best first, ending with the GP point (None): the plain rule (the
+    sweep's along N), the nearest larger solved width of this temperature, or for the largest width the nearest
+    solved temperature's solution at N.
+
+    column: {width: U} solved at this temperature (the larger widths: they are solved largest first). beside:
+    {width: U} of the nearest solved temperature ({} for the first). Both hold only converged solutions of the
+    grid, so the starts depend on the grid alone, never on timing or on a resume.
+    """
+    a = min((w for w in column if w > N), default=None)
+    plain = column[a] if a is not None else beside.get(N)
+    return ([] if plain is None else [plain]) + [None]
+
+
+def _along_width(N: float, column: dict) -> tuple[list, list] | None:
+    """(widths, weights) of the linear extrapolation in log N of log U to N from the two nearest larger solved
+    widths a < a2 of `column`: (1 + r) log U(a) - r log U(a2), r = ln(N / a) / ln(a / a2); None without two."""
+    larger = sorted(w for w in column if w > N)[:2]
+    if len(larger) < 2:
+        return None
+    a, a2 = larger
+    r = np.log(N / a) / np.log(a / a2)
+    return [a, a2], [1.0 + r, -r]
+
+
+def warm_starts(N: float, column: dict, beside: dict) -> list:
+    """`neighbour_starts` preceded by a prediction of U(N, T) from the grid's solved cells, where it has them.
+
+    With a < a2 the two nearest larger solved widths at this temperature T and T' the nearest solved temperature
+    (`beside`), in log U (where every prediction stays positive definite):
+
+    * extrapolation along N corrected along T: the extrapolation from (a, a2) to N at T, plus the error that the
+      same extrapolation made at T' (needs N, a and a2 solved at T');
+    * else the extrapolation along N alone (the first temperature);
+    * else the parallelogram log U(a, T) + log U(N, T') - log U(a, T') (the second width of a temperature).
+
+    On the paper's one-shot grid the predictions start closer to the solution than the plain neighbour does (in
+    the affine-invariant distance, on average about 0.5 against 2.7; benchmarks/oneshot_grid.py). If a start
+    fails, the next one is tried.
+    """
+    plain = neighbour_starts(N, column, beside)
+    along = _along_width(N, column)
+    if along is not None:
+        widths, weights = along
+        orders = [column[w] for w in widths]
+        if N in beside and all(w in beside for w in widths):
+            orders += [beside[N]] + [beside[w] for w in widths]
+            weights = weights + [1.0] + [-w for w in weights]
+        return [log_euclidean(orders, weights)] + plain
+    a = min((w for w in column if w > N), default=None)
+    if a is not None and N in beside and a in beside:
+        return [log_euclidean([column[a], beside[N], beside[a]], [1.0, 1.0, -1.0])] + plain
+    return plain
+
+
+def _solve_column(s, grid: _Grid, f: Features, data, T: float, log, bar: GridProgress, starts) -> None:
     spec = theory_spec(s).replace(temperature=T)
     col = {"rows": {}, "U": {}, "pred": {}}
     neighbour = min(grid.columns, key=lambda t: abs(np.log(t / T)), default=None)
-    init = None if neighbour is None else grid.columns[neighbour]["U"].get(grid.widths[-1])
+    beside = {} if neighbour is None else grid.columns[neighbour]["U"]
     t_col = time.perf_counter()
-    data = ap.training_data(spec, f.train_x, f.train_y)  # one route's training data for the solves and predictions
     for N in reversed(grid.widths):
         t0 = time.perf_counter()
-        saddle, error = _solve(spec.with_width(N), data, None, [init, None] if init is not None else [None],
+        saddle, error = _solve(spec.with_width(N), data, None, starts(N, col["U"], beside),
                                bar.solving(N=N, T=T))
         bar.done()
         row = {"N": N, "T": T, "converged": saddle is not None, "error": error}
         if saddle is not None:
-            init = saddle.U
             col["U"][N] = tuple(np.asarray(u) for u in saddle.U)
             col["pred"][N] = _predictions(saddle.spec, data, None, f.sets, saddle.U1)
             row.update(action=saddle.action, iterations=saddle.iterations, grad_max=saddle.grad_max,
@@ -190,16 +264,24 @@ def _edge_chosen(grid: _Grid, f: Features) -> bool:
     return gp_best == top
 
 
-def theory_stage(s: OneShotSettings, f: Features, progress_file: Path, log) -> TheoryGrid:
+def theory_stage(s: OneShotSettings, f: Features, progress_file: Path, log, starts=None) -> TheoryGrid:
+    """The (width x temperature) grid of draw f; resumes from `progress_file` (whole temperatures).
+
+    starts: the rule giving each solve its starts, called as starts(N, column, beside) (`warm_starts`,
+    the default, or `neighbour_starts`); it sees only the grid's solved cells, so the results do not depend on
+    how the grid was scheduled or resumed.
+    """
+    starts = warm_starts if starts is None else starts
     grid = _Grid(s, f)
     if progress_file.exists():
         grid.load(progress_file, len(s.heads))
     bar = GridProgress(len(grid.widths) * len(set(s.temperatures) | set(grid.columns)), "theory", s.progress,
                        initial=len(grid.widths) * len(grid.columns))
     log = bar.log(log)
+    data = ap.training_data(theory_spec(s), f.train_x, f.train_y)  # the route's form, once for every (N, T)
     for T in sorted(float(t) for t in s.temperatures):
         if T not in grid.columns:
-            _solve_column(s, grid, f, T, log, bar)
+            _solve_column(s, grid, f, data, T, log, bar, starts)
             grid.save(progress_file)
     extra = [float(t) for t in sorted(s.extra_temperatures) if t > max(grid.columns)]
     while extra and _edge_chosen(grid, f):
@@ -208,7 +290,7 @@ def theory_stage(s: OneShotSettings, f: Features, progress_file: Path, log) -> T
             grid.added.append(T)
             log(f"  theory: the highest temperature is chosen; adding T = {T:g}")
             bar.add(len(grid.widths))
-            _solve_column(s, grid, f, T, log, bar)
+            _solve_column(s, grid, f, data, T, log, bar, starts)
             grid.save(progress_file)
     bar.close()
     return _finish(grid, f, theory_spec(s).level_sizes)
