@@ -116,17 +116,24 @@ def factored_update(u, M, X, Xi, c, w0, eps, y, s, T) -> jnp.ndarray:
         Rm = L.T
     else:
         Rm = M
-    K = jnp.einsum("st,hsagub,uv->htagvb", ut, Xi, ut)  # suffixes mixed into the S' directions first: S' <= S
-    if Rm is not None:
-        K = jnp.einsum("ja,htagvb->htjgvb", Rm, K)
-        K = jnp.einsum("htjgvb,kb->htjgvk", K, Rm)
+    # suffixes mixed into the S' directions first (S' <= S); every product below is one 2-D matmul, the layouts
+    # XLA's CPU backend hands to its fast GEMM (general einsums over 6-D arrays can lower to slow loop nests)
+    S, S1, a = ut.shape[0], ut.shape[1], Xi.shape[2]
+    K = _mix(ut, Xi.reshape(H_b, S, -1)).reshape(H_b * S1 * a * H_b, S, a)
+    K = _mix(ut, K).reshape(H_b, S1, a, H_b, S1, a)
+    if Rm is not None:  # K <- (I (x) Rm) K (I (x) Rm)^T
+        m = Rm.shape[0]
+        K = Rm @ jnp.moveaxis(K, 2, 0).reshape(a, -1)  # (m, H_b, S', H_b, S', a)
+        K = (K.reshape(-1, a) @ Rm.T).reshape(m, H_b, S1, H_b, S1, m)
+        K = jnp.moveaxis(K, 0, 2)
     r = K.shape[0] * K.shape[1] * K.shape[2]
     K = c ** 2 * K.reshape(r, r)
     B = jnp.einsum("so,hoi->hsi", u, w0)
     if M is not None:
         B = B @ M
-    resid = y - c * jnp.einsum("hsa,phsa->p", B, X) - eps  # y - Phi w0 - eps
-    b = c * jnp.einsum("st,hsa->hta", ut, jnp.einsum("p,phsa->hsa", resid, X))
+    Xf = X.reshape(X.shape[0], -1)
+    resid = y - c * (Xf @ B.reshape(-1)) - eps  # y - Phi w0 - eps
+    b = c * jnp.einsum("st,hsa->hta", ut, (resid @ Xf).reshape(X.shape[1:]))
     if Rm is not None:
         b = jnp.einsum("ja,hta->htj", Rm, b)
     chol = jnp.linalg.cholesky(K / T + jnp.eye(r, dtype=K.dtype) / s)
@@ -136,6 +143,12 @@ def factored_update(u, M, X, Xi, c, w0, eps, y, s, T) -> jnp.ndarray:
         delta = jax.scipy.linalg.solve_triangular(L, flat.T, lower=True, trans="T").T @ M.T
         delta = delta.reshape(b.shape[:2] + (n_k,))
     return w0 + jnp.einsum("ot,hti->hoi", Qu, delta)
+
+
+def _mix(ut, A):
+    """sum_sigma ut[sigma, t] A[..., sigma, rest] for A (lead, S, rest) -> (lead, S', rest), as one matmul."""
+    lead, S, rest = A.shape
+    return (ut.T @ jnp.moveaxis(A, 1, 0).reshape(S, -1)).reshape(ut.shape[1], lead, rest).swapaxes(0, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,12 +245,12 @@ def factored_sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weig
             if route[k] == "q":
                 W = factored_update(us[k], M, X, block_moments(moments, dims), c, w0, eps, y, var[k], T)
             else:
-                Z = X if M is None else jnp.einsum("ia,phsa->phsi", M, X)
+                Z = X if M is None else (X.reshape(-1, M.shape[1]) @ M.T).reshape(X.shape[:3] + (-1,))
                 W = _block_update(LinearBlock(us[k], Z, c), w0, eps, y, var[k], T, C0 if k == 0 else None, True)
         new.append(W)
         if k <= spec.n_layers:  # M_{k+1}[:, (rho, h, n)] = c_k W_h M_k[:, (rho, n)]
             H_b, _, R = dims
-            WM = W if M is None else jnp.einsum("hoi,ia->hoa", W, M)
+            WM = W if M is None else (W.reshape(-1, W.shape[2]) @ M).reshape(W.shape[:2] + (-1,))
             n_next, n0 = WM.shape[1], xi.shape[1]
             WM = jnp.transpose(WM.reshape(H_b, n_next, R, n0), (1, 2, 0, 3)).reshape(n_next, R * H_b * n0)
             M = cs[k] * WM
