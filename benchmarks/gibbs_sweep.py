@@ -138,46 +138,62 @@ def pieces(spec, xi, y, g: BlockedGibbs, rounds: int) -> list[tuple]:
     return rows
 
 
+def xla_gflop(g: BlockedGibbs) -> float:
+    """XLA's own flop count of one sweep of one chain (compiled; LAPACK calls such as the Cholesky not counted)."""
+    cost = jax.jit(g.step).lower(g.init(0, 1)).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"] / 1e9
+
+
 def sweep_times(spec, xi, y, widths, rounds: int) -> list[dict]:
+    """Wall and CPU (process) ms per sweep of one chain, least over interleaved rounds; XLA GFLOP per sweep."""
     out = []
     for N in widths:
         sp = spec.with_width(float(N))
         new = BlockedGibbs.from_features(sp, xi, y)
         old = _legacy(new)
         state = new.init(0, 2)
-        best = {"old": math.inf, "new": math.inf}
+        row = dict(N=N, route=new.route)
         ends = {}
+        for name, g in (("old", old), ("new", new)):
+            row[name + "_gflop"] = xla_gflop(g)
+            row[name], row[name + "_cpu"] = math.inf, math.inf
         for _ in range(rounds):
             for name, g in (("old", old), ("new", new)):
                 jax.block_until_ready(g.advance(state, 1))  # compiled (n_sweeps is traced)
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 ends[name] = jax.block_until_ready(g.advance(state, 2))
-                best[name] = min(best[name], (time.perf_counter() - t) / 4)
-        diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(ends["old"].weights),
-                                                               jax.tree_util.tree_leaves(ends["new"].weights)))
-        out.append(dict(N=N, route=new.route, old=1e3 * best["old"], new=1e3 * best["new"], diff=diff))
-        print(f"  N = {N}: old {1e3 * best['old']:.0f} ms, new {1e3 * best['new']:.0f} ms", flush=True)
+                row[name] = min(row[name], 1e3 * (time.perf_counter() - t) / 4)
+                row[name + "_cpu"] = min(row[name + "_cpu"], 1e3 * (time.process_time() - c) / 4)
+        row["diff"] = max(float(jnp.max(jnp.abs(a - b)))
+                          for a, b in zip(jax.tree_util.tree_leaves(ends["old"].weights),
+                                          jax.tree_util.tree_leaves(ends["new"].weights)))
+        out.append(row)
+        print(f"  N = {N}: old {row['old']:.0f} ms, new {row['new']:.0f} ms", flush=True)
     return out
 
 
-def main(widths=(300, 1000), rounds: int = 3, profile: bool = True):
+def main(widths=(300, 1000), rounds: int = 3, profile: bool = True, n_train: int = 1000):
     load0 = os.getloadavg()[0]
     gf = matmul_gflops()
     print(f"dense float64 matmul (1000^3, this process): {gf:.1f} GFLOP/s")
-    spec, xi, y = _setup()
+    spec, xi, y = _setup(n_train)
     if profile:
         sp = spec.with_width(1000.0)
         g = BlockedGibbs.from_features(sp, xi, y)
-        print(f"\none sweep of one chain, P = 1000, N = 1000 (routes {g.route}; 0 = V0, 1 = V1, 2 = V2, 3 = a)")
+        print(f"\none sweep of one chain, P = {n_train}, N = 1000 (routes {g.route}; blocks V0, V1, V2, a)")
         print(f"{'piece':22s} {'what':26s} {'ms':>9s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'x flop time':>11s}")
         for name, what, t, f in pieces(sp, xi, y, g, rounds):
             print(f"{name:22s} {what:26s} {1e3 * t:9.1f} {f / 1e9:8.2f} {f / t / 1e9:8.1f} {t / (f / gf / 1e9):11.1f}")
-    print("\nms per sweep of one chain (2 chains vmapped), P = 1000:")
+    print(f"\nms per sweep of one chain (2 chains vmapped), P = {n_train}:")
     rows = sweep_times(spec, xi, y, widths, rounds)
-    print(f"{'N':>6s} {'routes':22s} {'old ms':>8s} {'new ms':>8s} {'speed-up':>8s} {'max |old - new|':>16s}")
+    print(f"{'N':>6s} {'routes':22s} {'old ms':>8s} {'new ms':>8s} {'x':>5s} {'old cpu':>8s} {'new cpu':>8s} "
+          f"{'x':>5s} {'old GF':>7s} {'new GF':>7s} {'x':>5s} {'max |old - new|':>16s}")
     for r in rows:
-        print(f"{r['N']:6d} {str(r['route']):22s} {r['old']:8.0f} {r['new']:8.0f} {r['old'] / r['new']:8.1f} "
-              f"{r['diff']:16.1e}")
+        print(f"{r['N']:6d} {str(r['route']):22s} {r['old']:8.0f} {r['new']:8.0f} {r['old'] / r['new']:5.1f} "
+              f"{r['old_cpu']:8.0f} {r['new_cpu']:8.0f} {r['old_cpu'] / r['new_cpu']:5.1f} {r['old_gflop']:7.2f} "
+              f"{r['new_gflop']:7.2f} {r['old_gflop'] / r['new_gflop']:5.1f} {r['diff']:16.1e}")
+    print("(ms: wall; cpu: process CPU ms, all threads; GF: XLA's flop count of the compiled sweep, LAPACK calls "
+          "excluded)")
     print(f"\nload average (1 min) {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
           f"{os.cpu_count()} cores")
     return rows
@@ -187,6 +203,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=int, nargs="+", default=[300, 1000])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved runs; the least time counts")
+    parser.add_argument("--n-train", type=int, default=1000, help="P (default 1000)")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="only the sweep times")
     args = parser.parse_args()
-    main(tuple(args.widths), args.rounds, args.profile)
+    main(tuple(args.widths), args.rounds, args.profile, args.n_train)

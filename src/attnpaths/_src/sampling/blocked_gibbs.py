@@ -49,11 +49,12 @@ class BlockedGibbs:
 
     Cost of one sweep of one chain with reduce=True: see factored.py (per block N_k (R N0)^2 + 2 (H_b S')^2
     (R N0)^3 + r^3/6 on the path-moment route, R N0 = the block's input dimension). The previous algorithm
-    (`_legacy(sampler)`, kept for the benchmarks) costs (flops; S_k = H_k+1 ... H_L paths above block k, D_k its weights,
-    r_k = H_k min(S_k, N_k+1) N_k): noise sum_k (D_k + P); V0: H^2 P^2 (path Gram) + P^3/3; block k >= 1:
+    (`_legacy(sampler)`, kept for the benchmarks) costs (flops; S_k = H_k+1 ... H_L paths above block k, D_k its
+    weights, r_k = H_k min(S_k, N_k+1) N_k): noise sum_k (D_k + P); V0: H^2 P^2 (path Gram) + P^3/3; block k >= 1:
     P r_k^2 + r_k^3/3 if r_k < P, else P^2 H_k S_k N_k + P^3/3; propagation through the blocks
     sum_k P S_k D_k; suffix weights sum_k S_k D_k. Memory: the weights, P H N per layer, P^2 (and the path
-    Gram H^2 P^2 when it fits in 128 MB).
+    Gram H^2 P^2 when it fits in 128 MB); the path-moment route keeps the path moments (H N0)^2 when they fit
+    in 128 MB and carries the maps M (N_k, R N0) instead of the P inputs.
     """
 
     def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None,

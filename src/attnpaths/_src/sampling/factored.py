@@ -24,16 +24,15 @@ Matheron's rule for the block is exactly
 
 the same draw as the P x P route for the same (w0, eps), up to rounding. F^T F needs no sum over the inputs:
 
-    (F^T F)_{htj, h't'j'} = c^2 sum_{sigma sigma'} ut_{sigma t} ut_{sigma' t'} (R_M Xi_{h sigma, h' sigma'} R_M^T)_{jj'},
+    (F^T F)_{htj,h't'j'} = c^2 sum_{sigma sigma'} ut_{sigma t} ut_{sigma' t'} (R_M Xi_{h sigma,h' sigma'} R_M^T)_{jj'},
     Xi = sum_mu X^mu X^mu^T,
 
 a fixed permutation of the path moments sum_mu xi^mu_{n pi} xi^mu_{n' pi'} ((H N0)^2 numbers, `path_moments`,
 computed once); Phi w0 and F^T v cost O(P H N0). Two ways to (Q_M, R_M):
-  R N0 < N_k ("factored"): R_M = L^T with L L^T = M^T M (Cholesky), so Q_M = M L^-T, never formed:
-      delta_h Q_M^T = (delta_h L^-1) M^T;
+  R N0 < N_k ("factored"): the thin QR decomposition M = Q_M R_M (Householder);
   otherwise ("direct"): Q_M = I, R_M = M (m = N_k); for V0 also M = I.
-Cost of a block (multiply-adds, factored): N_k (R N0)^2 + 2 (H_b S')^2 (R N0)^3 + r^3/6 with r = H_b S' m, and no
-P^2 or P^3 term. `routes` compares, block by block, this route with the P-space route of gibbs.py (Z = M X
+Cost of a block (multiply-adds, factored): 2 N_k (R N0)^2 (QR) + 2 (H_b S')^2 (R N0)^3 + r^3/6 with r = H_b S' m,
+and no P^2 or P^3 term. `routes` compares, block by block, this route with the P-space route of gibbs.py (Z = M X
 materialised, then `gibbs._block_update`), and the whole sweep with the old one (`gibbs._sweep`), from the shapes.
 """
 
@@ -83,7 +82,7 @@ def block_dims(spec: NetworkSpec, k: int) -> tuple[int, int, int]:
 
 
 def block_features(xi: jnp.ndarray, dims: tuple[int, int, int]) -> jnp.ndarray:
-    """X (P, H_b, S, R N0): the path features of block k's input, X[mu, h, sigma, (rho, n)] = xi[mu, n, (rho h sigma)]."""
+    """X (P, H_b, S, R N0): the path features of block k's input, X[mu, h, sigma, (rho, n)] = xi[mu, n, rho h sigma]."""
     H_b, S, R = dims
     P, n0, _ = xi.shape
     return jnp.transpose(xi.reshape(P, n0, R, H_b, S), (0, 3, 4, 2, 1)).reshape(P, H_b, S, R * n0)
@@ -111,9 +110,8 @@ def factored_update(u, M, X, Xi, c, w0, eps, y, s, T) -> jnp.ndarray:
     factored = M is not None and M.shape[1] < n_k
     if M is None:
         Rm = None
-    elif factored:
-        L = jnp.linalg.cholesky(M.T @ M)
-        Rm = L.T
+    elif factored:  # Householder, not a Cholesky of M^T M: exact for a rank-deficient M too (e.g. zero weights)
+        Qm, Rm = jnp.linalg.qr(M)
     else:
         Rm = M
     # suffixes mixed into the S' directions first (S' <= S); every product below is one 2-D matmul, the layouts
@@ -138,10 +136,8 @@ def factored_update(u, M, X, Xi, c, w0, eps, y, s, T) -> jnp.ndarray:
         b = jnp.einsum("ja,hta->htj", Rm, b)
     chol = jnp.linalg.cholesky(K / T + jnp.eye(r, dtype=K.dtype) / s)
     delta = (jax.scipy.linalg.cho_solve((chol, True), b.reshape(-1)) / T).reshape(b.shape)
-    if factored:  # delta Q_M^T = (delta L^-1) M^T
-        flat = delta.reshape(-1, delta.shape[-1])
-        delta = jax.scipy.linalg.solve_triangular(L, flat.T, lower=True, trans="T").T @ M.T
-        delta = delta.reshape(b.shape[:2] + (n_k,))
+    if factored:
+        delta = delta @ Qm.T
     return w0 + jnp.einsum("ot,hti->hoi", Qu, delta)
 
 
@@ -182,7 +178,7 @@ def _q_route_cost(spec: NetworkSpec, k: int, P: int, n0: int) -> float:
     if k > 0:
         cost += (H_b * s1) ** 2 * (m * a * a + m * m * a)
     if factored:
-        cost += n_in * a * a + a ** 3 / 6
+        cost += 2 * n_in * a * a
     return cost
 
 
