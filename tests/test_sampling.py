@@ -272,16 +272,29 @@ def test_path_moment_route_equals_matheron_update(heads, widths, n0):
         W0 = jnp.asarray(rng.normal(size=W.shape))
         eps = jnp.asarray(0.3 * rng.normal(size=x.shape[0]))
         s, T = spec.variances[k], spec.temperature
-        got = fa.factored_update(b.u, M, X, fa.block_moments(moments, dims), b.c, W0, eps, jnp.asarray(y), s, T)
         want = matheron_update(b, W0, eps, jnp.asarray(y), s, T)
-        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
-        assert not np.allclose(got, W0)
+        for full_rank in (False, True):  # R_M by Householder QR, or by a Cholesky of M^T M
+            got = fa.factored_update(b.u, M, X, fa.block_moments(moments, dims), b.c, W0, eps, jnp.asarray(y), s,
+                                     T, full_rank)
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+            assert not np.allclose(got, W0)
         kinds.add("V0" if M is None else "factored" if M.shape[1] < W.shape[2] else "direct")
         if k <= spec.n_layers:  # the next block's input map, as factored_sweep carries it
             WM = W if M is None else jnp.einsum("hoi,ia->hoa", W, M)
             H_b, _, R = dims
             M = b.c * jnp.transpose(WM.reshape(H_b, W.shape[1], R, n0), (1, 2, 0, 3)).reshape(W.shape[1], -1)
     assert kinds == {"V0", "factored", "direct"}
+
+
+def test_path_moment_route_with_a_zero_block_below():
+    """V0 held fixed at zero (sample_blocks): the upper blocks' input maps are rank-deficient, the data see nothing,
+    and every draw is finite (the Householder QR, not a Cholesky of M^T M, on that route)."""
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=30, n0=3, widths=[8, 9, 10])
+    g = BlockedGibbs(spec, att, x, y, sample_blocks=("V1", "V2", "a"))
+    assert g.route == ("q",) * 4
+    d = run_sampler(g, path_features(spec, att_test, x_test), 3, n_chains=2, init=w._replace(V0=0 * w.V0), seed=0,
+                    progress=False)
+    np.testing.assert_array_equal(d.f_test, 0.0)
 
 
 def test_path_moment_sweep_gives_the_same_chain_as_p_by_p():

@@ -29,9 +29,12 @@ the same draw as the P x P route for the same (w0, eps), up to rounding. F^T F n
 
 a fixed permutation of the path moments sum_mu xi^mu_{n pi} xi^mu_{n' pi'} ((H N0)^2 numbers, `path_moments`,
 computed once); Phi w0 and F^T v cost O(P H N0). Two ways to (Q_M, R_M):
-  R N0 < N_k ("factored"): the thin QR decomposition M = Q_M R_M (Householder);
+  R N0 < N_k ("factored"): R_M = L^T with L L^T = M^T M (Cholesky) and Q_M = M L^-T (never formed:
+      delta_h Q_M^T = (delta_h L^-1) M^T) when every block below is redrawn in the sweep: they are then draws
+      of continuous distributions, so M has full column rank almost surely; with a block below held fixed
+      (sample_blocks) M may be rank-deficient (e.g. zero weights) and the thin Householder QR M = Q_M R_M is used;
   otherwise ("direct"): Q_M = I, R_M = M (m = N_k); for V0 also M = I.
-Cost of a block (multiply-adds, factored): 2 N_k (R N0)^2 (QR) + 2 (H_b S')^2 (R N0)^3 + r^3/6 with r = H_b S' m,
+Cost of a block (multiply-adds, factored): N_k (R N0)^2 (x2 with the QR) + 2 (H_b S')^2 (R N0)^3 + r^3/6 (r = H_b S' m),
 and no P^2 or P^3 term. `routes` compares, block by block, this route with the P-space route of gibbs.py (Z = M X
 materialised, then `gibbs._block_update`), and the whole sweep with the old one (`gibbs._sweep`), from the shapes.
 """
@@ -96,13 +99,15 @@ def block_moments(moments: jnp.ndarray, dims: tuple[int, int, int]) -> jnp.ndarr
     return jnp.transpose(m, (1, 2, 0, 3, 5, 6, 4, 7)).reshape(H_b, S, R * n0, H_b, S, R * n0)
 
 
-def factored_update(u, M, X, Xi, c, w0, eps, y, s, T) -> jnp.ndarray:
+def factored_update(u, M, X, Xi, c, w0, eps, y, s, T, full_rank: bool = False) -> jnp.ndarray:
     """The block's conditional draw from the path moments (module docstring), the same as `gibbs.matheron_update`
     for the same w0, eps up to rounding.
 
     u: (S, N_out) suffix weights; M: (N_k, R N0) the block's input map, or None for the identity (V0); X: (P, H_b,
     S, R N0) `block_features`; Xi: (H_b, S, R N0, H_b, S, R N0) `block_moments`; c: normalisation; w0: (H_b, N_out,
-    N_k) prior draw; eps: (P,) noise; y: (P,) targets; s, T: prior variance and temperature. Returns W like w0.
+    N_k) prior draw; eps: (P,) noise; y: (P,) targets; s, T: prior variance and temperature. full_rank: M has
+    full column rank (see `factored_sweep`), so R_M may come from a Cholesky of M^T M (several times cheaper on
+    CPU than a Householder QR); otherwise the QR, exact for any M. Returns W like w0.
     """
     H_b, _, n_k = w0.shape
     Qu, _ = jnp.linalg.qr(u.T)  # (N_out, S')
@@ -110,7 +115,10 @@ def factored_update(u, M, X, Xi, c, w0, eps, y, s, T) -> jnp.ndarray:
     factored = M is not None and M.shape[1] < n_k
     if M is None:
         Rm = None
-    elif factored:  # Householder, not a Cholesky of M^T M: exact for a rank-deficient M too (e.g. zero weights)
+    elif factored and full_rank:
+        L = jnp.linalg.cholesky(M.T @ M)
+        Rm = L.T  # Q_M = M L^-T, never formed
+    elif factored:
         Qm, Rm = jnp.linalg.qr(M)
     else:
         Rm = M
@@ -136,7 +144,11 @@ def factored_update(u, M, X, Xi, c, w0, eps, y, s, T) -> jnp.ndarray:
         b = jnp.einsum("ja,hta->htj", Rm, b)
     chol = jnp.linalg.cholesky(K / T + jnp.eye(r, dtype=K.dtype) / s)
     delta = (jax.scipy.linalg.cho_solve((chol, True), b.reshape(-1)) / T).reshape(b.shape)
-    if factored:
+    if factored and full_rank:  # delta Q_M^T = (delta L^-1) M^T
+        flat = delta.reshape(-1, delta.shape[-1])
+        delta = (jax.scipy.linalg.solve_triangular(L, flat.T, lower=True, trans="T").T @ M.T).reshape(
+            delta.shape[:2] + (n_k,))
+    elif factored:
         delta = delta @ Qm.T
     return w0 + jnp.einsum("ot,hti->hoi", Qu, delta)
 
@@ -239,7 +251,8 @@ def factored_sweep(spec: NetworkSpec, update: tuple[bool, ...], xi, y, key, weig
             eps = math.sqrt(T) * noise[start + W.size:start + W.size + P]
             start += W.size + P
             if route[k] == "q":
-                W = factored_update(us[k], M, X, block_moments(moments, dims), c, w0, eps, y, var[k], T)
+                W = factored_update(us[k], M, X, block_moments(moments, dims), c, w0, eps, y, var[k], T,
+                                    full_rank=all(update[:k]))
             else:
                 Z = X if M is None else (X.reshape(-1, M.shape[1]) @ M.T).reshape(X.shape[:3] + (-1,))
                 W = _block_update(LinearBlock(us[k], Z, c), w0, eps, y, var[k], T, C0 if k == 0 else None, True)
