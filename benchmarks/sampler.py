@@ -2,11 +2,12 @@
 P = 1000. One table, every ratio measured in the same run.
 
 Part 1: P = 100 training and 1000 test sequences, T = 0.01, variances 1, readout 'last', N = 10 and 100.
-  Gibbs        the sampler as shipped (r x r algebra for blocks the data sees fewer than P weights of), 16
-               chains vectorised in one program
-  Gibbs P x P  the same chain with every block by P x P algebra (`reduce=False`: the previous algorithm)
+  Gibbs        the sampler as shipped (each block by its cheapest exact route: path moments, r x r or P x P
+               algebra, see factored.py), 16 chains vectorised in one program
+  Gibbs P x P  the same chain with every block by P x P algebra (`reduce=False`)
   NUTS         the authors' settings (100 warm-up, 100 draws, 1 chain, default NUTS, seed 1)
-Part 2: P = 1000 training sequences (same task), N = 300 and 1000: Gibbs only, 2 chains, few draws.
+Part 2: P = 1000 training sequences (same task), N = 300 and 1000: Gibbs only, 2 chains, few draws (the sweep
+piece by piece, old algorithm against new: benchmarks/gibbs_sweep.py).
 
 Columns:
   ms/sweep   wall ms per step of one chain (Gibbs sweep, NUTS transition), warm-up included

@@ -253,6 +253,67 @@ def test_same_seed_same_numbers():
     np.testing.assert_allclose(s3.weights.V0, s2.weights.V0, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("heads, widths, n0", [((2, 2), [8, 9, 10], 3), ((2, 1, 2), [3, 8, 4, 10], 2)])
+def test_path_moment_route_equals_matheron_update(heads, widths, n0):
+    """The path-moment route (factored.py) gives the same draw as the P x P route for the same noise, for every
+    block, with the input map M factored (R N0 < N_k) and direct (R N0 >= N_k); its M reproduces every Z."""
+    from attnpaths._src.sampling import factored as fa
+
+    spec, x, att, y, w, *_ = _problem(heads, "last", P=20, n0=n0, widths=widths, temperature=0.2)
+    xi = path_features(spec, att, x)
+    moments, rng, M = fa.path_moments(xi), np.random.default_rng(2), None
+    kinds = set()
+    for k, b in enumerate(linear_blocks(spec, w, xi)):
+        dims = fa.block_dims(spec, k)
+        X = fa.block_features(xi, dims)
+        np.testing.assert_allclose(X if M is None else jnp.einsum("ia,phsa->phsi", M, X), b.Z, rtol=1e-12,
+                                   atol=1e-12)
+        W = _blocks(w)[k]
+        W0 = jnp.asarray(rng.normal(size=W.shape))
+        eps = jnp.asarray(0.3 * rng.normal(size=x.shape[0]))
+        s, T = spec.variances[k], spec.temperature
+        want = matheron_update(b, W0, eps, jnp.asarray(y), s, T)
+        for full_rank in (False, True):  # R_M by Householder QR, or by a Cholesky of M^T M
+            got = fa.factored_update(b.u, M, X, fa.block_moments(moments, dims), b.c, W0, eps, jnp.asarray(y), s,
+                                     T, full_rank)
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+            assert not np.allclose(got, W0)
+        kinds.add("V0" if M is None else "factored" if M.shape[1] < W.shape[2] else "direct")
+        if k <= spec.n_layers:  # the next block's input map, as factored_sweep carries it
+            WM = W if M is None else jnp.einsum("hoi,ia->hoa", W, M)
+            H_b, _, R = dims
+            M = b.c * jnp.transpose(WM.reshape(H_b, W.shape[1], R, n0), (1, 2, 0, 3)).reshape(W.shape[1], -1)
+    assert kinds == {"V0", "factored", "direct"}
+
+
+def test_path_moment_route_with_a_zero_block_below():
+    """V0 held fixed at zero (sample_blocks): the upper blocks' input maps are rank-deficient, the data see nothing,
+    and every draw is finite (the Householder QR, not a Cholesky of M^T M, on that route)."""
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=30, n0=3, widths=[8, 9, 10])
+    g = BlockedGibbs(spec, att, x, y, sample_blocks=("V1", "V2", "a"))
+    assert g.route == ("q",) * 4
+    d = run_sampler(g, path_features(spec, att_test, x_test), 3, n_chains=2, init=w._replace(V0=0 * w.V0), seed=0,
+                    progress=False)
+    np.testing.assert_array_equal(d.f_test, 0.0)
+
+
+def test_path_moment_sweep_gives_the_same_chain_as_p_by_p():
+    """A network where the sampler takes the path-moment route for every block: the same chain as P x P
+    everywhere (reduce=False) and as the sweep before it (`_legacy`), up to rounding."""
+    from attnpaths._src.sampling.blocked_gibbs import _legacy
+
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=30, n0=3, widths=[8, 9, 10])
+    xi_test = path_features(spec, att_test, x_test)
+    fast = BlockedGibbs(spec, att, x, y)
+    assert fast.route == ("q",) * 4
+    kw = dict(n_chains=2, n_warmup=3, seed=2, progress=False)
+    runs = [run_sampler(g, xi_test, 6, **kw) for g in (fast, BlockedGibbs(spec, att, x, y, reduce=False),
+                                                       _legacy(fast))]
+    for other in runs[1:]:
+        np.testing.assert_allclose(runs[0].f_test, other.f_test, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(runs[0].U, other.U, rtol=1e-8, atol=1e-10)
+
+
 def test_reduced_route_gives_the_same_chain():
     """Gibbs with r x r algebra where r < P (here V2 and a) and with P x P everywhere: the same draws."""
     spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=12)

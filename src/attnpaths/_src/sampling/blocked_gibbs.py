@@ -12,6 +12,7 @@ import numpy as np
 from attnpaths._src.checks import as_count, as_labels, check_sampling_temperature
 from attnpaths._src.network import Weights, block_names, check_weights, int_widths, sample_prior
 from attnpaths._src.paths import check_features, path_features
+from attnpaths._src.sampling.factored import factored_sweep, moments_fit, path_moments, routes
 from attnpaths._src.sampling.gibbs import GibbsState, _sweep, path_gram
 from attnpaths._src.spec import NetworkSpec
 
@@ -41,14 +42,19 @@ class BlockedGibbs:
       y: (P,) training targets.
       sample_blocks: names of the blocks to redraw ('V0', 'V1', ..., 'VL', 'a'); the others stay at their
         initial value (e.g. ('a',) gives Bayesian linear regression on fixed features). Default: all.
-      reduce: draw a block with r x r algebra when the data sees r < P of its weights (`reduced_update`);
-        False: always P x P (the reference route; the same draws up to rounding, slower at small width).
+      reduce: draw every block by its cheapest exact route: the path-moment route of factored.py (inputs carried
+        as maps of the fixed path features, no P^2 or P^3 work), or r x r algebra when the data sees r < P of
+        its weights (`reduced_update`), else P x P; chosen from the shapes. False: always P x P, inputs pushed
+        through every block (the reference route; the same draws up to rounding, slower).
 
-    Cost of one sweep of one chain (flops; S_k = H_k+1 ... H_L paths above block k, D_k its weights,
-    r_k = H_k min(S_k, N_k+1) N_k): noise sum_k (D_k + P); V0: H^2 P^2 (path Gram) + P^3/3; block k >= 1:
+    Cost of one sweep of one chain with reduce=True: see factored.py (per block N_k (R N0)^2 + 2 (H_b S')^2
+    (R N0)^3 + r^3/6 on the path-moment route, R N0 = the block's input dimension). The previous algorithm
+    (`_legacy(sampler)`, kept for the benchmarks) costs (flops; S_k = H_k+1 ... H_L paths above block k, D_k its
+    weights, r_k = H_k min(S_k, N_k+1) N_k): noise sum_k (D_k + P); V0: H^2 P^2 (path Gram) + P^3/3; block k >= 1:
     P r_k^2 + r_k^3/3 if r_k < P, else P^2 H_k S_k N_k + P^3/3; propagation through the blocks
     sum_k P S_k D_k; suffix weights sum_k S_k D_k. Memory: the weights, P H N per layer, P^2 (and the path
-    Gram H^2 P^2 when it fits in 128 MB).
+    Gram H^2 P^2 when it fits in 128 MB); the path-moment route keeps the path moments (H N0)^2 when they fit
+    in 128 MB and carries the maps M (N_k, R N0) instead of the P inputs.
     """
 
     def __init__(self, spec: NetworkSpec, attention, x, y, sample_blocks: Sequence[str] | None = None,
@@ -82,16 +88,20 @@ class BlockedGibbs:
         self.sample_blocks = tuple(b for b in names if b in sample_blocks)
         self.update = tuple(b in sample_blocks for b in names)
         self.C0 = path_gram(xi)
+        P, n0, H = (int(n) for n in xi.shape)
+        self.route = routes(spec, P, n0, self.C0 is not None, moments_fit(H, n0)) if reduce else None
+        self.moments = path_moments(xi) if self.route is not None and "q" in self.route else None
 
     # a pytree: the arrays are arguments of the compiled sweeps, the settings their static part
     def tree_flatten(self):
-        return (self.xi, self.y, self.C0), (self.spec, self.sample_blocks, self.update, self.reduce)
+        return (self.xi, self.y, self.C0, self.moments), (self.spec, self.sample_blocks, self.update, self.reduce,
+                                                          self.route)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         self = cls.__new__(cls)
-        self.xi, self.y, self.C0 = children
-        self.spec, self.sample_blocks, self.update, self.reduce = aux
+        self.xi, self.y, self.C0, self.moments = children
+        self.spec, self.sample_blocks, self.update, self.reduce, self.route = aux
         return self
 
     @property
@@ -122,8 +132,12 @@ class BlockedGibbs:
     def step(self, state: GibbsState) -> GibbsState:
         """One sweep of every chain (pure; jit it, or use `advance` for many)."""
         gate = state.sweeps >= 0  # always True, but traced (see `_normal`)
-        sweep = jax.vmap(lambda k, w: _sweep(self.spec, self.update, self.xi, self.y, k, w, gate, self.C0,
-                                                    self.reduce))
+        if self.route is None:
+            sweep = jax.vmap(lambda k, w: _sweep(self.spec, self.update, self.xi, self.y, k, w, gate, self.C0,
+                                                 self.reduce))
+        else:
+            sweep = jax.vmap(lambda k, w: factored_sweep(self.spec, self.update, self.xi, self.y, k, w, gate,
+                                                         self.C0, self.moments, self.route))
         split = jax.vmap(jax.random.split)(state.key)
         return GibbsState(sweep(split[:, 1], state.weights), split[:, 0], state.sweeps + 1)
 
@@ -133,6 +147,13 @@ class BlockedGibbs:
     def advance(self, state: GibbsState, n_sweeps: int) -> GibbsState:
         """n_sweeps sweeps of every chain (one compiled loop; n_sweeps is traced, so it does not recompile)."""
         return _advance(self, state, jnp.asarray(n_sweeps, dtype=jnp.int64))
+
+
+def _legacy(sampler: BlockedGibbs) -> BlockedGibbs:
+    """The same sampler with the sweep before issue 18 (inputs pushed through every block, r x r or P x P
+    conditionals): the same draws up to rounding; kept to measure old against new in one run."""
+    children, aux = sampler.tree_flatten()
+    return BlockedGibbs.tree_unflatten(aux[:-1] + (None,), children[:-1] + (None,))
 
 
 @jax.jit
