@@ -257,7 +257,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
         else:
             hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w)))  # noqa: E731
             step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products,
-                                                            precondition=scale.solve)
+                                                            precondition=scale.solve, floor=0.1 * tol)
             products += used
         iterations += 1
         trial, trial_Us = _trial(model.Ls, jnp.asarray(step), data, hyper, heads)

@@ -77,8 +77,8 @@ def _boundary_shift(lam: np.ndarray, gq: np.ndarray, radius: float, lo: float, h
 
 
 def steihaug_step(g: np.ndarray, hvp: Callable[[np.ndarray], np.ndarray], radius: float,
-                  max_products: int, precondition: Callable[[np.ndarray], np.ndarray] | None = None
-                  ) -> tuple[np.ndarray, float, bool, int]:
+                  max_products: int, precondition: Callable[[np.ndarray], np.ndarray] | None = None,
+                  floor: float = 0.0) -> tuple[np.ndarray, float, bool, int]:
     """Steihaug-Toint truncated CG on the trust-region subproblem (Nocedal and Wright, Alg. 7.2; preconditioned
     as in Conn, Gould and Toint, Trust-Region Methods, Alg. 7.5.1).
 
@@ -87,15 +87,15 @@ def steihaug_step(g: np.ndarray, hvp: Callable[[np.ndarray], np.ndarray], radius
     method keeps its guarantees (a model decrease at least the Cauchy point's in that norm). ||p||_C is
     tracked by recurrences, without C itself. Stops at negative curvature or the boundary, or when
     ||r||_C^-1 <= min(0.1, ||g||_C^-1) ||g||_C^-1 (quadratic forcing: a Newton step costs a new model, more than
-    a few CG products). Returns (p, predicted reduction,
-    on the boundary, Hessian-vector products used)."""
+    a few CG products), or when ||r||_C^-1 <= `floor` (a residual far below the solver's tolerance buys
+    nothing). Returns (p, predicted reduction, on the boundary, Hessian-vector products used)."""
     apply_inv = precondition if precondition is not None else (lambda r: r)
     z = np.zeros_like(g)
     r = g.copy()
     s = apply_inv(r)
     rs = float(r @ s)
     gnorm = math.sqrt(max(rs, 0.0))
-    tol = min(0.1, gnorm) * gnorm
+    tol = max(min(0.1, gnorm) * gnorm, floor)
     d = -s
     Bz = np.zeros_like(g)
     zz, zd, dd = 0.0, 0.0, rs  # ||z||_C^2, z.C d, ||d||_C^2
