@@ -22,6 +22,7 @@ every teacher: Newton iterations, Hessian-vector products (krylov, certificate i
     python benchmarks/scale.py --cells 100000x4 1000000x4
     python benchmarks/scale.py --many-paths    # only the many-path table at P = 600, both teachers
     python benchmarks/scale.py --many-paths --cells 600x64 --teacher paths --new-timeout 400
+    python benchmarks/scale.py --many-paths --cells 600x64 --methods dense krylov   # old step vs new, one run
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def path_teacher(spec, attention, x, rng, n_signal=3, correlation=0.8, noise=0.1
     return np.sign(f + noise * f.std() * rng.normal(size=P))
 
 
-def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random_labels=False, teacher="tokens"):
+def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random_labels=False, teacher="tokens",
+             method="auto"):
     import numpy as np
 
     import attnpaths as ap
@@ -123,7 +125,7 @@ def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random
         else:
             data = ap.training_data(spec, ap.path_features(spec, attention, x), y)
         t1 = time.perf_counter()
-        s = ap.solve_saddle(spec, data, raise_on_failure=False, max_iter=200, callback=callback)
+        s = ap.solve_saddle(spec, data, raise_on_failure=False, max_iter=200, callback=callback, method=method)
         extra = {"route": s.route, "method": s.method, "products": s.hessian_products,
                  "certified": bool(s.min_hessian_eigenvalue > 0)}
     t2 = time.perf_counter()
@@ -177,20 +179,25 @@ def table(rows):
               f"{fmt(new, 'x_mb', '.0f')} | {conv} | {diff} |", flush=True)
 
 
-def many_path_table(cells, teachers, timeout, memo):
-    """Every many-path cell for every teacher, new solver, cold: what the solver did and whether it certified."""
-    print("| case | teacher | Newton it | HVPs | converged | certified | solve s | total s | action | "
-          "route/method |\n|---|---|---|---|---|---|---|---|---|---|")
+def many_path_table(cells, teachers, timeout, memo, methods=("auto",)):
+    """Every many-path cell for every teacher and solver method, new solver, cold: what the solver did, whether
+    it certified, and (from the second method on) |dS|/S against the first method's action."""
+    print("| case | teacher | method | Newton it | HVPs | converged | certified | solve s | total s | action | "
+          "route/method | abs(dS)/S |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, cell in cells:
         for teacher in teachers:
-            r = spawn(dict(cell, solver="new", teacher=teacher), timeout, memo)
-            if "error" in r:
-                print(f"| {name} | {teacher} | | | | | | {r['error']} | | |", flush=True)
-                continue
-            print(f"| {name} | {teacher} | {r['iterations']} | {r['products']} | "
-                  f"{'yes' if r['converged'] else 'NO'} | {'yes' if r['certified'] else 'NO'} | "
-                  f"{r['solve_s']:.1f} | {r['total_s']:.1f} | {r['action']:.10g} | {r['route']}/{r['method']} |",
-                  flush=True)
+            first = None
+            for method in methods:
+                r = spawn(dict(cell, solver="new", teacher=teacher, method=method), timeout, memo)
+                if "error" in r:
+                    print(f"| {name} | {teacher} | {method} | | | | | | {r['error']} | | | |", flush=True)
+                    continue
+                first = first or r
+                diff = ("—" if r is first else f"{abs(r['action'] - first['action']) / abs(first['action']):.1e}")
+                print(f"| {name} | {teacher} | {method} | {r['iterations']} | {r['products']} | "
+                      f"{'yes' if r['converged'] else 'NO'} | {'yes' if r['certified'] else 'NO'} | "
+                      f"{r['solve_s']:.1f} | {r['total_s']:.1f} | {r['action']:.15g} | {r['route']}/{r['method']} | "
+                      f"{diff} |", flush=True)
 
 
 def main():
@@ -205,6 +212,9 @@ def main():
                         help="label teachers: the old-vs-new tables use the first, the many-path table every one")
     parser.add_argument("--many-paths", action="store_true",
                         help="only the many-path table at P = 600 (64 = 8x8 and 256 = 16x16 paths)")
+    parser.add_argument("--methods", nargs="+", choices=("auto", "dense", "krylov"), default=["auto"],
+                        help="solver methods of the many-path table, e.g. --methods dense krylov: the old dense "
+                             "Newton step and the preconditioned Krylov step side by side")
     parser.add_argument("--old-t-grid", nargs="*", type=float, default=list(ONESHOT_T),
                         help="temperatures of the one-shot T grid at which the old solver runs too (default: all)")
     args = parser.parse_args()
@@ -218,7 +228,7 @@ def main():
             many = [(f"P={c.split('x')[0]}, {c.split('x')[1]} paths", dict(P=int(c.split("x")[0]),
                                                                             paths=int(c.split("x")[1])))
                     for c in args.cells]
-        many_path_table(many, args.teacher, args.new_timeout, memo)
+        many_path_table(many, args.teacher, args.new_timeout, memo, args.methods)
         return
     grid = [(P, paths) for P in (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6) for paths in (4, 16, 64, 256)]
     if args.quick:
@@ -260,7 +270,7 @@ def main():
                   f"{fmt(new, 'iterations', 'd')} | {fmt(new, 'total_s', '.1f')} | "
                   f"{'yes' if new.get('converged') else 'NO'} | {diff} |", flush=True)
     print(f"\nmany-path cells, every teacher ({', '.join(args.teacher)}), new solver, cold:")
-    many_path_table(many, args.teacher, args.new_timeout, memo)
+    many_path_table(many, args.teacher, args.new_timeout, memo, args.methods)
 
 
 if __name__ == "__main__":

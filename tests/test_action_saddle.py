@@ -410,7 +410,7 @@ def test_secular_equation_takes_few_newton_steps(monkeypatch):
 
 @pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
 def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius, boundary):
-    """Truncated CG: the Newton step to the documented forcing ||B p + g|| <= min(0.5, sqrt ||g||) ||g|| when it
+    """Truncated CG: the Newton step to the documented forcing ||B p + g|| <= min(0.1, ||g||) ||g|| when it
     fits (a small g makes that tight), else a boundary point whose model value is at most the Cauchy point's;
     the predicted reduction is -model(p)."""
     from attnpaths._src.trust_region import steihaug_step
@@ -424,7 +424,7 @@ def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius,
     if name == "interior":
         assert not on_boundary
         gnorm = np.linalg.norm(g)
-        assert np.linalg.norm(B @ p + g) <= min(0.5, np.sqrt(gnorm)) * gnorm
+        assert np.linalg.norm(B @ p + g) <= min(0.1, gnorm) * gnorm
         np.testing.assert_allclose(p, -np.linalg.solve(B, g), rtol=1e-3)
         return
     assert on_boundary and np.linalg.norm(p) == pytest.approx(radius, rel=1e-9)
@@ -745,3 +745,58 @@ def test_solve_widths_goes_largest_first_with_warm_starts(monkeypatch, problem):
         assert all(np.array_equal(a, b) for a, b in zip(init, previous.U))
     assert [s.spec.widths[0] for s in saddles] == [3.0, 30.0, 10.0]
     assert len(ap.solve_widths(spec, xi, y, [5.0])) == 1
+
+
+@pytest.mark.parametrize("route", ["example", "gram"])
+def test_krylov_preconditioner_is_the_dense_hessian_where_it_claims(route):
+    """At a random U (three layers): the preconditioner's level-1 diagonal is the dense whitened Hessian's
+    diagonal there, its block of the levels above and their coupling to level 1 are the Hessian's entries, and
+    `Preconditioner.solve` inverts F F^T with F^-1, F^-T its `inverse_factor`s."""
+    from attnpaths._src.krylov import _preconditioner_parts, preconditioner
+    from attnpaths._src.routes import training_data
+    from attnpaths._src.saddle import _model
+
+    spec, xi, y = _three_layer_problem()
+    rng = np.random.default_rng(13)
+    Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
+    data = training_data(spec, xi, y, route)
+    dense = _model(Us, data, spec.hyper(), spec.heads, True, True)
+    f = _model(Us, data, spec.hyper(), spec.heads, False, False).factors
+    H = np.asarray(dense.hess)
+    n1 = spec.level_sizes[0] * (spec.level_sizes[0] + 1) // 2
+    d1, columns = _preconditioner_parts(dense.Ls, f, spec.hyper(), spec.heads)
+    np.testing.assert_allclose(d1, np.diag(H)[:n1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(columns, H[n1:], rtol=1e-9, atol=1e-12 * np.max(np.abs(H)))
+    C = preconditioner(dense.Ls, f, spec.hyper(), spec.heads)
+    n = H.shape[0]
+    F_inv = np.stack([C.inverse_factor(e, transpose=False) for e in np.eye(n)], axis=1)
+    F_inv_T = np.stack([C.inverse_factor(e, transpose=True) for e in np.eye(n)], axis=1)
+    np.testing.assert_allclose(F_inv_T, F_inv.T, atol=1e-12)
+    C_inv = np.stack([C.solve(e) for e in np.eye(n)], axis=1)
+    np.testing.assert_allclose(C_inv, F_inv.T @ F_inv, rtol=1e-10, atol=1e-12)
+    assert np.linalg.eigvalsh(C_inv)[0] > 0
+
+
+def test_preconditioned_steihaug_step_uses_the_preconditioner_norm():
+    """With C = B (positive definite) the preconditioned CG step is Newton's step after one product when it fits;
+    otherwise it stops on the boundary of ||p||_C = radius, below the model value at the scaled Cauchy point."""
+    from attnpaths._src.trust_region import steihaug_step
+
+    rng = np.random.default_rng(14)
+    A = rng.normal(size=(12, 12))
+    B = A @ A.T + 12 * np.eye(12)
+    g = 1e-3 * rng.normal(size=12)
+    p, predicted, boundary, products = steihaug_step(g, lambda d: B @ d, 10.0, 50,
+                                                     precondition=lambda r: np.linalg.solve(B, r))
+    assert products == 1 and not boundary
+    np.testing.assert_allclose(p, -np.linalg.solve(B, g), rtol=1e-10)
+    C = np.diag(rng.uniform(20.0, 50.0, size=12))
+    g = rng.normal(size=12)
+    radius = 3.0 * np.linalg.norm(np.linalg.solve(B, g))  # Newton's step fits in the Euclidean ball, not in C's
+    p, predicted, boundary, products = steihaug_step(g, lambda d: B @ d, radius, 50,
+                                                     precondition=lambda r: np.linalg.solve(C, r))
+    assert boundary and np.sqrt(p @ C @ p) == pytest.approx(radius, rel=1e-9)
+    assert predicted == pytest.approx(-(g @ p + 0.5 * p @ B @ p), rel=1e-12)
+    cauchy = -np.linalg.solve(C, g)
+    cauchy *= radius / np.sqrt(cauchy @ C @ cauchy)
+    assert -predicted <= g @ cauchy + 0.5 * cauchy @ B @ cauchy + 1e-12

@@ -141,3 +141,31 @@ def energy_derivatives(U1: jnp.ndarray, xi: jnp.ndarray, y: jnp.ndarray, s0, tem
     data = ExampleData(xi, y, jnp.ones(P, dtype=xi.dtype))
     f = data.factors(U1, s0, temperature, keep_M=P >= n0)
     return f.E, energy_gradient(f, s0), energy_hessian(f, s0)
+
+
+def whiten_factors(f: EnergyFactors, L: jnp.ndarray) -> EnergyFactors:
+    """The factors in the coordinates X of U_1 = L X L^T: M -> (L^T (x) I) M (L (x) I), v -> L^T v, W -> W (L (x) I).
+
+    E is unchanged; `energy_hvp` and `energy_hessian_diagonal` of the result act on X. Cost O(D^2 H) with M,
+    O(P D H) with W."""
+    v = jnp.einsum("ac,ai->ci", L, f.v)
+    M = None if f.M is None else jnp.einsum("ac,aibj,bd->cidj", L, f.M, L)
+    W = None if f.W is None else jnp.einsum("pai,ac->pci", f.W, L)
+    trace_M = L.T @ f.trace_M @ L
+    return EnergyFactors(f.E, v, trace_M, M, W)
+
+
+def energy_hessian_diagonal(f: EnergyFactors, s0) -> jnp.ndarray:
+    """(H, H) the energy's Hessian at (c, d; c, d) symmetrised over the two orders of each pair, i.e. the
+    quadratic form of the symmetric direction E_cd + E_dc is 4 x this at (c, d) for c != d (1 x at c = d).
+
+    Cost O(H^2 N0^2) from M; from W the blocks M_cd = W_c^T W_d are formed first (O(P D^2))."""
+    v = f.v
+    M = f.M if f.M is not None else jnp.einsum("pci,pdj->cidj", f.W, f.W)
+    idx = jnp.arange(v.shape[0])
+    M_cc = M[idx, :, idx, :]  # (H, N0, N0) diagonal blocks
+    trace_cc_dd = jnp.einsum("cij,dji->cd", M_cc, M_cc)  # Tr(M_cc M_dd)
+    trace_cd_cd = jnp.einsum("cidj,cjdi->cd", M, M)  # Tr(M_cd M_cd)
+    v_M_v = jnp.einsum("di,cij,dj->cd", v, M_cc, v)  # v_d^T M_cc v_d
+    crossed = jnp.einsum("ci,dicj,dj->cd", v, M, v)  # v_c^T M_dc v_d
+    return s0 ** 2 * (-0.5 * (trace_cc_dd + trace_cd_cd) + 0.5 * (v_M_v + v_M_v.T) + 0.5 * (crossed + crossed.T))

@@ -157,7 +157,8 @@ class ExampleData(NamedTuple):
 
     def keeps_M(self, dense: bool) -> bool:
         P, n0, H = self.xi.shape
-        return n0 <= P if dense else H * n0 <= P
+        # krylov: a Hessian-vector product costs ~2 D^2 H from M, ~2 P^2 D + 2 P D H from W
+        return n0 <= P if dense else H * n0 * H <= P * (P + H)
 
     def singular_at_zero_temperature(self) -> bool:
         return self.n_examples > self.n0 * self.n_paths

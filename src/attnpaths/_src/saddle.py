@@ -14,14 +14,17 @@ entries times sqrt 2, so ||x|| = ||X||_F):
 * `method="dense"`: the exact Hessian (energy part in closed form, `action.energy_hessian`; entropy part by
   autodiff of small matrices) and the nearly exact subproblem solution from its eigen-decomposition (More and
   Sorensen 1983). For up to ~64 paths.
-* `method="krylov"`: no Hessian is formed. Steihaug-Toint conjugate gradients on Hessian-vector products
-  (`action.energy_hvp`, O(D^2 H) or O(P^2 D) each). For hundreds of paths.
+* `method="krylov"`: no Hessian is formed. Preconditioned Steihaug-Toint conjugate gradients on Hessian-vector
+  products (`krylov.hvp`, O(D^2 H) or O(P^2 D) each), the trust region in the preconditioner's norm; the
+  preconditioner (`krylov.preconditioner`) is level 1's exact Hessian diagonal with the exact block of the
+  levels above and its coupling to level 1 (which carry the Hessian's smallest and largest eigenvalues).
 
 The radius grows after good steps and shrinks after poor ones (Nocedal and Wright, Alg. 4.1). The solver stops
 when max |dS/dU| (the gradient with respect to the symmetric matrices of the N_max-normalised action) is <= tol,
 or when its scale-free form max |L^T dS/dU L| is,
 then certifies the minimum by the smallest eigenvalue of the Hessian in packed upper-triangle coordinates
-(spec C.1): from the dense Hessian, or by Lanczos iteration on Hessian-vector products (ARPACK via SciPy).
+(spec C.1): from the dense Hessian, or by Lanczos iteration (ARPACK via SciPy) on Hessian-vector products of
+the preconditioned (congruent) Hessian.
 
 The energy is evaluated by the route of the training data (`routes.py`): P x P work when P <= N0 H, D x D work
 (D = N0 H) otherwise; a width or temperature sweep reuses one compiled executable.
@@ -37,15 +40,17 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse.linalg as spla
 
-from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, energy_hvp, entropy,
-                                   scalar_order_parameter)
+from attnpaths._src.action import action_of, energy_gradient, energy_hessian, entropy, scalar_order_parameter
 from attnpaths._src.checks import as_count
-from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, symmetrize, unpack_order
+from attnpaths._src.krylov import hvp as _hvp
+from attnpaths._src.krylov import Preconditioner, preconditioner, smallest_eigenvalue
+from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, unpack_order
 from attnpaths._src.routes import EnergyFactors, TrainingData, example_data, training_data
 from attnpaths._src.spec import Hyper, NetworkSpec
 from attnpaths._src.trust_region import dense_step, next_radius, steihaug_step, step_accepted, step_quality
+from attnpaths._src.whitened import (_grad_max, _n_tri, _retract, _sizes, _surrogate,  # noqa: F401 (tests)
+                                     _symmetric_block, _unpack_scaled)
 
 METHODS = ("auto", "dense", "krylov")
 DENSE_MAX_PATHS = 64  # above this many paths the dense Hessian (H^4 entries) costs more than Krylov steps
@@ -62,8 +67,9 @@ class Saddle:
     relative_grad_max: max |L^T (dS/dU) L| with U = L L^T, the gradient with respect to relative changes of U.
     iterations: trust-region iterations taken (accepted and rejected steps).
     min_hessian_eigenvalue: smallest eigenvalue of the Hessian of S, in packed upper-triangle coordinates
-      (method 'dense', spec C.1) or in the whitened coordinates (method 'krylov', by Lanczos); > 0 certifies a
-      strict local minimum either way (the two Hessians are congruent at a stationary point).
+      (method 'dense', spec C.1) or of F^-1 (whitened Hessian) F^-T with C = F F^T the preconditioner (method
+      'krylov', by Lanczos); > 0 certifies a strict local minimum either way (the Hessians are congruent at a
+      stationary point).
     converged: min(grad_max, relative_grad_max) <= tol and min_hessian_eigenvalue > 0.
     spec: the network (widths, variances, temperature) it was solved for.
     route: 'example' or 'gram', how the energy was evaluated.
@@ -87,64 +93,6 @@ class Saddle:
     @property
     def U1(self) -> np.ndarray:
         return self.U[0]
-
-
-# ---- whitened coordinates ---------------------------------------------------------------------------------
-def _n_tri(n: int) -> int:
-    return n * (n + 1) // 2
-
-
-def _unpack_scaled(x: jnp.ndarray, sizes: Sequence[int]) -> list[jnp.ndarray]:
-    """x -> [X_l]: upper triangles (row-major), off-diagonal entries divided by sqrt 2, so ||x|| = sum ||X_l||_F."""
-    out, start = [], 0
-    for n in sizes:
-        rows, cols = np.triu_indices(n)
-        scale = np.where(rows == cols, 1.0, 1.0 / math.sqrt(2.0))
-        upper = jnp.zeros((n, n), x.dtype).at[rows, cols].set(x[start:start + _n_tri(n)] * scale)
-        start += _n_tri(n)
-        out.append(upper + upper.T - jnp.diag(jnp.diag(upper)))
-    return out
-
-
-def _retract(Ls: Sequence[jnp.ndarray], x: jnp.ndarray) -> list[jnp.ndarray]:
-    """U_l(X_l) = L_l (I + X_l + X_l^2/2) L_l^T: positive definite for every x."""
-    Xs = _unpack_scaled(x, [L.shape[0] for L in Ls])
-    return [L @ (jnp.eye(L.shape[0], dtype=x.dtype) + X + 0.5 * X @ X) @ L.T for L, X in zip(Ls, Xs)]
-
-
-def _symmetric_block(h4: jnp.ndarray, offdiag: float) -> jnp.ndarray:
-    """The quadratic form sum h4[c,d,a,b] Z_cd Z'_ab in upper-triangle coordinates of symmetric Z, Z'.
-
-    Coordinate k = (i <= j) moves Z_ij and Z_ji by `offdiag`/2 each (1 for packed U, 1/sqrt 2 whitened), so the
-    block is c_k c_l hs[i_k, j_k, i_l, j_l] with hs the symmetrisation of h4 over (c, d) and (a, b).
-    """
-    n = h4.shape[0]
-    hs = 0.25 * (h4 + h4.transpose(1, 0, 2, 3) + h4.transpose(0, 1, 3, 2) + h4.transpose(1, 0, 3, 2))
-    rows, cols = np.triu_indices(n)
-    c = jnp.asarray(np.where(rows == cols, 1.0, 2.0 * offdiag))
-    return c[:, None] * c[None, :] * hs[rows[:, None], cols[:, None], rows[None, :], cols[None, :]]
-
-
-def _sizes(heads: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(np.prod(heads[l:])) for l in range(len(heads)))
-
-
-def _grad_max(Us, Ls, gE, hyper, heads):
-    """(max |dS/dU|, max |L^T dS/dU L|) over the entries of the symmetric matrices (un-normalised).
-
-    The second is the gradient with respect to relative changes of U (U -> L (I + X) L^T): it does not change
-    when the features, and with them U, are rescaled, so it stops the solver where the first one, an absolute
-    criterion, cannot be met in float64 (e.g. features of scale 1e6)."""
-    grad_U = jax.grad(lambda U: entropy([symmetrize(u) for u in U], hyper, heads)
-                      + jnp.vdot(gE, symmetrize(U[0])))(list(Us))
-    absolute = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in grad_U]))
-    relative = jnp.max(jnp.stack([jnp.max(jnp.abs(L.T @ g @ L)) for g, L in zip(grad_U, Ls)]))
-    return jnp.stack([absolute, relative])
-
-
-def _surrogate(to_order, gE, hyper, heads):
-    """S_ent(U(x)) + <gE, U_1(x)>: its gradient is dS/dx; its Hessian is d2S/dx2 minus the energy's J^T hE J."""
-    return lambda x: entropy(to_order(x), hyper, heads) + jnp.vdot(gE, to_order(x)[0])
 
 
 class Model(NamedTuple):
@@ -194,20 +142,6 @@ def _model(Us, data: TrainingData, hyper: Hyper, heads, keep_M: bool, dense: boo
 
 
 @partial(jax.jit, static_argnames=("heads",))
-def _hvp(Ls, f, hyper: Hyper, heads, w):
-    """d2S/dx2 w at x = 0 in the whitened coordinates of the Cholesky factors Ls, without forming the Hessian."""
-    x0 = jnp.zeros_like(w)
-    to_order = partial(_retract, Ls)
-    s0 = hyper.variances[0]
-    surrogate = _surrogate(to_order, energy_gradient(f, s0), hyper, heads)
-    hv = jax.jvp(jax.grad(surrogate), (x0,), (w,))[1]
-    U1_of = lambda x: to_order(x)[0]  # noqa: E731
-    Jw = jax.jvp(U1_of, (x0,), (w,))[1]
-    _, pullback = jax.vjp(U1_of, x0)
-    return (hv + pullback(energy_hvp(f, Jw, s0))[0]) / jnp.max(hyper.widths)
-
-
-@partial(jax.jit, static_argnames=("heads",))
 def _trial(Ls, x, data, hyper: Hyper, heads):
     Us = _retract(Ls, x)
     return action_of(Us, data, hyper, heads), Us
@@ -250,31 +184,17 @@ def _choose_method(method: str, n_paths: int) -> str:
     return "dense" if n_paths <= DENSE_MAX_PATHS else "krylov"
 
 
-def _smallest_eigenvalue(Us, Ls, f, hyper, heads, dense: bool) -> tuple[float, int]:
+def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None) -> tuple[float, int]:
     """The certificate: (smallest Hessian eigenvalue, Hessian-vector products used).
 
-    Dense: the packed upper-triangle Hessian of spec C.1, fully. Krylov: Lanczos (ARPACK) on Hessian-vector
-    products in the whitened coordinates, where the spectrum is compressed (the entropy's curvature is ~N I)
-    and a few dozen products suffice; at a stationary point the two Hessians are congruent, so by Sylvester's
-    law of inertia they have the same number of negative eigenvalues, and one certifies what the other does.
+    Dense (scale None): the packed upper-triangle Hessian of spec C.1, fully. Krylov: Lanczos on the whitened
+    Hessian scaled by the preconditioner's diagonal `scale` (`krylov.smallest_eigenvalue`); at a stationary
+    point the two are congruent, so by Sylvester's law of inertia they have the same number of negative
+    eigenvalues, and one certifies what the other does.
     """
-    if dense:
+    if scale is None:
         return float(np.linalg.eigvalsh(np.asarray(_packed_hessian_from(Us, f, hyper, heads)))[0]), 0
-    n = sum(_n_tri(U.shape[0]) for U in Us)
-    products = 0
-
-    def matvec(w):
-        nonlocal products
-        products += 1
-        return np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(np.ravel(w))))
-
-    op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
-    try:
-        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-5, ncv=min(n, 40), maxiter=50 * n,
-                            return_eigenvectors=False)[0]
-    except spla.ArpackNoConvergence as err:
-        lowest = err.eigenvalues[0] if len(err.eigenvalues) else np.nan
-    return float(lowest), products
+    return smallest_eigenvalue(lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w))), scale)
 
 
 def _check_init(init, spec: NetworkSpec) -> list[jnp.ndarray]:
@@ -330,12 +250,14 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
     radius, iterations, products, stalled = 1.0, 0, 0, False
+    scale = None if dense else preconditioner(model.Ls, model.factors, hyper, heads)
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
             step, predicted, boundary = dense_step(grad, np.asarray(model.hess), radius)
         else:
             hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w)))  # noqa: E731
-            step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products)
+            step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products,
+                                                            precondition=scale.solve, floor=0.1 * tol)
             products += used
         iterations += 1
         trial, trial_Us = _trial(model.Ls, jnp.asarray(step), data, hyper, heads)
@@ -345,10 +267,11 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             Us = list(trial_Us)
             model = _model(Us, data, hyper, heads, keep_M, dense)
             S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
+            scale = None if dense else preconditioner(model.Ls, model.factors, hyper, heads)
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
-    min_eig, certificate_products = _smallest_eigenvalue(Us, model.Ls, model.factors, hyper, heads, dense)
+    min_eig, certificate_products = _smallest_eigenvalue(Us, model.Ls, model.factors, hyper, heads, scale)
     converged = bool(min(grad_max, relative_max) <= tol and min_eig > 0)
     result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(model.U_a),
                     action=S, grad_max=float(grad_max), relative_grad_max=float(relative_max),

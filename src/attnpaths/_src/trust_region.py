@@ -76,46 +76,59 @@ def _boundary_shift(lam: np.ndarray, gq: np.ndarray, radius: float, lo: float, h
     return mu, 200
 
 
-def _boundary_tau(z: np.ndarray, d: np.ndarray, radius: float) -> float:
-    a, b, c = d @ d, 2 * z @ d, z @ z - radius ** 2
-    return float((-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a))
-
-
 def steihaug_step(g: np.ndarray, hvp: Callable[[np.ndarray], np.ndarray], radius: float,
-                   max_products: int) -> tuple[np.ndarray, float, bool, int]:
-    """Steihaug-Toint truncated CG on the trust-region subproblem (Nocedal and Wright, Alg. 7.2).
+                  max_products: int, precondition: Callable[[np.ndarray], np.ndarray] | None = None,
+                  floor: float = 0.0) -> tuple[np.ndarray, float, bool, int]:
+    """Steihaug-Toint truncated CG on the trust-region subproblem (Nocedal and Wright, Alg. 7.2; preconditioned
+    as in Conn, Gould and Toint, Trust-Region Methods, Alg. 7.5.1).
 
-    Stops at negative curvature or the boundary, or when ||r|| <= min(0.5, sqrt ||g||) ||g|| (superlinear
-    forcing). Returns (p, predicted reduction, on the boundary, Hessian-vector products used)."""
-    gnorm = float(np.linalg.norm(g))
-    tol = min(0.5, math.sqrt(gnorm)) * gnorm
+    `precondition(r)` applies C^-1 for a symmetric positive definite C (default the identity); the trust region
+    is then ||p||_C = sqrt(p.C p) <= radius, the norm in which the CG iterates grow monotonically, so the
+    method keeps its guarantees (a model decrease at least the Cauchy point's in that norm). ||p||_C is
+    tracked by recurrences, without C itself. Stops at negative curvature or the boundary, or when
+    ||r||_C^-1 <= min(0.1, ||g||_C^-1) ||g||_C^-1 (quadratic forcing: a Newton step costs a new model, more than
+    a few CG products), or when ||r||_C^-1 <= `floor` (a residual far below the solver's tolerance buys
+    nothing). Returns (p, predicted reduction, on the boundary, Hessian-vector products used)."""
+    apply_inv = precondition if precondition is not None else (lambda r: r)
     z = np.zeros_like(g)
     r = g.copy()
-    d = -r
+    s = apply_inv(r)
+    rs = float(r @ s)
+    gnorm = math.sqrt(max(rs, 0.0))
+    tol = max(min(0.1, gnorm) * gnorm, floor)
+    d = -s
     Bz = np.zeros_like(g)
+    zz, zd, dd = 0.0, 0.0, rs  # ||z||_C^2, z.C d, ||d||_C^2
     products = 0
     for _ in range(max_products):
         Bd = hvp(d)
         products += 1
         dBd = float(d @ Bd)
         if dBd <= 0 or not math.isfinite(dBd):
-            tau = _boundary_tau(z, d, radius)
-            p, Bp = z + tau * d, Bz + tau * Bd
-            return p, float(-(g @ p + 0.5 * p @ Bp)), True, products
-        alpha = float(r @ r) / dBd
-        z_next = z + alpha * d
-        if np.linalg.norm(z_next) >= radius:
-            tau = _boundary_tau(z, d, radius)
-            p, Bp = z + tau * d, Bz + tau * Bd
-            return p, float(-(g @ p + 0.5 * p @ Bp)), True, products
-        r_next = r + alpha * Bd
-        z, Bz = z_next, Bz + alpha * Bd
-        if np.linalg.norm(r_next) <= tol:
-            r = r_next
+            return _to_boundary(g, z, Bz, d, Bd, zz, zd, dd, radius) + (products,)
+        alpha = rs / dBd
+        zz_next = zz + 2 * alpha * zd + alpha ** 2 * dd
+        if zz_next >= radius ** 2:
+            return _to_boundary(g, z, Bz, d, Bd, zz, zd, dd, radius) + (products,)
+        z, Bz, zz = z + alpha * d, Bz + alpha * Bd, zz_next
+        r = r + alpha * Bd
+        s = apply_inv(r)
+        rs_next = float(r @ s)
+        if math.sqrt(max(rs_next, 0.0)) <= tol:
             break
-        d = -r_next + (float(r_next @ r_next) / float(r @ r)) * d
-        r = r_next
+        beta = rs_next / rs
+        zd = beta * (zd + alpha * dd)
+        dd = rs_next + beta ** 2 * dd
+        d = -s + beta * d
+        rs = rs_next
     return z, float(-(g @ z + 0.5 * z @ Bz)), False, products
+
+
+def _to_boundary(g, z, Bz, d, Bd, zz, zd, dd, radius):
+    """The point z + tau d, tau >= 0, on the boundary ||.||_C = radius, with its predicted reduction."""
+    tau = float((-zd + math.sqrt(max(zd * zd + dd * (radius ** 2 - zz), 0.0))) / dd)
+    p, Bp = z + tau * d, Bz + tau * Bd
+    return p, float(-(g @ p + 0.5 * p @ Bp)), True
 
 
 # ---- the trust region's bookkeeping (Nocedal and Wright, Alg. 4.1) -------------------------------------------

@@ -1,0 +1,141 @@
+"""The matrix-free pieces of the saddle-point solver's Krylov method (`saddle.py`, method 'krylov').
+
+* `hvp`: d2S/dx2 w in the whitened coordinates x (`whitened.py`) without forming the Hessian: the entropy's
+  part by forward-over-reverse autodiff of small matrices, the energy's by `action.energy_hvp`, O(D^2 H) from M
+  or O(P^2 D) from W.
+* `preconditioner`: the Hessian's diagonal in those coordinates, O(H^2 N0^2) from the whitened M, for the
+  preconditioned Steihaug-Toint step (`trust_region.steihaug_step`) and the certificate. Its level blocks:
+  the entropy's -N_l ln det U_l has no curvature in x (ln det(I + X + X^2/2) = Tr X + O(X^3)), so the rest of the
+  action, linear in U_l except through other levels, gives the quadratic form Tr(C_l X_l^2), C_l =
+  L_l^T (dS/dU_l + N_l U_l^-1) L_l, whose diagonal is C_cc at (c, c) and (C_cc + C_dd) / 2 at (c, d); level 1
+  adds the energy's exact diagonal (`action.energy_hessian_diagonal`). The curvature a level gets through
+  its children (U_l as a parent) and through U_a is left out: a preconditioner need only be close.
+* `smallest_eigenvalue`: the certificate, by Lanczos (ARPACK) on C^-1/2 (d2S/dx2) C^-1/2 with C that diagonal:
+  congruent to the Hessian, so it has the same number of negative eigenvalues (Sylvester's law of inertia),
+  and its spectrum is compressed, so Lanczos needs few products.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from attnpaths._src.action import energy_gradient, energy_hessian_diagonal, energy_hvp, entropy, whiten_factors
+from attnpaths._src.order import symmetrize
+from attnpaths._src.spec import Hyper
+from attnpaths._src.whitened import _retract, _surrogate
+
+_FLOOR = 0.25  # |diagonal entries| below this fraction of their mean are raised to it: C must be positive, and
+# a tiny entry would let a step of small ||.||_C change U by a lot
+
+
+@partial(jax.jit, static_argnames=("heads",))
+def hvp(Ls, f, hyper: Hyper, heads, w):
+    """d2S/dx2 w at x = 0 in the whitened coordinates of the Cholesky factors Ls, without forming the Hessian."""
+    x0 = jnp.zeros_like(w)
+    to_order = partial(_retract, Ls)
+    s0 = hyper.variances[0]
+    surrogate = _surrogate(to_order, energy_gradient(f, s0), hyper, heads)
+    hv = jax.jvp(jax.grad(surrogate), (x0,), (w,))[1]
+    U1_of = lambda x: to_order(x)[0]  # noqa: E731
+    Jw = jax.jvp(U1_of, (x0,), (w,))[1]
+    _, pullback = jax.vjp(U1_of, x0)
+    return (hv + pullback(energy_hvp(f, Jw, s0))[0]) / jnp.max(hyper.widths)
+
+
+def _packed_diagonal(quadratic: jnp.ndarray, offdiag: jnp.ndarray) -> jnp.ndarray:
+    """Upper-triangle entries (row-major) of `offdiag` (n, n), with the diagonal taken from `quadratic` (n,)."""
+    n = quadratic.shape[0]
+    rows, cols = np.triu_indices(n)
+    return jnp.where(jnp.asarray(rows == cols), quadratic[rows], offdiag[rows, cols])
+
+
+@partial(jax.jit, static_argnames=("heads",))
+def _preconditioner_parts(Ls, f, hyper: Hyper, heads):
+    """(d1 (n1,), columns (n - n1, n)): level 1's Hessian diagonal, and the Hessian's columns of the levels
+    above, whose entries come from the entropy alone (the energy depends on U_1 only)."""
+    s0 = hyper.variances[0]
+    gE = energy_gradient(f, s0)
+    L = Ls[0]
+    g = jax.grad(lambda U: entropy([symmetrize(u) for u in U], hyper, heads)
+                 + jnp.vdot(gE, symmetrize(U[0])))([L_l @ L_l.T for L_l in Ls])[0]
+    C = L.T @ g @ L + hyper.widths[0] * jnp.eye(L.shape[0], dtype=L.dtype)
+    c = jnp.diag(C)
+    e = energy_hessian_diagonal(whiten_factors(f, L), s0)
+    d1 = _packed_diagonal(c + jnp.diag(e), 0.5 * (c[:, None] + c[None, :]) + 2.0 * e)
+    n1, n = d1.shape[0], sum(n_l * (n_l + 1) // 2 for n_l in (L_l.shape[0] for L_l in Ls))
+    surrogate = _surrogate(partial(_retract, Ls), gE, hyper, heads)
+    x0 = jnp.zeros(n, dtype=L.dtype)
+    column = lambda e_k: jax.jvp(jax.grad(surrogate), (x0,), (e_k,))[1]  # noqa: E731
+    columns = jax.vmap(column)(jnp.eye(n, dtype=L.dtype)[n1:])
+    norm = jnp.max(hyper.widths)
+    return d1 / norm, columns / norm
+
+
+class Preconditioner(NamedTuple):
+    """C = [[D, B], [B^T, A]] in the whitened coordinates: D (n1,) level 1's Hessian diagonal (absolute values,
+    floored), B (n1, m) and A (m, m) the Hessian's exact coupling to and block of the levels above (m of their
+    coordinates), with A's Schur complement A - B^T D^-1 B = V diag(s) V^T made positive the same way; so C is
+    symmetric positive definite and C = F F^T with F = [[I, 0], [B^T D^-1, I]] diag(D^1/2, V s^1/2 V^T)."""
+
+    D: np.ndarray
+    B: np.ndarray
+    V: np.ndarray
+    s: np.ndarray
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        """C^-1 r."""
+        n1 = len(self.D)
+        r1, r2 = r[:n1], r[n1:]
+        z2 = self.V @ ((self.V.T @ (r2 - self.B.T @ (r1 / self.D))) / self.s)
+        return np.concatenate([(r1 - self.B @ z2) / self.D, z2])
+
+    def inverse_factor(self, w: np.ndarray, transpose: bool) -> np.ndarray:
+        """F^-1 w, or F^-T w if `transpose`."""
+        n1 = len(self.D)
+        w1, w2 = w[:n1], w[n1:]
+        root = lambda u: self.V @ ((self.V.T @ u) / np.sqrt(self.s))  # noqa: E731
+        if transpose:
+            z2 = root(w2)
+            return np.concatenate([(w1 / np.sqrt(self.D)) - self.B @ z2 / self.D, z2])
+        return np.concatenate([w1 / np.sqrt(self.D), root(w2 - self.B.T @ (w1 / self.D))])
+
+
+def preconditioner(Ls, f, hyper: Hyper, heads) -> Preconditioner:
+    """The Krylov method's `Preconditioner` at the point with Cholesky factors Ls and energy factors f, scaled so
+    that D has mean 1 (then ||p||_C stays, on average, a relative change of U)."""
+    d1, columns = (np.asarray(a) for a in _preconditioner_parts(Ls, f, hyper, heads))
+    n1 = len(d1)
+    scale = float(np.mean(np.abs(d1)))
+    D = np.maximum(np.abs(d1) / scale, _FLOOR)
+    B, A = columns[:, :n1].T / scale, columns[:, n1:] / scale
+    s, V = np.linalg.eigh(A - B.T @ (B / D[:, None]))
+    s = np.abs(s)
+    s = np.maximum(s, _FLOOR)
+    return Preconditioner(D, B, V, s)
+
+
+def smallest_eigenvalue(product: Callable[[np.ndarray], np.ndarray], C: Preconditioner) -> tuple[float, int]:
+    """(smallest eigenvalue of F^-1 B F^-T, products used) for B w = product(w) (n,) -> (n,) symmetric and
+    C = F F^T; NaN when Lanczos converges to nothing."""
+    n = len(C.D) + len(C.s)
+    products = 0
+
+    def matvec(w):
+        nonlocal products
+        products += 1
+        return C.inverse_factor(product(C.inverse_factor(np.ravel(w), transpose=True)), transpose=False)
+
+    op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
+    try:
+        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-5, ncv=min(n, 40), maxiter=50 * n,
+                            return_eigenvectors=False)[0]
+    except spla.ArpackNoConvergence as err:
+        lowest = err.eigenvalues[0] if len(err.eigenvalues) else math.nan
+    return float(lowest), products
