@@ -141,6 +141,21 @@ MODULES = {
 }
 # the trust-region subproblems and radius rule were split out of saddle.py: the solver's tests exercise them
 MODULES["trust_region"] = ("attnpaths/_src/trust_region.py", None, MODULES["saddle"][2])
+# split off saddle.py (session 5): the solver's tests, plus the preconditioner's own
+MODULES["whitened"] = ("attnpaths/_src/whitened.py", None, MODULES["saddle"][2])
+MODULES["krylov"] = ("attnpaths/_src/krylov.py", None, [
+    "tests/test_action_saddle.py::test_krylov_preconditioner_is_the_dense_hessian_where_it_claims",
+    "tests/test_action_saddle.py::test_preconditioned_steihaug_step_uses_the_preconditioner_norm",
+    "tests/test_action_saddle.py::test_certificate_when_lanczos_does_not_converge",
+    "tests/test_action_saddle.py::test_reported_hessian_products_are_the_ones_made",
+    "tests/test_routes.py::test_certificate_is_the_hessian_of_the_action_in_packed_coordinates",
+    "tests/test_solver_budget.py"])
+# the Gibbs sampler's path-moment route (sampling/factored.py, session 5)
+MODULES["factored"] = ("attnpaths/_src/sampling/factored.py", None, [
+    "tests/test_sampling.py::test_path_moment_route_equals_matheron_update",
+    "tests/test_sampling.py::test_path_moment_route_with_a_zero_block_below",
+    "tests/test_sampling.py::test_path_moment_sweep_gives_the_same_chain_as_p_by_p",
+    "tests/test_sampling.py::test_reduced_route_gives_the_same_chain"])
 # the lead's known-broken test on main at 04a5076 (krylov eigenvalue in other coordinates): not a mutant's doing
 DESELECT = ["tests/test_routes.py::test_solver_routes_and_methods_agree[krylov]"]
 
