@@ -15,11 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnpaths._src.action import entropy
-from attnpaths._src.order import symmetrize
-
-
-def _n_tri(n: int) -> int:
-    return n * (n + 1) // 2
+from attnpaths._src.order import _n_tri, symmetrize
 
 
 def _unpack_scaled(x: jnp.ndarray, sizes: Sequence[int]) -> list[jnp.ndarray]:
