@@ -360,3 +360,46 @@ def test_a_signal_whose_exception_python_dropped_still_ends_as_interrupted(monke
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     assert cli.main([]) == 130
     assert capsys.readouterr().err.strip() == "interrupted (SIGINT)"
+
+
+# ---- an interrupt that lands in a finaliser ---------------------------------------------------------------------
+class _SignalsWhileCollected:
+    """Sends SIGINT to this process from its finaliser: the handler's KeyboardInterrupt is raised inside __del__,
+    where Python cannot propagate it (it calls sys.unraisablehook instead), as when Ctrl-C lands in one of JAX's
+    garbage-collection callbacks."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # bytecodes for the pending handler to run in, still inside __del__
+            pass
+
+
+def test_an_interrupt_dropped_by_a_finaliser_ends_with_the_one_line_and_no_traceback(tmp_path, capsys,
+                                                                                     monkeypatch):
+    from dataclasses import dataclass
+
+    from attnpaths._src.registry import Registry
+    from attnpaths.experiments.base import EXPERIMENTS, Experiment
+    from attnpaths.experiments.settings import Settings, setting
+
+    @dataclass(frozen=True)
+    class Toy(Settings):
+        x: int = setting(1, "a number")
+
+    def run(s, out, resume, log):
+        _SignalsWhileCollected()  # collected at once: the interrupt is dropped, and the run goes on to its end
+        return {"x": s.x}
+
+    EXPERIMENTS.register("toy-dropped", Experiment(name="toy-dropped", help="a toy", settings=Toy,
+                                                   presets=Registry("preset of toy-dropped"), run=run,
+                                                   report=lambda results, seconds: []))
+    printed = []  # what Python's default hook would print ("Exception ignored in ... Traceback"); pytest has its own
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+    try:
+        code = main(["toy-dropped", "--out", str(tmp_path / "out")])
+    finally:
+        EXPERIMENTS.unregister("toy-dropped")
+    err = capsys.readouterr().err
+    assert code == 130 and printed == []
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted (SIGINT)")

@@ -227,6 +227,18 @@ def _signal_handler(seen: list):
     return handle
 
 
+def _quiet_dropped_interrupts(previous, seen: list):
+    """sys.unraisablehook that leaves out the interrupt a garbage-collection callback dropped (it would print
+    "Exception ignored in ... Traceback ... KeyboardInterrupt"): the signal is in `seen`, and the command still ends
+    with its one line. Anything else goes to the previous hook."""
+
+    def hook(unraisable):
+        if not (seen and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            previous(unraisable)
+
+    return hook
+
+
 def _out_folder(args) -> str | None:
     return getattr(args, "out", None) or getattr(args, "run", None) or (
         _flags(args).get("out", "results/sweep") if args.command == "sweep" else None)
@@ -265,6 +277,8 @@ def main(argv=None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in handlers:
             signal.signal(sig, _signal_handler(seen))
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_dropped_interrupts(unraisable_hook, seen)
     args = None
     try:
         args = build_parser().parse_args(argv)
@@ -294,6 +308,7 @@ def main(argv=None) -> int:
         print(f"attnpaths {args.command}: error: {what}", file=sys.stderr)
         return 2
     finally:
+        sys.unraisablehook = unraisable_hook
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
