@@ -83,6 +83,7 @@ def sweep_command(grid_file, options: SweepOptions, overrides=(), resume: bool =
 
 
 NO_POSTERIOR.register("sweep", NoPosterior(
-    "a sweep (`attnpaths sweep`), which has no posterior to sample", "a sweep samples in its cells when its grid file has a [sampling] table "
-    "(docs/sweeps.md): add one and run `attnpaths sweep GRID` into a new --out. To sample one network, run "
+    "a sweep (`attnpaths sweep`), which has no posterior to sample",
+    "a sweep samples in its cells when its grid file has a [sampling] table (docs/sweeps.md): add one and run "
+    "`attnpaths sweep GRID` into a new --out. To sample one network, run "
     "`attnpaths markov --widths N --samples` (then `attnpaths sample` on that run adds more)"))
