@@ -41,6 +41,8 @@ ONESHOT = ["oneshot", "--preset", "quick", "--set", "analyses=", "--set", "width
            "temperatures=0.5,1", "--set", "extra_temperatures="]
 STUDY = ["oneshot-study", "--preset", "quick", "--set", "analyses=", "--set", "widths=10,1000", "--set",
          "temperatures=0.5,1", "--set", "extra_temperatures=", "--set", "seeds=0,1", "--set", "theory_draws=1"]
+STRENGTH = ["oneshot-strength", "--preset", "quick", "--set", "widths=10", "--set", "temperatures=0.5,1", "--set",
+            "extra_temperatures=", "--set", "seeds=0", "--set", "checkpoints=2"]
 PHASE_MAP = ["phase-map", "--networks", "2paths", "--widths", "10", "--alphas", "0.5", "1", "--temperatures",
              "0.01", "0.1", "--draws", "2", "--n-test", "50", "--workers", "2"]
 FINITE_SIZE = ["finite-size", "--alphas", "0.5", "--widths", "10", "30", "--draws", "2", "--n-test", "50",
@@ -77,9 +79,10 @@ def used_folder(path: Path, sweep: bool = False) -> Path:
 
 
 # ---- refused without --resume, nothing changed ----------------------------------------------------------------
-@pytest.mark.parametrize("args,sweep", [(MARKOV, False), (ONESHOT, False), (STUDY, False), (PHASE_MAP, True),
-                                        (FINITE_SIZE, True), (["sweep", "GRID"], True)],
-                         ids=["markov", "oneshot", "oneshot-study", "phase-map", "finite-size", "sweep"])
+@pytest.mark.parametrize("args,sweep", [(MARKOV, False), (ONESHOT, False), (STUDY, False), (STRENGTH, False),
+                                        (PHASE_MAP, True), (FINITE_SIZE, True), (["sweep", "GRID"], True)],
+                         ids=["markov", "oneshot", "oneshot-study", "oneshot-strength", "phase-map", "finite-size",
+                              "sweep"])
 def test_a_used_folder_is_refused_and_left_as_it_was(args, sweep, tmp_path, capsys):
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID)

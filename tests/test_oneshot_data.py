@@ -230,6 +230,60 @@ def test_batches_from_cached_patches_equal_episodes_from_pixels(monkeypatch):
         np.testing.assert_array_equal(y, ref.y)
 
 
+def test_affine_about_centre_identity_rotation_and_shift():
+    img = np.random.default_rng(0).random((8, 8))
+    np.testing.assert_allclose(os_.affine_about_centre(img, 0.0, 1.0, (0, 0)), img, atol=1e-12)
+    quarter = os_.affine_about_centre(img, np.pi / 2, 1.0, (0, 0))
+    assert any(np.allclose(quarter, np.rot90(img, k), atol=1e-9) for k in (1, 3))
+    moved = os_.affine_about_centre(img, 0.0, 1.0, (1, 0))
+    np.testing.assert_allclose(moved[1:], img[:-1], atol=1e-12)  # one row down
+    np.testing.assert_array_equal(moved[0], 0.0)  # background comes in
+    half = os_.affine_about_centre(img, 0.0, 2.0, (0, 0))  # zoomed in: the centre pixels spread out
+    assert not np.allclose(half, img)
+
+
+def test_augmented_batches_are_the_same_episodes_with_jittered_drawings(monkeypatch):
+    """augment = K: each image of a training episode is its drawing or one of K jittered copies made once; the
+    classes, drawings and labels are those of the plain batch (a separate stream), and the data fingerprint
+    changes only when augmenting."""
+    classes, config = _toy_classes(), EpisodeConfig()
+    plain = os_.EpisodeBatches(classes, config)
+    aug = os_.EpisodeBatches(classes, config, augment=2, augment_seed=4)
+    assert os_.EpisodeBatches(classes, config, augment=0).fingerprint() == plain.fingerprint()
+    assert aug.fingerprint() != plain.fingerprint()
+    assert aug.fingerprint() != os_.EpisodeBatches(classes, config, augment=2, augment_seed=5).fingerprint()
+    monkeypatch.setattr(os_, "image_patches", lambda *a: pytest.fail("patches recomputed in a batch"))
+    x0, y0 = plain.batch(1, 3, 32)
+    x1, y1 = aug.batch(1, 3, 32)
+    np.testing.assert_array_equal(y0, y1)
+    variants = np.concatenate([v.reshape(3, -1, config.n_patches * config.token_dim)
+                               for v in aug.patches.values()], axis=1)  # (3 variants, all drawings, ...)
+    # same labels and positions: the token difference is (copy - drawing) of one drawing, or 0 for the drawing
+    change = (x1 - x0).transpose(0, 2, 1).reshape(32, 3, -1)
+    possible = np.concatenate([np.zeros((1, change.shape[-1])), (variants[1:] - variants[0]).reshape(
+        -1, change.shape[-1])])
+    gaps = np.abs(change.reshape(-1, 1, change.shape[-1]) - possible[None]).max(axis=-1).min(axis=1)
+    assert gaps.max() < 1e-12, "an augmented image is neither its drawing nor one of its copies"
+    assert 0.4 < np.mean(np.abs(change).max(axis=-1) > 0) < 0.9  # about 2 in 3 images are copies
+    with pytest.raises(ValueError, match="augment must be an int >= 0"):
+        os_.EpisodeBatches(classes, config, augment=-1)
+
+
+def test_patch_correlation_baseline():
+    """Classes whose two drawings are identical: the query is a copy of its class's support, so the baseline is
+    always right (reading a support's label wrongly would make it always wrong); on pure noise, near chance."""
+    rng = np.random.default_rng(2)
+    config = EpisodeConfig()
+    twins = {f"c{k}": np.repeat(rng.random((1, 8, 8)), 2, axis=0) for k in range(6)}
+    ep = os_.make_episodes(twins, 200, config, np.random.default_rng(1))
+    np.testing.assert_array_equal(os_.patch_correlation_baseline(ep, config), ep.y)
+    noise = {f"c{k}": rng.random((5, 8, 8)) for k in range(6)}
+    ep = os_.make_episodes(noise, 400, config, np.random.default_rng(1))
+    assert 0.4 < np.mean(os_.patch_correlation_baseline(ep, config) == ep.y) < 0.6
+    with pytest.raises(ValueError, match="labels is None"):
+        os_.patch_correlation_baseline(ep._replace(labels=None), config)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Omniglot reader on a generated fixture in the official layout
 # ------------------------------------------------------------------------------------------------------------

@@ -236,7 +236,8 @@ def test_seed_reproducible_and_resume_identical(data, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.npz", "full.npz", "part.npz"]  # no temp files
 
 
-@pytest.mark.parametrize("optimizer", [{}, {"optimizer": "adam_l2", "schedule": "warmup_cosine", "warmup_steps": 2}])
+@pytest.mark.parametrize("optimizer", [{}, {"optimizer": "adam_l2", "schedule": "warmup_cosine", "warmup_steps": 2},
+                                       {"ema": 0.8, "snapshots": True, "eval_every": 3}])
 def test_resume_after_interruption(tmp_path, monkeypatch, optimizer):
     """A run killed at step 5 leaves the step-3 checkpoint (written every 3 steps); resuming it to step 8 gives
     the uninterrupted result bitwise (fresh batches: a function of (seed, step))."""
@@ -261,6 +262,35 @@ def test_resume_after_interruption(tmp_path, monkeypatch, optimizer):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full.losses, resumed.losses)
     assert tr.load_checkpoint(ck_path).step == 8
+    assert [s for s, _ in resumed.snapshots] == [s for s, _ in full.snapshots]
+    assert len(full.snapshots) == (3 if optimizer.get("snapshots") else 0)  # steps 3, 6, 8
+    for (_, a), (_, b) in zip(full.snapshots, resumed.snapshots):
+        for u, v in zip(_leaves(a), _leaves(b)):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_weight_average_and_snapshots_by_hand():
+    """With ema = d the kept weights are the Polyak average a_k = d a_(k-1) + (1 - d) w_k of the optimiser's
+    weights w_k (a_0 the initial weights), which the optimiser never sees: the plain run's snapshots (its w_k at
+    every validation) give it by hand; the snapshots come at the validation steps and the last is the best when
+    nothing is validated."""
+    source, d = _Fresh(), 0.7
+    plain = tr.train(ARCH, source, tr.TrainConfig(steps=6, batch_size=16, seed=3, eval_every=1, snapshots=True),
+                     progress=False)
+    avg = tr.train(ARCH, source, tr.TrainConfig(steps=6, batch_size=16, seed=3, eval_every=1, snapshots=True,
+                                                ema=d), progress=False)
+    assert [s for s, _ in plain.snapshots] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_array_equal(plain.losses, avg.losses)  # the average does not feed back
+    for u, v in zip(_leaves(plain.final_params), _leaves(avg.final_params)):
+        np.testing.assert_array_equal(u, v)
+    a = _leaves(tr.init_params(ARCH, seed=3))
+    for (_, w), (_, got) in zip(plain.snapshots, avg.snapshots):
+        a = [d * x + (1 - d) * y for x, y in zip(a, _leaves(w))]
+        for u, v in zip(a, _leaves(got)):
+            np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-7)
+    for u, v in zip(_leaves(avg.snapshots[-1][1]), _leaves(avg.params)):  # no validation set: the last is kept
+        np.testing.assert_array_equal(u, v)
+    assert tr.train(ARCH, source, tr.TrainConfig(steps=2, batch_size=16), progress=False).snapshots == ()
 
 
 def _manual_adam(w, grads, lr, wd, decoupled, b1=0.9, b2=0.999, eps=1e-8):
@@ -349,6 +379,8 @@ BAD = [
     (lambda p, x, y: tr.Architecture(16, heads=()), "at least one layer"),
     (lambda p, x, y: tr.Architecture(16, heads=(2, 0)), "heads must be a positive int"),
     (lambda p, x, y: tr.TrainConfig(steps=0), "steps must be an int >= 1"),
+    (lambda p, x, y: tr.TrainConfig(ema=1.0), "ema must be a number in \\[0, 1\\)"),
+    (lambda p, x, y: tr.TrainConfig(snapshots=1), "snapshots must be a bool"),
     (lambda p, x, y: tr.TrainConfig(learning_rate=-1.0), "learning_rate must be a finite number >= 0"),
     (lambda p, x, y: tr.gd_output(p, x[:, :8]), r"x must have shape \(\?, 16, \?\)"),
     (lambda p, x, y: tr.gd_output(p, x, head_mask=np.ones((2, 3))), r"head_mask\[1\] must have shape \(2,\)"),

@@ -4,7 +4,7 @@ Importing this package registers the library's experiments in `base.EXPERIMENTS`
 """
 
 from attnpaths.experiments import markov, oneshot  # noqa: F401 (registration)
-from attnpaths.experiments.oneshot import study  # noqa: F401 (registration)
+from attnpaths.experiments.oneshot import strength, study  # noqa: F401 (registration)
 from attnpaths.experiments import finite_size, phase_map  # noqa: F401 (registration; Dask, xarray load when run)
 
 # The extension points of the experiments, under public names: register your own and it appears among the

@@ -60,7 +60,9 @@ def at_least(k) -> Check:
     return lambda v: None if v >= k else f"a number >= {k}"
 
 
-def between(lo, hi) -> Check:
+def between(lo, hi, include_lo: bool = False) -> Check:
+    if include_lo:
+        return lambda v: None if lo <= v < hi else f"a number in [{lo}, {hi})"
     return lambda v: None if lo < v < hi else f"a number in ({lo}, {hi})"
 
 

@@ -96,11 +96,13 @@ class Episodes(NamedTuple):
     x: (n, N0, T) float64, tokens as columns (the theory's layout, spec A.1).
     y: (n,) float64 in {-1, +1}: +1 if the query's class is the one of the support labelled 1.
     classes: (n, 2) str: the class keys given label 0 and label 1 in each episode.
+    labels: (n, 3) int: the label token of each image (the two supports' 0 and 1 in their order, then 2).
     """
 
     x: np.ndarray
     y: np.ndarray
     classes: np.ndarray
+    labels: np.ndarray | None = None
 
 
 def positional_table(n_tokens: int, dim: int) -> np.ndarray:
@@ -163,6 +165,32 @@ def tokens(images: np.ndarray, labels: np.ndarray, config: EpisodeConfig) -> np.
     return episode_tokens(patches.reshape(n, 3, config.n_patches, config.token_dim), labels, config)
 
 
+def patch_correlation_baseline(episodes: Episodes, config: EpisodeConfig) -> np.ndarray:
+    """A trivial one-shot classifier, the reference line of the trained networks: the answer is the label of the
+    support whose normalised patches (the tokens less the positions and label embedding, concatenated) have the
+    larger cosine similarity with the query's.
+
+    Args:
+      episodes: episodes drawn by this module (they carry `labels`).
+      config: their token format.
+
+    Returns:
+      (n,) answers in {-1, +1} (compare with episodes.y).
+    """
+    if episodes.labels is None:
+        raise ValueError("episodes.labels is None; the baseline needs the episodes' label tokens (draw them with "
+                         "make_episodes)")
+    n = len(episodes.y)
+    seq = episodes.x.transpose(0, 2, 1).reshape(n, 3, config.n_patches, config.token_dim)
+    pos = positional_table(config.n_tokens, config.token_dim).reshape(3, config.n_patches, config.token_dim)
+    seq = seq - pos[None] - label_embedding(config)[episodes.labels][:, :, None, :]
+    flat = seq.reshape(n, 3, -1)
+    flat = flat / np.linalg.norm(flat, axis=-1, keepdims=True)
+    similarity = np.einsum("nk,nsk->ns", flat[:, 2], flat[:, :2])
+    closer = episodes.labels[np.arange(n), np.argmax(similarity, axis=1)]
+    return np.where(closer == 1, 1.0, -1.0)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Drawing episodes
 # ----------------------------------------------------------------------------------------------------------------
@@ -218,9 +246,13 @@ def _max_distinct(images: Mapping[str, np.ndarray], pools: list[list[str]]) -> i
 
 
 def _draw(images: Mapping[str, np.ndarray], pools: list[list[str]], n_episodes: int, config: EpisodeConfig,
-          rng: np.random.Generator, patches: Mapping[str, np.ndarray] | None = None) -> Episodes:
+          rng: np.random.Generator, patches: Mapping[str, np.ndarray] | None = None,
+          variant_rng: np.random.Generator | None = None) -> Episodes:
     """Episodes from checked images and pools (no validation: the inner loop of make_episodes / batches).
-    `patches`: class key -> `image_patches` of its images, computed once by the caller (else computed here)."""
+    `patches`: class key -> `image_patches` of its images, computed once by the caller (else computed here);
+    with `variant_rng`, class key -> (variants, n_c, n_patches, d) patches of jittered copies of every drawing,
+    and each image of an episode is one variant drawn from `variant_rng` (a stream apart from `rng`, so the
+    episodes' classes, drawings and labels are those drawn without variants)."""
     y = np.where(rng.permutation(n_episodes) < n_episodes // 2, -1.0, 1.0)
     picks = np.empty((n_episodes, 3, 2), dtype=object)  # (class key, drawing) of support, support, query
     labels = np.empty((n_episodes, 3), dtype=np.int64)
@@ -236,12 +268,16 @@ def _draw(images: Mapping[str, np.ndarray], pools: list[list[str]], n_episodes: 
         labels[i] = (order[0], order[1], 2)
         classes[i] = pair
     source = images if patches is None else patches
-    chosen = np.stack([source[c][d] for c, d in picks.reshape(-1, 2)])
+    if variant_rng is None:
+        chosen = np.stack([source[c][d] for c, d in picks.reshape(-1, 2)])
+    else:
+        variant = variant_rng.integers(len(next(iter(patches.values()))), size=3 * n_episodes)
+        chosen = np.stack([source[c][v, d] for (c, d), v in zip(picks.reshape(-1, 2), variant)])
     if patches is None:
         x = tokens(chosen.reshape(n_episodes, 3, config.image_size, config.image_size), labels, config)
     else:
         x = episode_tokens(chosen.reshape(n_episodes, 3, config.n_patches, config.token_dim), labels, config)
-    return Episodes(x, y, classes.astype(str))
+    return Episodes(x, y, classes.astype(str), labels)
 
 
 def make_episodes(images_by_class: Mapping[str, np.ndarray], n_episodes: int, config: EpisodeConfig,
@@ -269,6 +305,37 @@ def make_episodes(images_by_class: Mapping[str, np.ndarray], n_episodes: int, co
     return _draw(images, pools, n_episodes, config, rng)
 
 
+@dataclass(frozen=True)
+class Jitter:
+    """Small random affine distortions of a drawing (the same character, not a new class): a rotation by
+    U(-degrees, degrees), a scale by U(1 - scale, 1 + scale) and a shift by U(-shift, shift) x S pixels on each
+    axis, about the image centre (bilinear, background 0 = no stroke)."""
+
+    degrees: float = 10.0
+    scale: float = 0.1
+    shift: float = 0.06
+
+    def apply(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(n, S, S) -> (n, S, S): one independent distortion per image."""
+        n, size, _ = images.shape
+        angle = np.deg2rad(rng.uniform(-self.degrees, self.degrees, n))
+        zoom = rng.uniform(1 - self.scale, 1 + self.scale, n)
+        shift = rng.uniform(-self.shift, self.shift, (n, 2)) * size
+        return np.stack([affine_about_centre(images[i], angle[i], zoom[i], shift[i]) for i in range(n)])
+
+
+def affine_about_centre(image: np.ndarray, angle: float, zoom: float, shift) -> np.ndarray:
+    """(S, S) image rotated by `angle` (radians), scaled by `zoom` about its centre and moved by `shift` pixels
+    (rows, columns); bilinear, background 0, clipped to [0, 1]."""
+    from scipy.ndimage import affine_transform
+
+    centre = (image.shape[0] - 1) / 2 * np.ones(2)
+    c, s = np.cos(angle), np.sin(angle)
+    inverse = np.array([[c, s], [-s, c]]) / zoom  # output pixel -> input pixel
+    offset = centre - inverse @ (centre + np.asarray(shift, dtype=np.float64))
+    return np.clip(affine_transform(image, inverse, offset, order=1, mode="constant", cval=0.0), 0.0, 1.0)
+
+
 class EpisodeBatches:
     """Fresh training episodes at every step (a `training.BatchSource`): the batch of step `step` is drawn
     from the generator seeded by (seed, 7, step), so it never repeats a fixed pool and a resumed run sees the
@@ -279,23 +346,39 @@ class EpisodeBatches:
       images_by_class: the training classes (class key -> (n_c, S, S) images).
       config: the token format.
       groups: optional class groups (as `make_episodes`).
+      augment: jittered copies of every drawing made once (`Jitter`, seeded by `augment_seed`); each image of a
+        training episode is then the original or one of its copies, uniformly (stream (seed, 8, step)); 0: off,
+        the batches are those of the plain drawings.
+      jitter: the distortions of the copies.
     """
 
-    def __init__(self, images_by_class: Mapping[str, np.ndarray], config: EpisodeConfig, groups=None):
+    def __init__(self, images_by_class: Mapping[str, np.ndarray], config: EpisodeConfig, groups=None,
+                 augment: int = 0, augment_seed: int = 0, jitter: Jitter = Jitter()):
         self.images = check_images(images_by_class, config)
         self.pools = pair_pools(self.images, groups)
         self.config = config
         self.input_width = config.token_dim
+        self.augment, self.augment_seed, self.jitter = as_count("augment", augment, minimum=0), augment_seed, jitter
         self.patches = {k: image_patches(v, config) for k, v in self.images.items()}
+        if self.augment:
+            rng = np.random.default_rng([augment_seed, 9])
+            self.patches = {k: np.stack([p] + [image_patches(jitter.apply(self.images[k], rng), config)
+                                               for _ in range(self.augment)])
+                            for k, p in self.patches.items()}
 
     def fingerprint(self) -> str:
         keys = sorted(self.images)
         names = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        extra = () if not self.augment else (np.array([self.augment, self.augment_seed, self.jitter.degrees,
+                                                       self.jitter.scale, self.jitter.shift], dtype=np.float64),)
         return names + data_hash(*(self.images[k] for k in keys), label_embedding(self.config),
-                         np.array([self.config.image_size, self.config.patch_size, self.config.channels,
-                                   float(self.config.dark_strokes), self.config.pixel_mean,
-                                   self.config.pixel_std, self.config.layer_norm_eps], dtype=np.float64))
+                                 np.array([self.config.image_size, self.config.patch_size, self.config.channels,
+                                           float(self.config.dark_strokes), self.config.pixel_mean,
+                                           self.config.pixel_std, self.config.layer_norm_eps], dtype=np.float64),
+                                 *extra)
 
     def batch(self, seed: int, step: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        ep = _draw(self.images, self.pools, size, self.config, np.random.default_rng([seed, 7, step]), self.patches)
+        variants = np.random.default_rng([seed, 8, step]) if self.augment else None
+        ep = _draw(self.images, self.pools, size, self.config, np.random.default_rng([seed, 7, step]), self.patches,
+                   variants)
         return ep.x, ep.y

@@ -97,6 +97,11 @@ class TrainConfig:
     seed: seed of the initialisation and of the minibatches.
     eval_every: validate every this many steps (and at the last step); 0: only at the last step.
     checkpoint_every: write the checkpoint every this many steps (0: at every validation); needs a path.
+    ema: decay of an exponential moving average of the weights (Polyak averaging, `optax.incremental_update`,
+      started from the initial weights, no bias correction); 0: off. When on, validation, the kept best weights
+      and the snapshots are the averaged weights, which the optimiser never sees.
+    snapshots: keep the weights of every validation (`TrainResult.snapshots`, stored in the checkpoint), e.g. to
+      study a quantity against training progress.
     """
 
     steps: int = 2000
@@ -109,6 +114,8 @@ class TrainConfig:
     optimizer: str = "adamw"
     schedule: str = "constant"
     warmup_steps: int = 0
+    ema: float = 0.0
+    snapshots: bool = False
 
     def __post_init__(self):
         _nonneg_int("steps", self.steps, 1)
@@ -123,6 +130,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
         if self.learning_rate == 0:
             raise ValueError("learning_rate must be > 0")
+        if not (isinstance(self.ema, (int, float)) and not isinstance(self.ema, bool) and 0 <= self.ema < 1):
+            raise ValueError(f"ema must be a number in [0, 1) (the decay of the weight average; 0: off); got "
+                             f"{self.ema!r}")
+        if not isinstance(self.snapshots, (bool, np.bool_)):
+            raise ValueError(f"snapshots must be a bool; got {self.snapshots!r}")
         OPTIMIZERS[self.optimizer]
         SCHEDULES[self.schedule]
         _nonneg_int("warmup_steps", self.warmup_steps)
@@ -167,7 +179,9 @@ class Curve(NamedTuple):
 class TrainResult(NamedTuple):
     """params: the weights with the best validation accuracy (the final ones without validation).
     final_params: the weights after the last step. losses: (steps,) minibatch loss before each step.
-    curve: the training curve. best_step: steps done when `params` were taken. step: steps done."""
+    curve: the training curve. best_step: steps done when `params` were taken. step: steps done.
+    snapshots: with config.snapshots, ((steps done, weights) at every validation, in order); else ().
+    With config.ema > 0, `params` and the snapshots are averaged weights; `final_params` are the optimiser's."""
 
     params: Params
     final_params: Params
@@ -175,6 +189,7 @@ class TrainResult(NamedTuple):
     curve: Curve
     best_step: int
     step: int
+    snapshots: tuple = ()
 
 
 class Checkpoint(NamedTuple):
@@ -190,6 +205,8 @@ class Checkpoint(NamedTuple):
     architecture: Architecture
     config: TrainConfig
     data: str
+    average: Params | None = None  # the weight average (config.ema > 0)
+    snapshots: tuple = ()  # ((step, weights), ...) with config.snapshots
 
 
 def _mse_and_accuracy(params, x, y, gates, scales):
@@ -198,17 +215,21 @@ def _mse_and_accuracy(params, x, y, gates, scales):
 
 
 @functools.lru_cache(maxsize=16)
-def _make_step(optimizer_args: tuple, heads: tuple):
-    """The jitted optimiser step (cached so that repeated runs with the same settings compile once)."""
+def _make_step(optimizer_args: tuple, heads: tuple, ema: float = 0.0):
+    """The jitted optimiser step (cached so that repeated runs with the same settings compile once); it also
+    moves the weight average by (1 - ema) towards the new weights (unused when ema = 0)."""
     optimizer = make_optimizer(*optimizer_args)
     gates = tuple(jnp.ones(h) for h in heads)
     scales = tuple(1.0 / math.sqrt(h) for h in heads)
 
     @jax.jit
-    def step(params, opt_state, xb, yb):
+    def step(params, opt_state, average, xb, yb):
         (value, acc), grads = jax.value_and_grad(_mse_and_accuracy, has_aux=True)(params, xb, yb, gates, scales)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value, acc
+        params = optax.apply_updates(params, updates)
+        if ema:
+            average = optax.incremental_update(params, average, 1.0 - ema)
+        return params, opt_state, average, value, acc
 
     return step
 
@@ -239,9 +260,13 @@ def save_checkpoint(path, ck: Checkpoint) -> None:
     arrays = {**_leaves("params", ck.params), **_leaves("opt", ck.opt_state), **_leaves("best", ck.best_params),
               "losses": np.asarray(ck.losses, dtype=np.float64),
               "accuracies": np.asarray(ck.accuracies, dtype=np.float64)}
+    if ck.average is not None:
+        arrays.update(_leaves("ema", ck.average))
+    for k, (_, weights) in enumerate(ck.snapshots):
+        arrays.update(_leaves(f"snap{k}", weights))
     header = {"step": ck.step, "best_step": ck.best_step, "best_accuracy": ck.best_accuracy,
               "architecture": ck.architecture.to_dict(), "config": ck.config.to_dict(), "data": ck.data,
-              "curve": ck.curve.to_dict()}
+              "curve": ck.curve.to_dict(), "snapshot_steps": [int(s) for s, _ in ck.snapshots]}
     save_record(path, CHECKPOINT_KIND, header, arrays)
 
 
@@ -271,9 +296,12 @@ def load_checkpoint(path, architecture: Architecture | None = None) -> Checkpoin
     params = _restore("params", template, arrays, path)
     best = _restore("best", template, arrays, path)
     opt_state = _restore("opt", config.transformation().init(template), arrays, path)
+    average = _restore("ema", template, arrays, path) if config.ema else None
+    snapshots = tuple((int(s), _restore(f"snap{k}", template, arrays, path))
+                      for k, s in enumerate(header.get("snapshot_steps", [])))
     return Checkpoint(params, opt_state, best, int(header["step"]), int(header["best_step"]),
                       float(header["best_accuracy"]), arrays["losses"], arrays["accuracies"], curve, saved, config,
-                      header["data"])
+                      header["data"], average, snapshots)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -306,7 +334,7 @@ def _fresh_checkpoint(arch, config, data) -> Checkpoint:
     params = init_params(arch, config.seed)
     empty = Curve(*(np.zeros(0) for _ in Curve._fields))
     return Checkpoint(params, config.transformation().init(params), params, 0, 0, -math.inf, np.zeros(0), np.zeros(0),
-                      empty, arch, config, data)
+                      empty, arch, config, data, params if config.ema else None)
 
 
 def train(arch: Architecture, data, config: TrainConfig = TrainConfig(), validation=None, checkpoint=None,
@@ -348,9 +376,10 @@ def train(arch: Architecture, data, config: TrainConfig = TrainConfig(), validat
         ck = _fresh_checkpoint(arch, config, fingerprint)
     params, opt_state, best, best_step, best_acc = ck.params, ck.opt_state, ck.best_params, ck.best_step, \
         ck.best_accuracy
+    average, snapshots = ck.average, list(ck.snapshots)
     losses, accs = list(ck.losses), list(ck.accuracies)
     curve = {k: list(v) for k, v in ck.curve._asdict().items()}
-    step_fn = _make_step(config.optimizer_args(), arch.heads)
+    step_fn = _make_step(config.optimizer_args(), arch.heads, float(config.ema))
     evals = config.eval_steps()
     save_every = config.checkpoint_every
     bar = tqdm(range(ck.step, config.steps), initial=ck.step, total=config.steps, disable=not progress,
@@ -358,27 +387,31 @@ def train(arch: Architecture, data, config: TrainConfig = TrainConfig(), validat
     last_eval = max([0] + [int(s) for s in curve["step"]])
     for step in bar:
         xb, yb = source.batch(config.seed, step, config.batch_size)
-        params, opt_state, value, acc = step_fn(params, opt_state, jnp.asarray(xb), jnp.asarray(yb))
+        params, opt_state, average, value, acc = step_fn(params, opt_state, average, jnp.asarray(xb),
+                                                         jnp.asarray(yb))
         losses.append(float(value))
         accs.append(float(acc))
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"the loss became {losses[-1]} at step {step}; lower learning_rate")
         done = step + 1
         if done in evals:
-            v_loss, v_acc = _validate(params, validation)
+            shown = average if config.ema else params
+            if config.snapshots:
+                snapshots.append((done, shown))
+            v_loss, v_acc = _validate(shown, validation)
             for k, v in zip(Curve._fields, (done, np.mean(losses[last_eval:]), np.mean(accs[last_eval:]), v_loss,
                                             v_acc)):
                 curve[k].append(float(v))
             last_eval = done
             if validation is None or v_acc > best_acc:
-                best, best_step, best_acc = params, done, (v_acc if validation is not None else best_acc)
+                best, best_step, best_acc = shown, done, (v_acc if validation is not None else best_acc)
             bar.set_postfix(loss=f"{curve['train_loss'][-1]:.3f}", val=f"{v_acc:.3f}")
         if checkpoint is not None and (done in evals or (save_every and done % save_every == 0)
                                        or done == config.steps):
             c = Curve(*(np.asarray(curve[k]) for k in Curve._fields))
             save_checkpoint(checkpoint, Checkpoint(params, opt_state, best, done, best_step, best_acc,
                                                    np.asarray(losses), np.asarray(accs), c, arch, config,
-                                                   fingerprint))
+                                                   fingerprint, average, tuple(snapshots)))
     bar.close()
     c = Curve(*(np.asarray(curve[k], dtype=np.float64) for k in Curve._fields))
-    return TrainResult(best, params, np.asarray(losses), c, best_step, config.steps)
+    return TrainResult(best, params, np.asarray(losses), c, best_step, config.steps, tuple(snapshots))

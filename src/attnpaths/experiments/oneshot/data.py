@@ -34,7 +34,7 @@ def episode_config(s: OneShotSettings) -> EpisodeConfig:
 def class_sorted(ep: Episodes) -> Episodes:
     """Label +1 first, then -1 (stable), as the authors' theory data (spec E.3, H.8)."""
     order = np.argsort(-ep.y, kind="stable")
-    return Episodes(ep.x[order], ep.y[order], ep.classes[order])
+    return Episodes(ep.x[order], ep.y[order], ep.classes[order], None if ep.labels is None else ep.labels[order])
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def build_episodes(s: OneShotSettings) -> EpisodeSets:
     test = {"cross": make_episodes(split.test, s.n_test, config, rng(3)),
             "within": make_episodes(split.test, s.n_test, config, rng(4), groups=split.test_groups)}
     ood = digits_ood_episodes(s.n_ood, config, seed=s.episode_seed) if s.data == "omniglot" else None
-    return EpisodeSets(config, split, EpisodeBatches(split.train, config), validation, test, ood)
+    training = EpisodeBatches(split.train, config, augment=s.augment, augment_seed=s.episode_seed)
+    return EpisodeSets(config, split, training, validation, test, ood)
 
 
 def describe(s: OneShotSettings, e: EpisodeSets) -> dict:

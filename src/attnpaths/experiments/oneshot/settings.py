@@ -68,6 +68,13 @@ class OneShotSettings(Settings):
                                "warmup_steps, then cosine decay to 0 at train_steps)", choices=SCHEDULES)
     warmup_steps: int = setting(0, "warm-up steps of the learning-rate schedule", check=at_least(0))
     weight_decay: float = setting(5e-5, "weight decay (paper: 5e-5)", check=nonnegative)
+    ema: float = setting(0.0, "decay of a moving average of the weights that is validated and kept instead of the "
+                         "weights themselves (e.g. 0.999; 0: off)", check=between(0, 1, include_lo=True))
+    augment: int = setting(0, "jittered copies of every training drawing (rotation +-10 deg, scale x0.9-1.1, shift "
+                           "+-0.06 of the side: the same character, not a new class), made once; 0: off",
+                           check=at_least(0))
+    keep_snapshots: bool = setting(False, "keep the weights of every validation in the train stage (learning "
+                                   "curves, the claim against training progress)")
     eval_every: int = setting(200, "validate every this many steps; the best checkpoint is kept", check=at_least(1))
     n_eval: int = setting(2500, "validation episodes used for checkpoint selection (the first of the validation "
                           "set; 500 leaves a standard error of 2.2 points, 2500 of 1 point)", check=at_least(2))

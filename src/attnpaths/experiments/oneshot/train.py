@@ -9,6 +9,7 @@ same weights. JAX runs it on a GPU when it finds one (no code change).
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def architecture(s: OneShotSettings) -> tr.Architecture:
 def train_config(s: OneShotSettings) -> tr.TrainConfig:
     return tr.TrainConfig(steps=s.train_steps, batch_size=s.batch_size, learning_rate=s.learning_rate,
                           weight_decay=s.weight_decay, seed=s.seed, eval_every=s.eval_every, optimizer=s.optimizer,
-                          schedule=s.lr_schedule, warmup_steps=s.warmup_steps)
+                          schedule=s.lr_schedule, warmup_steps=s.warmup_steps, ema=s.ema,
+                          snapshots=s.keep_snapshots)
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,25 @@ class TrainedNetwork:
     seconds_per_step: float  # measured in that call (excludes compilation of the first step)
     device: str
     data: str  # fingerprint of the images and episodes it was trained and validated on
+    snapshot_steps: list = dataclasses.field(default_factory=list)  # with keep_snapshots: every validation's step
+    snapshot_params: tuple[np.ndarray, ...] = ()  # their weights' leaves, snapshot after snapshot
 
     def weights(self) -> tr.Params:
         a = self.architecture
         arch = tr.Architecture(a["input_width"], tuple(a["heads"]), a["width"], a["qk_dim"], a["dtype"])
         _, treedef = jax.tree_util.tree_flatten(tr.init_params(arch))
         return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(p) for p in self.params])
+
+    def at_step(self, step: int) -> "TrainedNetwork":
+        """This network with the weights it had after `step` steps (a validation step of a run with
+        keep_snapshots) in place of the best ones."""
+        if step not in self.snapshot_steps:
+            raise ValueError(f"step must be one of the kept snapshots' steps {self.snapshot_steps}; got {step!r} "
+                             "(train with keep_snapshots = true)")
+        k, n = self.snapshot_steps.index(step), len(self.params)
+        val = dict(zip(self.curve["step"], self.curve["val_accuracy"]))[step]
+        return dataclasses.replace(self, params=self.snapshot_params[k * n:(k + 1) * n], best_step=int(step),
+                                   best_validation_accuracy=float(val), snapshot_steps=[], snapshot_params=())
 
 
 def train_stage(s: OneShotSettings, episodes: EpisodeSets, checkpoint: Path, resume: bool, progress: bool,
@@ -69,9 +84,11 @@ def train_stage(s: OneShotSettings, episodes: EpisodeSets, checkpoint: Path, res
     best = float(np.max(curve["val_accuracy"])) if curve["val_accuracy"] else float("nan")
     log(f"train: best validation accuracy {100 * best:.1f}% at step {res.best_step} of {res.step}; "
         f"{seconds:.0f} s ({seconds / done:.3f} s per step)")
+    snaps = tuple(np.asarray(p) for _, w in res.snapshots for p in jax.tree_util.tree_leaves(w))
     return TrainedNetwork(tuple(np.asarray(p) for p in jax.tree_util.tree_leaves(res.params)), arch.to_dict(),
                           curve, int(res.best_step), best, int(res.step), seconds, seconds / done,
-                          jax.devices()[0].platform, episodes.fingerprint())
+                          jax.devices()[0].platform, episodes.fingerprint(), [int(k) for k, _ in res.snapshots],
+                          snaps)
 
 
 @dataclass(frozen=True)

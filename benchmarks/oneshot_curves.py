@@ -1,0 +1,191 @@
+"""Learning curves of the one-shot network (issue 15 item 1): which training gives the strongest network per
+CPU-hour on the Omniglot characters available here.
+
+    .venv/bin/python benchmarks/oneshot_curves.py train NAME [--seed 0] [--root DIR] [--steps N]
+    .venv/bin/python benchmarks/oneshot_curves.py time [NAME ...] [--steps 10]
+    .venv/bin/python benchmarks/oneshot_curves.py report [--root DIR] [--figure PATH] [--timing FILE]
+
+Every configuration is the `cpu` preset (the paper's input: 32 x 32 x 3, 8 x 8 patches, 48 tokens) with the
+overrides in `CONFIGS`, validated every `eval_every` steps on 2500 held-out-class episodes (one standard error
+<= 1 point) with the weights of every validation kept (`keep_snapshots`).
+
+* `train` trains one configuration into ROOT/NAME[-sK]/train.partial.npz, the very checkpoint a one-shot run
+  writes, and resumes from it when it is there (a killed training continues to bitwise the same weights).
+  `--steps` stops a constant-rate configuration early (it can be extended later by a larger --steps).
+* `time` measures seconds per step of the configurations in one process, one after the other (the first step,
+  compilation, excluded), so that the ratios are measured under one load.
+* `report` evaluates every kept snapshot on the cross-test and validation episodes, prints a table per
+  configuration (steps, training, validation and cross-test accuracy, seconds at the measured rate) and draws
+  the curves; the patch-correlation baseline is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from attnpaths._src import training as tr
+from attnpaths._src.tasks.oneshot import patch_correlation_baseline
+from attnpaths.experiments.oneshot import PRESETS, OneShotSettings
+from attnpaths.experiments.oneshot.data import build_episodes
+from attnpaths.experiments.oneshot.train import architecture, train_config
+
+COMMON = {"n_validation": 2500, "n_eval": 2500, "eval_every": 250, "keep_snapshots": True}
+COSINE = {"train_steps": 8000, "lr_schedule": "warmup_cosine", "warmup_steps": 400}
+CONFIGS = {
+    "cpu": {},  # the preset as it is: 4000 steps at a constant rate
+    "cpu-cosine": COSINE,
+    "cpu-cosine-ema": {**COSINE, "ema": 0.999},
+    "cpu-cosine-augment": {**COSINE, "augment": 4},
+    "w128-cosine": {**COSINE, "gd_width": 128, "qk_dim": 32},
+    "paper-arch": {"gd_width": 512, "qk_dim": 128, "optimizer": "adam_l2", "learning_rate": 3e-4,
+                   "train_steps": 41240, "eval_every": 500},
+}
+
+
+def settings(name: str, seed: int = 0) -> OneShotSettings:
+    if name not in CONFIGS:
+        raise ValueError(f"configuration must be one of {sorted(CONFIGS)}; got {name!r}")
+    base = OneShotSettings().updated(PRESETS["cpu"].values)
+    return base.updated({**COMMON, **CONFIGS[name], "seed": seed})
+
+
+def _folder(root: Path, name: str, seed: int) -> Path:
+    return root / (name if seed == 0 else f"{name}-s{seed}")
+
+
+def train(name: str, seed: int, root: Path, steps: int | None) -> None:
+    s = settings(name, seed)
+    e = build_episodes(s)
+    config = train_config(s)
+    if steps is not None:
+        if s.lr_schedule != "constant":
+            raise ValueError(f"--steps: {name} has a learning-rate schedule over its own train_steps")
+        config = tr.TrainConfig(**dict(config.to_dict(), steps=steps))
+    path = _folder(root, name, seed) / "train.partial.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "settings.json").write_text(json.dumps(s.to_dict(), indent=1, default=list))
+    t0 = time.perf_counter()
+    val = e.validation
+    res = tr.train(architecture(s), e.training, config, validation=(val.x[:s.n_eval], val.y[:s.n_eval]),
+                   checkpoint=path, resume=True, progress=False)
+    print(f"{name} seed {seed}: {res.step} steps, best validation {100 * max(res.curve.val_accuracy):.1f}% at "
+          f"step {res.best_step}; {time.perf_counter() - t0:.0f} s in this call")
+
+
+def time_steps(names: list[str], steps: int) -> dict:
+    e = build_episodes(settings("cpu"))
+    out = {}
+    print(f"device {jax.devices()[0].platform}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for name in names:
+        s = settings(name)
+        source = e.training if not s.augment else build_episodes(s).training
+        base = tr.TrainConfig(**dict(train_config(s).to_dict(), eval_every=0, snapshots=False))
+        tr.train(architecture(s), source, tr.TrainConfig(**dict(base.to_dict(), steps=1)), progress=False)
+        t0 = time.perf_counter()
+        tr.train(architecture(s), source, tr.TrainConfig(**dict(base.to_dict(), steps=steps)), progress=False)
+        out[name] = (time.perf_counter() - t0) / steps
+        print(f"{name:<20} {out[name]:.3f} s/step", flush=True)
+    return out
+
+
+def _evaluate(name: str, folder: Path, e) -> dict:
+    s = settings(name)
+    ck = tr.load_checkpoint(folder / "train.partial.npz", architecture(s))
+    test = e.test["cross"]
+    rows = []
+    for (step, weights), tr_acc, val in zip(ck.snapshots, ck.curve.train_accuracy, ck.curve.val_accuracy):
+        rows.append({"step": step, "train": float(tr_acc), "validation": float(val),
+                     "test_cross": tr.gd_accuracy(weights, test.x, test.y)})
+    return {"name": name, "steps": ck.step, "best_step": ck.best_step, "rows": rows}
+
+
+def report(root: Path, figure: Path | None, timing: dict) -> None:
+    e = build_episodes(settings("cpu"))
+    base = {k: float(np.mean(patch_correlation_baseline(ep, e.config) == ep.y))
+            for k, ep in (("validation", e.validation), ("test_cross", e.test["cross"]))}
+    print(f"patch-correlation baseline: validation {100 * base['validation']:.1f}%, cross test "
+          f"{100 * base['test_cross']:.1f}%")
+    curves = []
+    for folder in sorted(p for p in root.iterdir() if (p / "train.partial.npz").exists()):
+        name = folder.name.split("-s")[0] if folder.name not in CONFIGS else folder.name
+        c = _evaluate(name, folder, e)
+        c["folder"] = folder.name
+        c["s_per_step"] = timing.get(name)
+        curves.append(c)
+        best = max(c["rows"], key=lambda r: r["validation"])
+        last = c["rows"][-1]
+        rate = c["s_per_step"]
+        print(f"\n{folder.name}: {c['steps']} steps" + (f", {rate:.3f} s/step -> {rate * c['steps'] / 60:.0f} min"
+                                                       if rate else ""))
+        print(f"  best by validation: step {best['step']}, validation {100 * best['validation']:.1f}%, cross test "
+              f"{100 * best['test_cross']:.1f}%, training {100 * best['train']:.1f}%")
+        print(f"  last:               step {last['step']}, validation {100 * last['validation']:.1f}%, cross test "
+              f"{100 * last['test_cross']:.1f}%, training {100 * last['train']:.1f}%")
+    (root / "curves.json").write_text(json.dumps({"baseline": base, "curves": curves}, indent=1))
+    if figure is not None:
+        _draw(curves, base, figure)
+        print(f"wrote {figure}")
+
+
+def _draw(curves: list, base: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    for c in curves:
+        steps = np.array([r["step"] for r in c["rows"]], dtype=float)
+        for ax, key in zip(axes, ("train", "validation", "test_cross")):
+            x = steps * c["s_per_step"] / 60 if c["s_per_step"] else steps
+            ax.plot(x, [100 * r[key] for r in c["rows"]], label=c["folder"])
+    titles = {"train": "training episodes (minibatch)", "validation": "validation (2500 episodes)",
+              "test_cross": "cross test (1000 episodes)"}
+    for ax, key in zip(axes, titles):
+        ax.set_title(titles[key])
+        ax.set_xlabel("minutes at the measured s/step (2 cores)")
+        ax.axhline(100 * base.get(key, np.nan), color="k", ls=":", lw=1, label="patch correlation")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one configuration (resumes its checkpoint)")
+    t.add_argument("name", choices=sorted(CONFIGS))
+    t.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    t.add_argument("--root", type=Path, default=Path("results/curves"), help="folder (default: results/curves)")
+    t.add_argument("--steps", type=int, default=None, help="stop a constant-rate configuration here")
+    m = sub.add_parser("time", help="seconds per step of configurations, in one process")
+    m.add_argument("names", nargs="*", default=sorted(CONFIGS), help="configurations (default: all)")
+    m.add_argument("--steps", type=int, default=10, help="timed steps each (default: 10)")
+    m.add_argument("--out", type=Path, default=None, help="write the rates to this JSON file")
+    r = sub.add_parser("report", help="evaluate the kept snapshots, print the table, draw the figure")
+    r.add_argument("--root", type=Path, default=Path("results/curves"), help="folder (default: results/curves)")
+    r.add_argument("--figure", type=Path, default=None, help="write the figure here (default: none)")
+    r.add_argument("--timing", type=Path, default=None, help="JSON of `time --out` (s/step per configuration)")
+    a = p.parse_args()
+    if a.command == "train":
+        train(a.name, a.seed, a.root, a.steps)
+    elif a.command == "time":
+        rates = time_steps(a.names, a.steps)
+        if a.out:
+            a.out.write_text(json.dumps(rates, indent=1))
+    else:
+        report(a.root, a.figure, json.loads(a.timing.read_text()) if a.timing else {})
+
+
+if __name__ == "__main__":
+    main()
