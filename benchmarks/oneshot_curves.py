@@ -86,11 +86,20 @@ def time_steps(names: list[str], steps: int) -> dict:
     for name in names:
         s = settings(name)
         source = e.training if not s.augment else build_episodes(s).training
-        base = tr.TrainConfig(**dict(train_config(s).to_dict(), eval_every=0, snapshots=False))
-        tr.train(architecture(s), source, tr.TrainConfig(**dict(base.to_dict(), steps=1)), progress=False)
-        t0 = time.perf_counter()
-        tr.train(architecture(s), source, tr.TrainConfig(**dict(base.to_dict(), steps=steps)), progress=False)
-        out[name] = (time.perf_counter() - t0) / steps
+        # the step's cost does not depend on where the schedule is: a short warm-up keeps steps >= warmup_steps
+        config = tr.TrainConfig(**dict(train_config(s).to_dict(), eval_every=0, snapshots=False, steps=steps + 1,
+                                       warmup_steps=min(s.warmup_steps, 1)))
+        stamps = []
+
+        class Stamped:  # the batch source, stamping the start of every step (the first, compiling, is excluded)
+            input_width, fingerprint = source.input_width, source.fingerprint
+
+            def batch(self, seed, step, size):
+                stamps.append(time.perf_counter())
+                return source.batch(seed, step, size)
+
+        tr.train(architecture(s), Stamped(), config, progress=False)
+        out[name] = (time.perf_counter() - stamps[1]) / (len(stamps) - 1)
         print(f"{name:<20} {out[name]:.3f} s/step", flush=True)
     return out
 
@@ -128,6 +137,18 @@ def report(root: Path, figure: Path | None, timing: dict) -> None:
               f"{100 * best['test_cross']:.1f}%, training {100 * best['train']:.1f}%")
         print(f"  last:               step {last['step']}, validation {100 * last['validation']:.1f}%, cross test "
               f"{100 * last['test_cross']:.1f}%, training {100 * last['train']:.1f}%")
+    print("\n| configuration | steps | s/step | minutes | best validation (step) | cross test there | training "
+          "there | last validation | last cross test |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c in curves:
+        best = max(c["rows"], key=lambda r: r["validation"])
+        last, rate = c["rows"][-1], c["s_per_step"]
+        print(f"| {c['folder']} | {c['steps']} | {rate:.3f} | {rate * c['steps'] / 60:.1f} | "
+              f"{100 * best['validation']:.1f}% ({best['step']}) | {100 * best['test_cross']:.1f}% | "
+              f"{100 * best['train']:.1f}% | {100 * last['validation']:.1f}% | {100 * last['test_cross']:.1f}% |"
+              if rate else f"| {c['folder']} | {c['steps']} | | | {100 * best['validation']:.1f}% ({best['step']}) | "
+              f"{100 * best['test_cross']:.1f}% | {100 * best['train']:.1f}% | {100 * last['validation']:.1f}% | "
+              f"{100 * last['test_cross']:.1f}% |")
     (root / "curves.json").write_text(json.dumps({"baseline": base, "curves": curves}, indent=1))
     if figure is not None:
         _draw(curves, base, figure)

@@ -63,7 +63,7 @@ def test_keep_snapshots_is_required():
 def strength_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("strength")
     s = StrengthSettings().updated(PRESETS["quick"].values).updated(
-        {**SMALL, "seeds": (0,), "checkpoints": 3, "widths": (10.0,)})
+        {**SMALL, "seeds": (0,), "checkpoints": 3, "widths": (10.0, 1000.0)})
     return s, out, run_strength(s, out, log=lambda m: None)
 
 
@@ -89,6 +89,11 @@ def test_every_checkpoint_is_the_network_at_that_step(strength_run):
         assert row["gp_accuracy"] == gp["accuracy"]["mean"]
         assert row["theory"]["10"]["delta"] == pytest.approx(th["accuracy"]["mean"] - gp["accuracy"]["mean"])
     assert 0.5 < r["baseline"]["test_cross"] < 0.9
+    trends = r["table"]["cross"]["trends"]
+    assert len(rows) >= 3, "too few checkpoints for a trend"
+    # least squares is linear in y: the control's slope is the difference of the two slopes
+    assert trends["N=10 minus N=1000"]["slope"] == pytest.approx(
+        trends["delta N=10"]["slope"] - trends["delta N=1000"]["slope"], abs=1e-9)
     with pytest.raises(ValueError, match="kept snapshots"):
         net.at_step(7)
 
@@ -106,7 +111,8 @@ def test_resumed_study_loads_every_stage(strength_run):
     s, out, r = strength_run
     lines = []
     again = run_strength(s, out, resume=True, log=lines.append)
-    assert again["points"] == r["points"] and again["table"] == r["table"]
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # NaN-aware
+    assert same(again["points"], r["points"]) and same(again["table"], r["table"])
     assert sum("done before" in line for line in lines) == 1 + len(r["points"])
     verdict = strength_verdict(r["table"], s.widths)
     assert ("slope" in verdict) == (len(r["points"]) >= 3) and ("too few" in verdict) == (len(r["points"]) < 3)

@@ -28,12 +28,20 @@ attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/onesho
 attnpaths oneshot --preset cpu --data-dir /path/to/omniglot --out results/oneshot-cpu --resume   # continue a killed run
 attnpaths oneshot --preset paper --data-dir /path/to/omniglot --out results/oneshot-paper        # exactly the authors' Fig. 3 setup (GPU-sized)
 attnpaths oneshot-study --preset cpu --data-dir /path/to/omniglot --seeds 0 1 2 3 4 --out results/oneshot-study   # the claim over seeds x draws
+attnpaths oneshot-strength --preset strength --data-dir /path/to/omniglot --out results/oneshot-strength   # the claim against network strength
 # --8<-- [end:oneshot]
 
 # --8<-- [start:oneshot-results]
 attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --preset cpu --out results/oneshot-cpu   # the seed-0 tables
 attnpaths oneshot-study --data-dir /path/to/omniglot --preset cpu --set widths=10,100,1000 --set temperatures=0.05,0.1,0.25,0.5,1,2 --set extra_temperatures=3,5,10 --out results/oneshot-study
 # --8<-- [end:oneshot-results]
+
+# --8<-- [start:oneshot-strength]
+attnpaths oneshot-strength --preset strength --data-dir /path/to/omniglot --out results/oneshot-strength   # 3 seeds x 6 checkpoints
+.venv/bin/python benchmarks/oneshot_curves.py train cpu-cosine --root results/curves      # one learning curve (resumable)
+.venv/bin/python benchmarks/oneshot_curves.py time --out results/curves/timing.json     # s/step of every configuration, one process
+.venv/bin/python benchmarks/oneshot_curves.py report --root results/curves --timing results/curves/timing.json --figure docs/figures/oneshot_learning_curves.png
+# --8<-- [end:oneshot-strength]
 
 # --8<-- [start:install]
 make run                                 # creates .venv, installs, runs the Fig. 2 experiment into results/markov

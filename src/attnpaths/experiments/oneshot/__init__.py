@@ -8,6 +8,7 @@ compare.py    stages headroom.d<k>, claim.d<k>: GP, path subsets, U_GD, theory; 
 analyses.py   stages samples, order, alignment, heads, ood (Fig. 3 c-f)
 run.py        run_oneshot (the pipeline), attnpaths sample for one-shot runs
 study.py      the multi-seed study (seeds x draws of the theory examples)
+strength.py   the claim at checkpoints of the training, against the network's accuracy (oneshot-strength)
 figures.py    the figures of both commands, drawn from results.json only
 """
 

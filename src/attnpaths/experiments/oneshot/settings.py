@@ -9,6 +9,8 @@ Presets (TOML files in `attnpaths/experiments/presets/oneshot/`):
 * `cpu`: the paper's input, so that the theory side is paper-sized (P = 600, N0 = 192, 16 paths, 48 tokens), with
   a smaller trained network, sized to finish on a 2-core CPU in under 30 minutes.
 * `quick`: the smoke test (seconds).
+* `strength`: the `cpu` input and network trained 8000 steps (warm-up and cosine decay) with every validation's
+  weights kept, and a theory grid of 3 widths x 6 temperatures: `attnpaths oneshot-strength --preset strength`.
 """
 
 from __future__ import annotations

@@ -150,12 +150,23 @@ def strength_table(points: list[dict], widths, at: float, confidence: float) -> 
                     "ci": m["delta_accuracy"]["ci"], "mcnemar_p": m["mcnemar"]["p_value"], "T": m["T"]}
             rows.append(row)
         x = np.array([r["gd_accuracy"] for r in rows])
+        seeds = np.array([r["seed"] for r in rows])
         trends = {}
-        for N in widths:
-            ok = [i for i, r in enumerate(rows) if r["theory"][f"{N:g}"] is not None]
-            trends[f"delta N={N:g}"] = _trend(x[ok], np.array([rows[i]["theory"][f"{N:g}"]["delta"] for i in ok]),
-                                              at, confidence)
-        trends["U_GD headroom"] = _trend(x, np.array([r["gp_kernel_U_GD"]["delta"] for r in rows]), at, confidence)
+        series = {f"delta N={N:g}": [None if r["theory"][f"{N:g}"] is None else r["theory"][f"{N:g}"]["delta"]
+                                     for r in rows] for N in widths}
+        series["U_GD headroom"] = [r["gp_kernel_U_GD"]["delta"] for r in rows]
+        if len(widths) > 1:  # the finite-width part: smallest minus largest width (the GP's T choice cancels)
+            lo, hi = series[f"delta N={min(widths):g}"], series[f"delta N={max(widths):g}"]
+            series[f"N={min(widths):g} minus N={max(widths):g}"] = [None if a is None or b is None else a - b
+                                                                   for a, b in zip(lo, hi)]
+        for key, values in series.items():
+            ok = np.array([v is not None for v in values])
+            y = np.array([np.nan if v is None else v for v in values])
+            trends[key] = _trend(x[ok], y[ok], at, confidence)
+            # the points of one seed share a network lineage and the test episodes: the per-seed slopes show
+            # whether the pooled trend holds within every seed
+            trends[key]["per_seed_slope"] = {str(k): _trend(x[ok & (seeds == k)], y[ok & (seeds == k)], at,
+                                                            confidence)["slope"] for k in sorted(set(seeds))}
         out[protocol] = {"rows": rows, "trends": trends}
     return out
 
@@ -169,11 +180,20 @@ def strength_verdict(table: dict, widths, protocol: str = "cross") -> str:
     lo, hi = tr["slope_ci"]
     grows = "grows" if lo > 0 else "shrinks" if hi < 0 else "shows no resolved trend"
     span = (min(r["gd_accuracy"] for r in rows), max(r["gd_accuracy"] for r in rows))
+    per_seed = [v for v in tr.get("per_seed_slope", {}).values() if v is not None]
+    within = (f"; within each seed the slope is positive for {sum(v > 0 for v in per_seed)} of {len(per_seed)}"
+              if per_seed else "")
+    control = table[protocol]["trends"].get(f"N={N:g} minus N={max(widths):g}", {})
+    control_text = ("" if control.get("slope") is None else
+                    f"; the theory at N = {N:g} minus the theory at N = {max(widths):g} (the part that finite width "
+                    f"adds) has slope {control['slope']:+.3f} [{control['slope_ci'][0]:+.3f}, "
+                    f"{control['slope_ci'][1]:+.3f}]")
     return (f"across {tr['n']} checkpoints (GD {protocol}-test accuracy {100 * span[0]:.1f}-{100 * span[1]:.1f}%), "
             f"Delta(N = {N:g}) {grows} with the network's accuracy: slope {tr['slope']:+.3f} points per point "
-            f"[{lo:+.3f}, {hi:+.3f}], r = {tr['r']:.2f}; the line reads {100 * tr['value_at']:+.1f} points "
+            f"[{lo:+.3f}, {hi:+.3f}] (points taken as independent), r = {tr['r']:.2f}{within}; the line reads "
+            f"{100 * tr['value_at']:+.1f} points "
             f"[{100 * tr['value_at_ci'][0]:+.1f}, {100 * tr['value_at_ci'][1]:+.1f}] at {100 * tr['at']:.1f}%"
-            + (" (an extrapolation beyond the measured range)" if tr["extrapolated"] else ""))
+            + (" (an extrapolation beyond the measured range)" if tr["extrapolated"] else "") + control_text)
 
 
 def run_strength(settings: StrengthSettings | None = None, out="results/oneshot-strength", resume: bool = False,
@@ -222,8 +242,30 @@ def _figures(results: dict, out) -> list:
     return strength_figures(results, out)
 
 
+def format_strength(results: dict, protocol: str = "cross") -> list[str]:
+    """The table of one protocol as Markdown rows: per checkpoint the GD and GP accuracies, Delta(N) with its
+    interval and McNemar p at every width, and the U_GD and best-subset headroom (points)."""
+    widths = [f"{N:g}" for N in results["settings"]["widths"]]
+    pt = lambda v: f"{100 * v:+.1f}"
+    head = ["seed", "step", "GD val.", f"GD {protocol}", "GP"] + [f"Δ(N={N})" for N in widths] + \
+        ["U_GD − GP", "best subset − GP"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results["table"][protocol]["rows"]:
+        cells = [str(r["seed"]), str(r["step"]), f"{100 * r['gd_validation_accuracy']:.1f}",
+                 f"{100 * r['gd_accuracy']:.1f}", f"{100 * r['gp_accuracy']:.1f}"]
+        for N in widths:
+            t = r["theory"][N]
+            cells.append("n/a" if t is None else f"{pt(t['delta'])} [{pt(t['ci'][0])}, {pt(t['ci'][1])}] "
+                                                 f"p={t['mcnemar_p']:.2g}")
+        cells += [f"{pt(r[k]['delta'])} [{pt(r[k]['ci'][0])}, {pt(r[k]['ci'][1])}]"
+                  for k in ("gp_kernel_U_GD", "gp_subset")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _report(results: dict, seconds: float) -> list[str]:
-    return [f"{len(results['points'])} checkpoints over seeds {results['settings']['seeds']}"]
+    return [f"{len(results['points'])} checkpoints over seeds {results['settings']['seeds']} (cross pairs):",
+            *format_strength(results)]
 
 
 EXPERIMENTS.register("oneshot-strength", Experiment(
