@@ -21,6 +21,7 @@ from attnpaths.experiments.base import EXPERIMENTS
 from attnpaths.experiments.markov import MarkovSettings
 from attnpaths.experiments.oneshot import PRESETS, OneShotSettings
 from attnpaths.experiments.runner import LOCK_NAME, OutputInUse, OutputLock, Runner
+from attnpaths._src.store import load_record, save_record
 from attnpaths.experiments.settings import Settings, at_least, each, positive, register_preset, setting
 
 
@@ -202,6 +203,21 @@ def test_runner_saves_skips_and_refuses_other_settings(tmp_path):
     assert calls == [2.0, 5.0]
     with Runner(tmp_path, "toy", Toy(n=4), resume=True) as run:
         assert run.stage("a", make, 5.0).maybe is None and calls == [2.0, 5.0]
+
+
+def test_a_run_from_before_a_setting_was_added_resumes_at_its_default(tmp_path):
+    """A field added to the settings after a run was made counts as its default: the run resumes with the default,
+    and is refused, naming the field, with another value."""
+    with Runner(tmp_path, "toy", Toy()) as run:
+        run.stage("a", make, 1.0)
+    rec = load_record(tmp_path / "run.npz", kind="run")
+    old = {k: v for k, v in rec.header["settings"].items() if k != "flag"}  # as an earlier version stored it
+    save_record(tmp_path / "run.npz", "run", dict(rec.header, settings=old), {})
+    with Runner(tmp_path, "toy", Toy(), resume=True, log=lambda s: None) as run:
+        assert run.done("a")
+    save_record(tmp_path / "run.npz", "run", dict(rec.header, settings=old), {})
+    with pytest.raises(ValueError, match=r"other settings \(flag: stored False, now True\)"):
+        Runner(tmp_path, "toy", Toy(flag=True), resume=True).__enter__()
 
 
 def test_runner_damaged_record_is_a_one_line_error(tmp_path):

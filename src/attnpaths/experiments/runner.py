@@ -252,7 +252,8 @@ class Runner:
             if header.get("experiment") != self.experiment:
                 raise ValueError(f"{self.out} holds a {header.get('experiment')!r} run, not {self.experiment!r}; "
                                  "choose another --out")
-            check_same_settings(self.out, header["settings"], self.settings.identity())
+            stored = with_new_defaults(header["settings"], self.settings)
+            check_same_settings(self.out, stored, self.settings.identity())
         elif not self.resume:
             for f in self.stages_dir.glob("*.npz") if self.stages_dir.is_dir() else ():
                 f.unlink()
@@ -315,6 +316,23 @@ class Runner:
 def _same_record(path: Path, record: dict) -> bool:
     header = load_record(path, kind="run").header
     return not differing_fields({k: header.get(k) for k in record}, record)
+
+
+def with_new_defaults(stored: dict, settings) -> dict:
+    """The stored settings of a run, with every field added to the settings class since the run was made taken at
+    its default (what the run used): a run made by an earlier version resumes when the new fields keep their
+    defaults, and is refused, naming them, when they do not."""
+    fields = {f.name: f for f in dataclasses.fields(settings)} if dataclasses.is_dataclass(settings) else {}
+    added = {}
+    for name in settings.identity():
+        f = fields.get(name)
+        if name in stored or f is None:
+            continue
+        if f.default is not dataclasses.MISSING:
+            added[name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            added[name] = f.default_factory()
+    return {**added, **stored}
 
 
 def check_same_settings(where, stored: dict, wanted: dict) -> None:
