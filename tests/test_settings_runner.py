@@ -146,6 +146,21 @@ def test_help_shows_every_field_with_help_and_default(command):
             assert action.help and "(default:" in action.help, action.option_strings
 
 
+def test_help_texts_may_contain_percent_signs(registries_restored):
+    """argparse formats help strings with %: a setting's or an experiment's own % is shown as it is, not a
+    traceback (a user's experiment is registered the same way)."""
+    @dataclass(frozen=True)
+    class Pct(Settings):
+        share: float = setting(0.5, "share of the data (50% by default)", check=positive)
+
+    EXPERIMENTS.register("pct", dataclasses.replace(EXPERIMENTS["markov"], name="pct", settings=Pct,
+                                                    help="a 100% made-up experiment"))
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices["pct"]
+    assert "share of the data (50% by default)" in " ".join(sub.format_help().split())
+    assert "a 100% made-up experiment" in parser.format_help()
+
+
 def test_cli_set_config_and_print_settings(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text("n_test = 300\nwidths = [10, 30]\n")

@@ -41,7 +41,7 @@ def add_settings_options(parser: argparse.ArgumentParser, settings_cls, title: s
     group = parser.add_argument_group(title)
     for f in settings_cls.fields():
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.help + _default(f.default)
+        help_text = (f.help + _default(f.default)).replace("%", "%%")  # argparse formats help with %
         kwargs = dict(dest=f"setting:{f.name}", default=argparse.SUPPRESS, help=help_text)
         base = f.type
         if typing.get_origin(base) in (typing.Union, type(int | None)):
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in EXPERIMENTS.names():
         e = EXPERIMENTS[name]
-        p = sub.add_parser(name, help=e.help, description=e.help, epilog=_preset_list(e.presets),
+        p = sub.add_parser(name, help=e.help.replace("%", "%%"), description=e.help, epilog=_preset_list(e.presets),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--out", default=f"results/{name}", help="output folder" + _default(f"results/{name}"))
         _add_common(p, e.presets)

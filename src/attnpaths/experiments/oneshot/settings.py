@@ -15,6 +15,7 @@ Presets (TOML files in `attnpaths/experiments/presets/oneshot/`):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from attnpaths._src.tasks.sources import DATA_SOURCES
@@ -118,6 +119,13 @@ class OneShotSettings(Settings):
             raise ValueError(f"setting 'n_eval' ({self.n_eval}) must be <= 'n_validation' ({self.n_validation})")
         if len(set(self.temperatures)) != len(self.temperatures) or len(set(self.widths)) != len(self.widths):
             raise ValueError("settings 'widths' and 'temperatures' must not repeat a value")
+
+    def one_shot_run(self, **changes) -> "OneShotSettings":
+        """These settings as those of one plain one-shot run (a study's settings are a subclass with fields of its
+        own), with `changes` applied (e.g. the seed of one of the study's runs)."""
+        names = {f.name for f in dataclasses.fields(OneShotSettings)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        return OneShotSettings(**dict(values, **changes))
 
     @property
     def token_dim(self) -> int:

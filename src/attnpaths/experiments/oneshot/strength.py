@@ -58,9 +58,7 @@ class StrengthSettings(OneShotSettings):
                              "snapshots)")
 
     def run_settings(self, seed: int) -> OneShotSettings:
-        names = {f.name for f in dataclasses.fields(OneShotSettings)}
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
-        return OneShotSettings(**dict(values, seed=seed, analyses=()))
+        return self.one_shot_run(seed=seed, analyses=())
 
 
 def pick_steps(curve: dict, n: int) -> list[int]:

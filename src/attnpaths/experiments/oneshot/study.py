@@ -11,7 +11,6 @@ for the accuracies themselves (Fig. 3b with error bars: `study_accuracy.png`).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +37,7 @@ class StudySettings(OneShotSettings):
                                      check=each(at_least(0)))
 
     def run_settings(self, seed: int) -> OneShotSettings:
-        names = {f.name for f in dataclasses.fields(OneShotSettings)}
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
-        return OneShotSettings(**dict(values, seed=seed))
+        return self.one_shot_run(seed=seed)
 
 
 @dataclass(frozen=True)
