@@ -389,23 +389,61 @@ def test_dense_trust_region_step_is_the_constrained_minimum(name, g, B, radius, 
 
 def test_secular_equation_takes_few_newton_steps(monkeypatch):
     """Newton on 1/||p(mu)|| from the left converges in a handful of steps on well-conditioned subproblems (the
-    bisection safeguard alone would take ~50); near the hard case it stops once the bracket is down to rounding."""
+    bisection safeguard alone would take ~50), by factorisations when B is positive definite and in the
+    eigenbasis otherwise; near the hard case it stops once the bracket is down to rounding."""
     import attnpaths._src.trust_region as trust_region
 
-    real, steps = trust_region._boundary_shift, {}
+    real, real_cholesky, steps = trust_region._boundary_shift, trust_region._cholesky_shift, {}
 
     def counting(*args):
         mu, iterations = real(*args)
         steps[name] = iterations
         return mu, iterations
 
+    def counting_cholesky(*args):
+        out = real_cholesky(*args)
+        steps[name] = out[2]
+        return out
+
     monkeypatch.setattr(trust_region, "_boundary_shift", counting)
+    monkeypatch.setattr(trust_region, "_cholesky_shift", counting_cholesky)
     for name, g, B, radius, _ in _subproblems() + _dense_only_subproblems():
         trust_region.dense_step(g, B, radius)
     assert set(steps) == {"boundary", "boundary after CG steps", "indefinite", "indefinite, small g",
                           "near hard case", "singular", "rounding-near hard case", "rounding-near hard case 2"}
     assert max(v for k, v in steps.items() if not k.startswith("rounding")) <= 8, steps
     assert max(steps.values()) <= 60, steps
+
+
+def _large_subproblem(kind, n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    lam = np.linspace(0.5, 20.0, n) if kind in ("interior", "boundary") else np.linspace(-3.0, 20.0, n)
+    g = rng.normal(size=n)
+    if kind == "hard case":
+        g = Q @ np.concatenate([[0.0], rng.normal(size=n - 1)])
+    radius = {"interior": 100.0, "boundary": 0.2, "indefinite": 0.7, "hard case": 50.0}[kind]
+    return g, Q @ np.diag(lam) @ Q.T, radius
+
+
+@pytest.mark.parametrize("kind, eigen_calls", [("interior", 0), ("boundary", 0), ("indefinite", 0),
+                                               ("hard case", 1)])
+def test_factorised_step_equals_the_eigen_step(monkeypatch, kind, eigen_calls):
+    """At n >= 64 the step comes from Cholesky factorisations (and one Lanczos eigenvalue when B is
+    indefinite), and equals the eigen-decomposition's; the hard case falls back to it."""
+    import attnpaths._src.trust_region as trust_region
+
+    g, B, radius = _large_subproblem(kind)
+    reference = trust_region.eigen_step(g, B, radius)
+    calls = []
+    real = trust_region.eigen_step
+    monkeypatch.setattr(trust_region, "eigen_step", lambda *a: calls.append(1) or real(*a))
+    p, predicted, boundary = trust_region.dense_step(g, B, radius)
+    assert len(calls) == eigen_calls
+    assert boundary == reference[2] == (kind != "interior")
+    np.testing.assert_allclose(p, reference[0], rtol=1e-8, atol=1e-10 * np.linalg.norm(p))
+    assert predicted == pytest.approx(reference[1], rel=1e-10)
+    assert predicted == pytest.approx(-(g @ p + 0.5 * p @ B @ p), rel=1e-10)
 
 
 @pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
@@ -800,3 +838,19 @@ def test_preconditioned_steihaug_step_uses_the_preconditioner_norm():
     cauchy = -np.linalg.solve(C, g)
     cauchy *= radius / np.sqrt(cauchy @ C @ cauchy)
     assert -predicted <= g @ cauchy + 0.5 * cauchy @ B @ cauchy + 1e-12
+
+
+@pytest.mark.parametrize("spectrum", ["spread", "indefinite", "small"])
+def test_lowest_eigenvalue_equals_lapack(spectrum):
+    """The certificate's lowest eigenvalue: Lanczos on B^-1 for a positive definite B of n >= 64 (a spread
+    spectrum, 1e-4 ... 40, like a minimum's packed Hessian), LAPACK otherwise, equal to eigvalsh either way."""
+    from attnpaths._src.trust_region import lowest_eigenvalue
+
+    rng = np.random.default_rng(3)
+    n = 12 if spectrum == "small" else 150
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    lam = {"spread": np.geomspace(1e-4, 40.0, n), "indefinite": np.linspace(-2.0, 40.0, n),
+           "small": np.linspace(0.5, 3.0, n)}[spectrum]
+    B = Q @ np.diag(lam) @ Q.T
+    B = 0.5 * (B + B.T)
+    assert lowest_eigenvalue(B) == pytest.approx(np.linalg.eigvalsh(B)[0], rel=1e-10)

@@ -11,9 +11,10 @@ identity and the energy's O(P), so one trust radius fits every level and every t
 minimises the quadratic model of S within ||x|| <= radius (x packs the upper triangles of all X_l, off-diagonal
 entries times sqrt 2, so ||x|| = ||X||_F):
 
-* `method="dense"`: the exact Hessian (energy part in closed form, `action.energy_hessian`; entropy part by
-  autodiff of small matrices) and the nearly exact subproblem solution from its eigen-decomposition (More and
-  Sorensen 1983). For up to ~64 paths.
+* `method="dense"`: the exact Hessian (energy part and level 1's entropy in closed form, `action.energy_hessian`,
+  `_level1_curvature`; the levels above by autodiff of small matrices) and the nearly exact subproblem solution
+  (More and Sorensen 1983) by Cholesky factorisations, from the eigen-decomposition only near the hard case
+  (`trust_region.dense_step`). For up to ~64 paths.
 * `method="krylov"`: no Hessian is formed. Preconditioned Steihaug-Toint conjugate gradients on Hessian-vector
   products (`krylov.hvp`, O(D^2 H) or O(P^2 D) each), the trust region in the preconditioner's norm; the
   preconditioner (`krylov.preconditioner`) is level 1's exact Hessian diagonal with the exact block of the
@@ -23,8 +24,8 @@ The radius grows after good steps and shrinks after poor ones (Nocedal and Wrigh
 when max |dS/dU| (the gradient with respect to the symmetric matrices of the N_max-normalised action) is <= tol,
 or when its scale-free form max |L^T dS/dU L| is,
 then certifies the minimum by the smallest eigenvalue of the Hessian in packed upper-triangle coordinates
-(spec C.1): from the dense Hessian, or by Lanczos iteration (ARPACK via SciPy) on Hessian-vector products of
-the preconditioned (congruent) Hessian.
+(spec C.1): from the dense Hessian (by Lanczos on its inverse, `trust_region.lowest_eigenvalue`), or by Lanczos
+iteration (ARPACK via SciPy) on Hessian-vector products of the preconditioned (congruent) Hessian.
 
 The energy is evaluated by the route of the training data (`routes.py`): P x P work when P <= N0 H, D x D work
 (D = N0 H) otherwise; a width or temperature sweep reuses one compiled executable.
@@ -41,16 +42,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnpaths._src.action import action_of, energy_gradient, energy_hessian, entropy, scalar_order_parameter
+from jax.scipy.linalg import cho_solve
+
+from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, entropy, scalar_order_parameter,
+                                   whiten_factors)
 from attnpaths._src.checks import as_count
 from attnpaths._src.krylov import hvp as _hvp
 from attnpaths._src.krylov import Preconditioner, preconditioner, smallest_eigenvalue
-from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, unpack_order
+from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, symmetrize, unpack_order
 from attnpaths._src.routes import EnergyFactors, TrainingData, example_data, training_data
 from attnpaths._src.spec import Hyper, NetworkSpec
-from attnpaths._src.trust_region import dense_step, next_radius, steihaug_step, step_accepted, step_quality
-from attnpaths._src.whitened import (_grad_max, _n_tri, _retract, _sizes, _surrogate,  # noqa: F401 (tests)
-                                     _symmetric_block, _unpack_scaled)
+from attnpaths._src.trust_region import (dense_step, lowest_eigenvalue, next_radius, steihaug_step, step_accepted,
+                                         step_quality)
+from attnpaths._src.whitened import (_dense_hessian, _grad_max, _n_tri, _product_block, _retract,  # noqa: F401
+                                     _sizes, _surrogate, _symmetric_block, _unpack_scaled)
 
 METHODS = ("auto", "dense", "krylov")
 DENSE_MAX_PATHS = 64  # above this many paths the dense Hessian (H^4 entries) costs more than Krylov steps
@@ -99,7 +104,7 @@ class Model(NamedTuple):
     """The quadratic model of the normalised action at U, in the whitened coordinates x of U (x = 0 at U).
 
     S: () the action. grad: (n,) dS/dx, n = sum n_l (n_l + 1) / 2. grad_max: (2,) max |dS/dU| and
-    max |L^T dS/dU L| (`_grad_max`). hess: (n, n) d2S/dx2, or None (method 'krylov'). factors: the energy
+    max |L^T dS/dU L| (`_grad_max`). hess: (n, n) d2S/dx2, or None (not asked for). factors: the energy
     factors at U_1. Ls: the Cholesky factors L_l (n_l, n_l) of the U_l, which define x. U_a: () the readout
     order parameter (B.5).
     """
@@ -130,15 +135,46 @@ def _model(Us, data: TrainingData, hyper: Hyper, heads, keep_M: bool, dense: boo
     grad = jax.grad(surrogate)(x0) / n_max
     grad_max = _grad_max(Us, Ls, gE, hyper, heads) / n_max
     U_a = scalar_order_parameter(Us[-1], hyper, heads[-1])
-    if not dense:
-        return Model(S, grad, grad_max, None, f, Ls, U_a)
-    hE = energy_hessian(f, s0)
-    L1 = Ls[0]
-    hE_white = jnp.einsum("pc,qd,pqrs,ra,sb->cdab", L1, L1, hE, L1, L1)  # J w = L1 W L1^T
+    hess = _whitened_hessian(Ls, f, hyper, heads) if dense else None
+    return Model(S, grad, grad_max, hess, f, Ls, U_a)
+
+
+@partial(jax.jit, static_argnames=("heads",))
+def _whitened_hessian(Ls, f: EnergyFactors, hyper: Hyper, heads) -> jnp.ndarray:
+    """d2S/dx2 (n, n) of the normalised action at x = 0 in the whitened coordinates of the Cholesky factors Ls,
+    from the energy factors f there: level 1's block in closed form, the levels above by autodiff."""
+    sizes = _sizes(heads)
+    x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
+    to_order = partial(_retract, Ls)
+    Us = to_order(x0)
+    s0 = hyper.variances[0]
+    gE = energy_gradient(f, s0)
     n1 = _n_tri(sizes[0])
-    hess = jax.hessian(surrogate)(x0)
+    hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), x0,
+                          _level1_curvature(Us, Ls, gE, hyper, heads, whitened=True))
+    hE_white = energy_hessian(whiten_factors(f, Ls[0]), s0)  # J w = L1 W L1^T
     hess = hess.at[:n1, :n1].add(_symmetric_block(hE_white, 1.0 / math.sqrt(2.0)))
-    return Model(S, grad, grad_max, hess / n_max, f, Ls, U_a)
+    return hess / jnp.max(hyper.widths)
+
+
+def _level1_curvature(Us, Ls, gE, hyper: Hyper, heads, whitened: bool) -> jnp.ndarray:
+    """Level 1's block of the Hessian of the entropy plus <dE/dU_1, U_1>, in closed form, or (0, 0) when L = 1
+    (U_1 is then U_L, which also enters U_a).
+
+    For L >= 2, U_1 enters the entropy only through N_1 [Tr(G' U_1) - ln det U_1] (spec B.4). In packed
+    coordinates only the log-det curves: N_1 Tr(U^-1 dU U^-1 dU). In whitened ones (U_1 = L (I + X + X^2/2)
+    L^T) the log-det has no curvature (ln det(I + X + X^2/2) = Tr X + O(X^3)) and the linear part, gradient
+    G = dS/dU_1 + N_1 U_1^-1, gives Tr(C X^2)/2 with C = L^T G L."""
+    if len(heads) == 1:
+        return jnp.zeros((0, 0), dtype=Us[0].dtype)
+    n, N1 = Us[0].shape[0], hyper.widths[0]
+    eye = jnp.eye(n, dtype=Us[0].dtype)
+    U_inv = cho_solve((Ls[0], True), eye)
+    if not whitened:
+        return _product_block(U_inv, N1 * U_inv, 1.0)
+    G = jax.grad(lambda U: entropy([symmetrize(U)] + list(Us[1:]), hyper, heads)
+                 + jnp.vdot(gE, symmetrize(U)))(Us[0]) + N1 * U_inv
+    return _product_block(eye, symmetrize(Ls[0].T @ G @ Ls[0]), 1.0 / math.sqrt(2.0))
 
 
 @partial(jax.jit, static_argnames=("heads",))
@@ -153,7 +189,10 @@ def _packed_hessian_from(Us, f, hyper: Hyper, heads):
     s0 = hyper.variances[0]
     p0 = pack_order(Us)
     to_order = lambda p: unpack_order(p, sizes)  # noqa: E731
-    hess = jax.hessian(_surrogate(to_order, energy_gradient(f, s0), hyper, heads))(p0)
+    gE = energy_gradient(f, s0)
+    Ls = [jnp.linalg.cholesky(U) for U in Us]
+    hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), p0,
+                          _level1_curvature(Us, Ls, gE, hyper, heads, whitened=False))
     n1 = _n_tri(sizes[0])
     hess = hess.at[:n1, :n1].add(_symmetric_block(energy_hessian(f, s0), 1.0))
     return hess / jnp.max(hyper.widths)
@@ -193,7 +232,7 @@ def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None) 
     eigenvalues, and one certifies what the other does.
     """
     if scale is None:
-        return float(np.linalg.eigvalsh(np.asarray(_packed_hessian_from(Us, f, hyper, heads)))[0]), 0
+        return lowest_eigenvalue(np.asarray(_packed_hessian_from(Us, f, hyper, heads))), 0
     return smallest_eigenvalue(lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w))), scale)
 
 
@@ -242,7 +281,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     keep_M = data.keeps_M(dense)
     hyper, heads = spec.hyper(), spec.heads
     Us = _check_init(init, spec)
-    model = _model(Us, data, hyper, heads, keep_M, dense)
+    model = _model(Us, data, hyper, heads, keep_M, False)
     S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
     if not math.isfinite(S):
         if spec.temperature == 0:
@@ -251,9 +290,12 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
     radius, iterations, products, stalled = 1.0, 0, 0, False
     scale = None if dense else preconditioner(model.Ls, model.factors, hyper, heads)
+    hess = None  # the dense Hessian at the current point, formed once it is needed (not at the minimum)
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
-            step, predicted, boundary = dense_step(grad, np.asarray(model.hess), radius)
+            if hess is None:
+                hess = np.asarray(_whitened_hessian(model.Ls, model.factors, hyper, heads))
+            step, predicted, boundary = dense_step(grad, hess, radius)
         else:
             hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w)))  # noqa: E731
             step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products,
@@ -265,7 +307,8 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
         radius = next_radius(radius, rho, boundary)
         if step_accepted(rho):
             Us = list(trial_Us)
-            model = _model(Us, data, hyper, heads, keep_M, dense)
+            model = _model(Us, data, hyper, heads, keep_M, False)
+            hess = None
             S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
             scale = None if dense else preconditioner(model.Ls, model.factors, hyper, heads)
         stalled = radius < 1e-12

@@ -43,10 +43,14 @@ def _symmetric_block(h4: jnp.ndarray, offdiag: float) -> jnp.ndarray:
     block is c_k c_l hs[i_k, j_k, i_l, j_l] with hs the symmetrisation of h4 over (c, d) and (a, b).
     """
     n = h4.shape[0]
-    hs = 0.25 * (h4 + h4.transpose(1, 0, 2, 3) + h4.transpose(0, 1, 3, 2) + h4.transpose(1, 0, 3, 2))
     rows, cols = np.triu_indices(n)
+    pair, swapped = rows * n + cols, cols * n + rows  # (c, d) and (d, c) in h4 as an (n^2, n^2) matrix
+    # row and column takes (contiguous slices) instead of a gather of n^4/4 scattered entries: 3x faster at n = 64
+    flat = h4.reshape(n * n, n * n)
+    half = jnp.take(flat, pair, axis=0) + jnp.take(flat, swapped, axis=0)
+    hs = 0.25 * (jnp.take(half, pair, axis=1) + jnp.take(half, swapped, axis=1))
     c = jnp.asarray(np.where(rows == cols, 1.0, 2.0 * offdiag))
-    return c[:, None] * c[None, :] * hs[rows[:, None], cols[:, None], rows[None, :], cols[None, :]]
+    return c[:, None] * c[None, :] * hs
 
 
 def _sizes(heads: tuple[int, ...]) -> tuple[int, ...]:
@@ -69,3 +73,28 @@ def _grad_max(Us, Ls, gE, hyper, heads):
 def _surrogate(to_order, gE, hyper, heads):
     """S_ent(U(x)) + <gE, U_1(x)>: its gradient is dS/dx; its Hessian is d2S/dx2 minus the energy's J^T hE J."""
     return lambda x: entropy(to_order(x), hyper, heads) + jnp.vdot(gE, to_order(x)[0])
+
+
+def _product_block(A: jnp.ndarray, B: jnp.ndarray, offdiag: float) -> jnp.ndarray:
+    """`_symmetric_block` of h4[c, d, a, b] = A[d, a] B[b, c] (A, B symmetric (n, n)) without forming h4.
+
+    This is the form of level 1's entropic curvature: Tr(C X^2)/2 has h4 = I (x) C in whitened coordinates,
+    -N ln det U has h4 = U^-1 (x) N U^-1 in packed ones. O(n^4 / 4) gathers instead of O(n^4) memory twice."""
+    rows, cols = np.triu_indices(A.shape[0])
+    c, d, a, b = rows[:, None], cols[:, None], rows[None, :], cols[None, :]
+    hs = 0.25 * (A[d, a] * B[b, c] + A[c, a] * B[b, d] + A[d, b] * B[a, c] + A[c, b] * B[a, d])
+    w = jnp.asarray(np.where(rows == cols, 1.0, 2.0 * offdiag))
+    return w[:, None] * w[None, :] * hs
+
+
+def _dense_hessian(fn, x0: jnp.ndarray, block11: jnp.ndarray) -> jnp.ndarray:
+    """The Hessian (n, n) of `fn` at x0 (n,) whose leading (n1, n1) block is given (`block11`, in closed form):
+    the other n - n1 rows by forward-over-reverse autodiff, one Hessian-vector product per coordinate.
+
+    Level 1 has H(H+1)/2 of the n coordinates, the levels above a few (n_2 = (H/H_1)^2): full autodiff
+    (`jax.hessian`) spent n such products, ~1.6 s of a 64-path step and most of its compilation."""
+    n1 = block11.shape[0]
+    grad = jax.grad(fn)
+    basis = jnp.eye(x0.shape[0], dtype=x0.dtype)[n1:]
+    rows = jax.vmap(lambda e: jax.jvp(grad, (x0,), (e,))[1])(basis)  # (n - n1, n)
+    return jnp.concatenate([jnp.concatenate([block11, rows[:, :n1].T], axis=1), rows], axis=0)
