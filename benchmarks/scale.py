@@ -23,6 +23,7 @@ every teacher: Newton iterations, Hessian-vector products (krylov, certificate i
     python benchmarks/scale.py --many-paths    # only the many-path table at P = 600, both teachers
     python benchmarks/scale.py --many-paths --cells 600x64 --teacher paths --new-timeout 400
     python benchmarks/scale.py --many-paths --cells 600x64 --methods dense krylov   # old step vs new, one run
+    python benchmarks/scale.py --many-paths --cells 600x64 --against 620d5bd        # another commit's solver too
 """
 
 from __future__ import annotations
@@ -138,14 +139,16 @@ def run_cell(P, paths, solver, T=0.01, N=10.0, n0=N0, tokens=TOKENS, g=G, random
                 **extra)
 
 
-def spawn(cell: dict, timeout: float, memo: dict) -> dict:
-    """Run one cell in a fresh subprocess; `memo` (cell -> result) lets a later table reuse a run."""
-    key = json.dumps(cell, sort_keys=True)
+def spawn(cell: dict, timeout: float, memo: dict, src: str | None = None) -> dict:
+    """Run one cell in a fresh subprocess; `memo` (cell -> result) lets a later table reuse a run. `src`: the
+    package directory of another revision (`checkout`), put first on the subprocess's path."""
+    key = json.dumps(dict(cell, src=src), sort_keys=True)
     if key in memo:
         return memo[key]
     cmd = [sys.executable, __file__, "--cell", json.dumps(cell)]
+    env = dict(os.environ, PYTHONPATH=src) if src else None
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         result = dict(cell, error=f"> {timeout:.0f} s")
     else:
@@ -179,25 +182,50 @@ def table(rows):
               f"{fmt(new, 'x_mb', '.0f')} | {conv} | {diff} |", flush=True)
 
 
-def many_path_table(cells, teachers, timeout, memo, methods=("auto",)):
+def many_path_table(cells, teachers, timeout, memo, methods=("auto",), against: str | None = None):
     """Every many-path cell for every teacher and solver method, new solver, cold: what the solver did, whether
-    it certified, and (from the second method on) |dS|/S against the first method's action."""
+    it certified, and (from the second method on) |dS|/S against the first method's action. `against`: a git
+    revision whose solver runs each row too (its seconds, the ratio, |dS|/S against it), in the same run."""
+    base = checkout(against) if against else None
+    extra = f" {against} it | {against} solve s | speed-up | abs(dS)/S vs {against} |" if against else ""
     print("| case | teacher | method | Newton it | HVPs | converged | certified | solve s | total s | action | "
-          "route/method | abs(dS)/S |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "route/method | abs(dS)/S |" + extra + "\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+          + "---|---|---|---|" * bool(against))
     for name, cell in cells:
         for teacher in teachers:
             first = None
             for method in methods:
-                r = spawn(dict(cell, solver="new", teacher=teacher, method=method), timeout, memo)
+                run = dict(cell, solver="new", teacher=teacher, method=method)
+                old = spawn(run, timeout, memo, base) if base else None
+                r = spawn(run, timeout, memo)
                 if "error" in r:
                     print(f"| {name} | {teacher} | {method} | | | | | | {r['error']} | | | |", flush=True)
                     continue
                 first = first or r
                 diff = ("—" if r is first else f"{abs(r['action'] - first['action']) / abs(first['action']):.1e}")
-                print(f"| {name} | {teacher} | {method} | {r['iterations']} | {r['products']} | "
-                      f"{'yes' if r['converged'] else 'NO'} | {'yes' if r['certified'] else 'NO'} | "
-                      f"{r['solve_s']:.1f} | {r['total_s']:.1f} | {r['action']:.15g} | {r['route']}/{r['method']} | "
-                      f"{diff} |", flush=True)
+                line = (f"| {name} | {teacher} | {method} | {r['iterations']} | {r['products']} | "
+                        f"{'yes' if r['converged'] else 'NO'} | {'yes' if r['certified'] else 'NO'} | "
+                        f"{r['solve_s']:.1f} | {r['total_s']:.1f} | {r['action']:.15g} | {r['route']}/{r['method']} | "
+                        f"{diff} |")
+                if old is not None and "error" in old:
+                    line += f" | {old['error']} | | |"
+                elif old is not None:
+                    line += (f" {old['iterations']} | {old['solve_s']:.1f} | {old['solve_s'] / r['solve_s']:.2f}x | "
+                             f"{abs(old['action'] - r['action']) / abs(r['action']):.1e} |")
+                print(line, flush=True)
+
+
+def checkout(rev: str) -> str:
+    """The `src` directory of a detached worktree of this repository at `rev` (removed when the process ends)."""
+    import atexit
+    import tempfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    where = os.path.join(tempfile.mkdtemp(prefix="attnpaths-baseline-"), "tree")
+    subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", where, rev], check=True, capture_output=True)
+    atexit.register(subprocess.run, ["git", "-C", repo, "worktree", "remove", "--force", where],
+                    capture_output=True)
+    return os.path.join(where, "src")
 
 
 def main():
@@ -215,6 +243,9 @@ def main():
     parser.add_argument("--methods", nargs="+", choices=("auto", "dense", "krylov"), default=["auto"],
                         help="solver methods of the many-path table, e.g. --methods dense krylov: the old dense "
                              "Newton step and the preconditioned Krylov step side by side")
+    parser.add_argument("--against", metavar="REV",
+                        help="also run every many-path row with the solver of git revision REV (e.g. a commit "
+                             "before a change), side by side in the same run")
     parser.add_argument("--old-t-grid", nargs="*", type=float, default=list(ONESHOT_T),
                         help="temperatures of the one-shot T grid at which the old solver runs too (default: all)")
     args = parser.parse_args()
@@ -228,7 +259,7 @@ def main():
             many = [(f"P={c.split('x')[0]}, {c.split('x')[1]} paths", dict(P=int(c.split("x")[0]),
                                                                             paths=int(c.split("x")[1])))
                     for c in args.cells]
-        many_path_table(many, args.teacher, args.new_timeout, memo, args.methods)
+        many_path_table(many, args.teacher, args.new_timeout, memo, args.methods, args.against)
         return
     grid = [(P, paths) for P in (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6) for paths in (4, 16, 64, 256)]
     if args.quick:
@@ -270,7 +301,7 @@ def main():
                   f"{fmt(new, 'iterations', 'd')} | {fmt(new, 'total_s', '.1f')} | "
                   f"{'yes' if new.get('converged') else 'NO'} | {diff} |", flush=True)
     print(f"\nmany-path cells, every teacher ({', '.join(args.teacher)}), new solver, cold:")
-    many_path_table(many, args.teacher, args.new_timeout, memo, args.methods)
+    many_path_table(many, args.teacher, args.new_timeout, memo, args.methods, args.against)
 
 
 if __name__ == "__main__":

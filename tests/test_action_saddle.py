@@ -653,7 +653,7 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     in whitened coordinates equal those of x -> S(L expm(X) L^T) by autodiff (the exponential map and the
     retraction agree to second order), and U_a is the minimiser of the entropy over it."""
     from attnpaths._src.routes import training_data
-    from attnpaths._src.saddle import _hvp, _model, _sizes
+    from attnpaths._src.saddle import _hvp, _model, _sizes, _whitened_hessian
 
     spec, xi, y = _three_layer_problem()
     rng = np.random.default_rng(9)
@@ -675,6 +675,10 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     # the Krylov method's Hessian-vector products, from the W factor on the example route (the dense model
     # above kept M; the Gram route always keeps M)
     f = _model(Us, data, spec.hyper(), spec.heads, False, False).factors
+    # the solver's own dense Hessian: from factors that kept W (example route), M formed inside or not
+    for form_M in (True, False):
+        np.testing.assert_allclose(_whitened_hessian(Ls, f, spec.hyper(), spec.heads, form_M), reference,
+                                   rtol=1e-8, atol=1e-10)
     for w in np.random.default_rng(10).normal(size=(3, x0.size)):
         np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w)), reference @ w,
                                    rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))

@@ -159,6 +159,16 @@ def whiten_factors(f: EnergyFactors, L: jnp.ndarray) -> EnergyFactors:
     return EnergyFactors(f.E, v, trace_M, M, W)
 
 
+def with_M(f: EnergyFactors) -> EnergyFactors:
+    """The factors with M = W^T W formed (O(P D^2)) when the example route kept only W; unchanged otherwise.
+
+    The solver's model needs only v and the block traces (O(P D H)), so it keeps W and the dense Hessian, the
+    one consumer of M, forms it once per step."""
+    if f.M is not None:
+        return f
+    return f._replace(M=jnp.einsum("pci,paj->ciaj", f.W, f.W), W=None)
+
+
 def energy_hessian_diagonal(f: EnergyFactors, s0) -> jnp.ndarray:
     """(H, H) the energy's Hessian at (c, d; c, d) symmetrised over the two orders of each pair, i.e. the
     quadratic form of the symmetric direction E_cd + E_dc is 4 x this at (c, d) for c != d (1 x at c = d).

@@ -45,7 +45,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, entropy, scalar_order_parameter,
-                                   whiten_factors)
+                                   whiten_factors, with_M)
 from attnpaths._src.checks import as_count
 from attnpaths._src.krylov import hvp as _hvp
 from attnpaths._src.krylov import Preconditioner, preconditioner, smallest_eigenvalue
@@ -135,14 +135,15 @@ def _model(Us, data: TrainingData, hyper: Hyper, heads, keep_M: bool, dense: boo
     grad = jax.grad(surrogate)(x0) / n_max
     grad_max = _grad_max(Us, Ls, gE, hyper, heads) / n_max
     U_a = scalar_order_parameter(Us[-1], hyper, heads[-1])
-    hess = _whitened_hessian(Ls, f, hyper, heads) if dense else None
+    hess = _whitened_hessian(Ls, f, hyper, heads, keep_M) if dense else None
     return Model(S, grad, grad_max, hess, f, Ls, U_a)
 
 
-@partial(jax.jit, static_argnames=("heads",))
-def _whitened_hessian(Ls, f: EnergyFactors, hyper: Hyper, heads) -> jnp.ndarray:
+@partial(jax.jit, static_argnames=("heads", "form_M"))
+def _whitened_hessian(Ls, f: EnergyFactors, hyper: Hyper, heads, form_M: bool) -> jnp.ndarray:
     """d2S/dx2 (n, n) of the normalised action at x = 0 in the whitened coordinates of the Cholesky factors Ls,
-    from the energy factors f there: level 1's block in closed form, the levels above by autodiff."""
+    from the energy factors f there: level 1's block in closed form, the levels above by autodiff. `form_M`:
+    the energy's part from M, formed from W if f kept only W (`action.with_M`), rather than from W itself."""
     sizes = _sizes(heads)
     x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
     to_order = partial(_retract, Ls)
@@ -152,7 +153,8 @@ def _whitened_hessian(Ls, f: EnergyFactors, hyper: Hyper, heads) -> jnp.ndarray:
     n1 = _n_tri(sizes[0])
     hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), x0,
                           _level1_curvature(Us, Ls, gE, hyper, heads, whitened=True))
-    hE_white = energy_hessian(whiten_factors(f, Ls[0]), s0)  # J w = L1 W L1^T
+    white = whiten_factors(f, Ls[0])  # J w = L1 W L1^T
+    hE_white = energy_hessian(with_M(white) if form_M else white, s0)
     hess = hess.at[:n1, :n1].add(_symmetric_block(hE_white, 1.0 / math.sqrt(2.0)))
     return hess / jnp.max(hyper.widths)
 
@@ -183,8 +185,8 @@ def _trial(Ls, x, data, hyper: Hyper, heads):
     return action_of(Us, data, hyper, heads), Us
 
 
-@partial(jax.jit, static_argnames=("heads",))
-def _packed_hessian_from(Us, f, hyper: Hyper, heads):
+@partial(jax.jit, static_argnames=("heads", "form_M"))
+def _packed_hessian_from(Us, f, hyper: Hyper, heads, form_M: bool = False):
     sizes = _sizes(heads)
     s0 = hyper.variances[0]
     p0 = pack_order(Us)
@@ -194,7 +196,7 @@ def _packed_hessian_from(Us, f, hyper: Hyper, heads):
     hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), p0,
                           _level1_curvature(Us, Ls, gE, hyper, heads, whitened=False))
     n1 = _n_tri(sizes[0])
-    hess = hess.at[:n1, :n1].add(_symmetric_block(energy_hessian(f, s0), 1.0))
+    hess = hess.at[:n1, :n1].add(_symmetric_block(energy_hessian(with_M(f) if form_M else f, s0), 1.0))
     return hess / jnp.max(hyper.widths)
 
 
@@ -223,7 +225,8 @@ def _choose_method(method: str, n_paths: int) -> str:
     return "dense" if n_paths <= DENSE_MAX_PATHS else "krylov"
 
 
-def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None) -> tuple[float, int]:
+def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None,
+                         form_M: bool = False) -> tuple[float, int]:
     """The certificate: (smallest Hessian eigenvalue, Hessian-vector products used).
 
     Dense (scale None): the packed upper-triangle Hessian of spec C.1, fully. Krylov: Lanczos on the whitened
@@ -232,7 +235,7 @@ def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None) 
     eigenvalues, and one certifies what the other does.
     """
     if scale is None:
-        return lowest_eigenvalue(np.asarray(_packed_hessian_from(Us, f, hyper, heads))), 0
+        return lowest_eigenvalue(np.asarray(_packed_hessian_from(Us, f, hyper, heads, form_M))), 0
     return smallest_eigenvalue(lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w))), scale)
 
 
@@ -279,9 +282,10 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     max_products = as_count("max_products", max_products)
     dense = _choose_method(method, spec.n_paths) == "dense"
     keep_M = data.keeps_M(dense)
+    model_keeps_M = keep_M and not dense  # dense: the model keeps W, the Hessian forms M when it is needed
     hyper, heads = spec.hyper(), spec.heads
     Us = _check_init(init, spec)
-    model = _model(Us, data, hyper, heads, keep_M, False)
+    model = _model(Us, data, hyper, heads, model_keeps_M, False)
     S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
     if not math.isfinite(S):
         if spec.temperature == 0:
@@ -294,7 +298,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
             if hess is None:
-                hess = np.asarray(_whitened_hessian(model.Ls, model.factors, hyper, heads))
+                hess = np.asarray(_whitened_hessian(model.Ls, model.factors, hyper, heads, keep_M))
             step, predicted, boundary = dense_step(grad, hess, radius)
         else:
             hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w)))  # noqa: E731
@@ -307,14 +311,15 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
         radius = next_radius(radius, rho, boundary)
         if step_accepted(rho):
             Us = list(trial_Us)
-            model = _model(Us, data, hyper, heads, keep_M, False)
+            model = _model(Us, data, hyper, heads, model_keeps_M, False)
             hess = None
             S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
             scale = None if dense else preconditioner(model.Ls, model.factors, hyper, heads)
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
-    min_eig, certificate_products = _smallest_eigenvalue(Us, model.Ls, model.factors, hyper, heads, scale)
+    min_eig, certificate_products = _smallest_eigenvalue(Us, model.Ls, model.factors, hyper, heads, scale,
+                                                         keep_M)
     converged = bool(min(grad_max, relative_max) <= tol and min_eig > 0)
     result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(model.U_a),
                     action=S, grad_max=float(grad_max), relative_grad_max=float(relative_max),
