@@ -118,15 +118,16 @@ def energy_hessian(f: EnergyFactors, s0) -> jnp.ndarray:
     W_a W_b^T when the example route kept W (Tr(M_ca M_bd) = Tr(R_ab R_dc), cost O(H^2 P^2 N0 + H^4 P^2))."""
     v = f.v
     if f.M is not None:
-        # as (H^2, H^2) matrices over the pairs (c, a), (d, b): Tr(M_ca M_bd) is the Gram matrix of the blocks
-        # (one matmul at the machine's rate), v_d^T M_ca v_b and v_c^T M_da v_b are one array and its transpose
+        # over the pairs (c, a), (d, b), Tr(M_ca M_bd) is the Gram matrix of the N0 x N0 blocks (one matmul at the
+        # machine's rate); v_d^T M_ca v_b and v_c^T M_da v_b are one array and its transpose, from two matmuls
         M = f.M
         H, n0 = v.shape
         blocks = jnp.transpose(M, (0, 2, 1, 3)).reshape(H * H, n0 * n0)
-        trace_MM = (blocks @ blocks.T).reshape(H, H, H, H)  # [c, a, d, b]
-        Mv = jnp.einsum("ciaj,bj->ciab", M, v)  # (M_ca v_b)_i
-        vMv = jnp.einsum("di,ciab->cadb", v, Mv)  # [c, a, d, b] = v_d^T M_ca v_b
-        return s0 ** 2 * jnp.transpose(vMv - trace_MM + jnp.transpose(vMv, (2, 1, 0, 3)), (0, 2, 1, 3))
+        trace_MM = jnp.transpose((blocks @ blocks.T).reshape(H, H, H, H), (0, 2, 1, 3))  # [c, d, a, b]
+        Mv = (M.reshape(H * n0 * H, n0) @ v.T).reshape(H, n0, H, H)  # [c, i, a, b] = (M_ca v_b)_i
+        vMv = (v @ jnp.transpose(Mv, (1, 0, 2, 3)).reshape(n0, H ** 3)).reshape(H, H, H, H)  # [d, c, a, b]
+        # vMv[d, c, a, b] = v_d^T M_ca v_b, and its (c, d) transpose is v_c^T M_da v_b
+        return s0 ** 2 * (jnp.transpose(vMv, (1, 0, 2, 3)) + vMv - trace_MM)
     else:
         W = f.W
         # callers use it on symmetric dU only, so swapping (c, d) or (a, b) in one factor below changes nothing

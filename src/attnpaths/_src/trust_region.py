@@ -59,7 +59,7 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
 
 
 _LANCZOS_MIN_SIZE = 64  # below this an eigen-decomposition costs less than Lanczos and a few factorisations
-_SECULAR_TOL = 1e-12  # |radius / ||p|| - 1| at which the secular equation is solved
+_SECULAR_TOL = 1e-12  # |radius / ||p|| - 1| at which the secular iteration stops
 _LANCZOS_TOL = 1e-6  # the step needs the lowest eigenvalue only to place the first shift
 
 
