@@ -858,3 +858,39 @@ def test_lowest_eigenvalue_equals_lapack(spectrum):
     B = Q @ np.diag(lam) @ Q.T
     B = 0.5 * (B + B.T)
     assert lowest_eigenvalue(B) == pytest.approx(np.linalg.eigvalsh(B)[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["interior", "boundary", "indefinite"])
+def test_dense_step_uses_the_symmetric_part_of_B(kind):
+    """A Hessian assembled in floating point is symmetric only up to rounding: the step is that of (B + B^T)/2
+    (a Cholesky factorisation would read one triangle only)."""
+    from attnpaths._src.trust_region import dense_step
+
+    g, B, radius = _large_subproblem(kind)
+    skew = 0.05 * np.triu(np.random.default_rng(5).normal(size=B.shape), 1)
+    p, predicted, boundary = dense_step(g, B + skew - skew.T, radius)
+    q, predicted_sym, boundary_sym = dense_step(g, B, radius)
+    np.testing.assert_allclose(p, q, rtol=1e-9, atol=1e-12)
+    assert (predicted, boundary) == (pytest.approx(predicted_sym, rel=1e-10), boundary_sym)
+
+
+def test_indefinite_step_starts_the_secular_iteration_past_the_pole(monkeypatch):
+    """When B is indefinite, the secular iteration starts from the lowest eigenpair's bound
+    mu >= |g.u| / radius - lambda_min, not at the pole -lambda_min: fewer factorisations for the same step."""
+    import attnpaths._src.trust_region as trust_region
+
+    g, B, radius = _large_subproblem("indefinite")
+    real, counts = trust_region._cholesky_shift, []
+
+    def counting(*args):
+        out = real(*args)
+        counts.append(out[2])
+        return out
+
+    monkeypatch.setattr(trust_region, "_cholesky_shift", counting)
+    p, _, _ = trust_region.dense_step(g, B, radius)
+    lowest = np.linalg.eigvalsh(B)[0]
+    pole = -lowest + 1e-6 * abs(lowest)
+    from_pole = real(B, g, radius, pole, trust_region._cholesky(trust_region._shifted(B, pole)))
+    np.testing.assert_allclose(p, from_pole[0] * radius / np.linalg.norm(from_pole[0]), rtol=1e-8)
+    assert counts and counts[0] < from_pole[2], (counts, from_pole[2])
