@@ -218,13 +218,23 @@ def many_path_table(cells, teachers, timeout, memo, methods=("auto",), against: 
 def checkout(rev: str) -> str:
     """The `src` directory of a detached worktree of this repository at `rev` (removed when the process ends)."""
     import atexit
+    import shutil
     import tempfile
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    where = os.path.join(tempfile.mkdtemp(prefix="attnpaths-baseline-"), "tree")
-    subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", where, rev], check=True, capture_output=True)
-    atexit.register(subprocess.run, ["git", "-C", repo, "worktree", "remove", "--force", where],
-                    capture_output=True)
+    parent = tempfile.mkdtemp(prefix="attnpaths-baseline-")
+    where = os.path.join(parent, "tree")
+    made = subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", where, rev], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        shutil.rmtree(parent, ignore_errors=True)
+        raise SystemExit(f"--against {rev}: git could not check it out: {made.stderr.strip()}")
+
+    def remove():
+        subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", where], capture_output=True)
+        shutil.rmtree(parent, ignore_errors=True)
+
+    atexit.register(remove)
     return os.path.join(where, "src")
 
 

@@ -845,10 +845,19 @@ def test_preconditioned_steihaug_step_uses_the_preconditioner_norm():
 
 
 @pytest.mark.parametrize("spectrum", ["spread", "indefinite", "small"])
-def test_lowest_eigenvalue_equals_lapack(spectrum):
+def test_lowest_eigenvalue_equals_lapack(spectrum, monkeypatch):
     """The certificate's lowest eigenvalue: Lanczos on B^-1 for a positive definite B of n >= 64 (a spread
-    spectrum, 1e-4 ... 40, like a minimum's packed Hessian), LAPACK otherwise, equal to eigvalsh either way."""
+    spectrum, 1e-4 ... 40, like a minimum's packed Hessian), LAPACK otherwise (indefinite, or n < 64, where
+    ARPACK is not called at all), equal to eigvalsh either way."""
+    import scipy.sparse.linalg
+
     from attnpaths._src.trust_region import lowest_eigenvalue
+
+    if spectrum != "spread":
+        def no_lanczos(*args, **kwargs):
+            raise AssertionError("Lanczos was called where LAPACK is the route")
+
+        monkeypatch.setattr(scipy.sparse.linalg, "eigsh", no_lanczos)
 
     rng = np.random.default_rng(3)
     n = 12 if spectrum == "small" else 150

@@ -609,9 +609,12 @@ def main(argv=None) -> None:
     elif args.command == "migrate":
         migrate(args.results, args.out, tuple(args.into))
     elif args.command == "run":
-        lines = tuple(int(v) for v in args.lines.split("-")) if args.lines else None
-        if lines is not None and (len(lines) != 2 or lines[0] > lines[1]):
-            raise SystemExit(f"--lines must be FIRST-LAST with FIRST <= LAST; got {args.lines!r}")
+        lines = None
+        if args.lines:
+            parts = args.lines.split("-")
+            if len(parts) != 2 or not all(v.strip().isdigit() for v in parts) or int(parts[0]) > int(parts[1]):
+                raise SystemExit(f"--lines must be FIRST-LAST with FIRST <= LAST; got {args.lines!r}")
+            lines = (int(parts[0]), int(parts[1]))
         _campaign(_select(args.module, args.sample, args.seed, lines), lambda m: _tests(m.module), args.out,
                   args.timeout, args.jobs, args.snapshot)
     elif args.command == "rerun":

@@ -8,8 +8,8 @@ same weights. JAX runs it on a GPU when it finds one (no code change).
 
 from __future__ import annotations
 
-import time
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
