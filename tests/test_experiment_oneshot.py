@@ -24,9 +24,10 @@ from attnpaths.experiments.oneshot.compare import Headroom, choose_on_test
 from attnpaths.experiments.oneshot.data import build_episodes
 from attnpaths.experiments.oneshot.theory import TheoryGrid, features, theory_spec
 from attnpaths.experiments.oneshot.train import TrainedNetwork
-from attnpaths.experiments.oneshot.study import SeedRun, summarize_study, summarize_test_chosen
+from attnpaths.experiments.oneshot.study import (SeedRun, summarize_samples, summarize_study,
+                                                  summarize_test_chosen)
 from attnpaths.experiments.oneshot.figures import oneshot_figures, study_figures
-from attnpaths.experiments.runner import Runner
+from attnpaths.experiments.runner import Runner, output_from_record
 
 FIGURES = ("accuracy_vs_width.png", "claim.png", "training.png", "order_parameters.png", "alignment.png",
            "head_scores.png", "pruning.png")
@@ -368,3 +369,51 @@ def test_quick_omniglot_run(tmp_path):
     assert len(ood["theory"]) == len(results["theory"]["widths"])
     for name in FIGURES + ("ood_accuracy.png",):
         assert (out / name).stat().st_size > 5000, name
+
+
+def _sampled(seed, N, accuracy, theory):
+    return {"N": N, "T": 0.5, "evaluated_on": "test_cross", "accuracy": accuracy, "theory_accuracy": theory,
+            "relative_error_mean": 0.1 * (seed + 1), "monte_carlo_floor": 0.05, "relative_error_U": 0.2,
+            "max_rhat": 1.01 + seed / 100, "min_ess": 100.0 - seed, "U": [[1.0, 0.0], [0.0, 1.0]]}
+
+
+def test_study_summarises_the_samples_and_draws_fig_3c(quick_run, tmp_path):
+    """Fig. 3b's black dots over seeds by hand: mean and spread of the sampled accuracy at the smallest width,
+    its difference to the theory's; a seed without samples is left out, a seed sampled at a larger width too; the
+    figures carry the dots and U of the first seed with an order analysis (Fig. 3c)."""
+    results = quick_run[1]
+    one = {"claim": results["claim"], "choices": results["choices"], "verdict": results["verdict"]}
+    order = dict(results["order_parameters"])
+    runs = [SeedRun(0, {}, [one], samples=_sampled(0, 10.0, 0.70, 0.66)),
+            SeedRun(1, {}, [one]),
+            SeedRun(2, {}, [one], samples=_sampled(2, 10.0, 0.74, 0.72), order_parameters=order),
+            SeedRun(3, {}, [one], samples=_sampled(3, 100.0, 0.9, 0.9))]
+    s = summarize_samples(runs)
+    assert s["N"] == 10.0 and s["n_seeds"] == 2 and s["seeds"] == [0, 2]
+    assert s["accuracy"]["mean"] == pytest.approx(0.72)
+    assert s["accuracy"]["std_across_seeds"] == pytest.approx(np.std([0.70, 0.74], ddof=1))
+    assert s["delta_sampled_minus_theory"]["mean"] == pytest.approx(0.03)
+    assert s["relative_error_mean"]["mean"] == pytest.approx(0.2)
+    assert s["max_rhat"] == pytest.approx(1.03) and s["min_ess"] == 98.0
+    assert summarize_samples([SeedRun(0, {}, [one])]) is None
+    study = {"summary": summarize_study(runs), "seeds": [0, 1, 2, 3], "theory_draws": 1, "samples": s,
+             "order_parameters": dict(order, seed=2)}
+    files = study_figures(study, tmp_path)
+    assert [f.name for f in files] == ["study_accuracy.png", "study_delta.png", "study_order_parameters.png"]
+    (tmp_path / "plain").mkdir()
+    without = study_figures(dict(study, samples=None, order_parameters=None), tmp_path / "plain")
+    assert [f.name for f in without] == ["study_accuracy.png", "study_delta.png"]
+    import matplotlib.image as mpimg  # the dots are the only difference between the two accuracy figures
+
+    assert not np.array_equal(mpimg.imread(tmp_path / "study_accuracy.png"),
+                              mpimg.imread(tmp_path / "plain" / "study_accuracy.png"))
+
+
+def test_seed_run_records_from_before_the_samples_fields_load_with_defaults():
+    """A study stage record written before SeedRun had samples / order_parameters loads with None there (so an
+    older study resumes); a record lacking a field without a default is refused by name."""
+    header = {"seed": 3, "gd_accuracy": {"test_cross": 0.6}, "draws": []}
+    run = output_from_record(SeedRun, header, {})
+    assert run == SeedRun(3, {"test_cross": 0.6}, [], None, None)
+    with pytest.raises(ValueError, match="lacks field 'draws' of SeedRun"):
+        output_from_record(SeedRun, {"seed": 3, "gd_accuracy": {}}, {})

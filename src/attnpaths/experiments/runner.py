@@ -175,7 +175,8 @@ def output_to_record(output) -> tuple[dict, dict]:
 
 
 def output_from_record(cls, header: dict, arrays: dict):
-    """Inverse of `output_to_record`."""
+    """Inverse of `output_to_record`. A JSON field with a default that the record lacks (the record was written
+    before the field was added) gets its default."""
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
@@ -184,8 +185,13 @@ def output_from_record(cls, header: dict, arrays: dict):
             values[f.name] = tuple(arrays[f"{f.name}.{i}"] for i in range(header[f.name]["__arrays__"]))
         elif _is_array_type(tp):
             values[f.name] = arrays.get(f.name)
-        else:
+        elif f.name in header:
             values[f.name] = header[f.name]
+        elif f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        else:
+            raise ValueError(f"the stored record lacks field {f.name!r} of {cls.__name__}; run that stage again "
+                             "(without --resume)")
     return cls(**values)
 
 

@@ -115,10 +115,11 @@ def training_figure(results: dict, path: Path, files: list) -> None:
     _save(fig, path, files)
 
 
-def order_parameter_figure(results: dict, path: Path, files: list) -> None:
+def order_parameter_figure(results: dict, path: Path, files: list, suffix: str = "") -> None:
+    """Fig. 3c: U at the smallest width, from the theory, the samples and the trained network (U_GD)."""
     o = results["order_parameters"]
-    panels = [("theory", f"theory U, N = {o['N']:g}, T = {o['T']}"), ("sampled", f"sampled U, N = {o['N']:g}"),
-              ("gd", "gradient descent (normalised)")]
+    panels = [("theory", f"theory U, N = {o['N']:g}, T = {o['T']}{suffix}"),
+              ("sampled", f"sampled U, N = {o['N']:g}{suffix}"), ("gd", f"gradient descent (normalised){suffix}")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     for ax, (key, title) in zip(axes, panels):
         if o.get(key) is None:
@@ -240,6 +241,11 @@ def study_figures(results: dict, out) -> list[Path]:
                     "+--", color="tab:cyan", label="theory, T by test (authors' rule, optimistic)")
             ax.axhline(100 * opt["gp_accuracy"]["mean"], color="tab:red", ls="--", lw=0.9, alpha=0.6,
                        label="GP, T by test (optimistic)")
+        sampled = results.get("samples")
+        if sampled and protocol == sampled.get("evaluated_on", "").removeprefix("test_"):
+            a = sampled["accuracy"]
+            ax.errorbar([sampled["N"]], [100 * a["mean"]], yerr=100 * _nan([a["std_across_seeds"]]), fmt="o",
+                        color="k", ms=6, capsize=3, label=f"samples (Gibbs), {sampled['n_seeds']} seeds")
         g = s["gp_accuracy"]
         ax.axhline(100 * g["mean"], color="tab:red", label="GP (mean ± std across seeds)")
         if g["std_across_seeds"] is not None:
@@ -273,6 +279,10 @@ def study_figures(results: dict, out) -> list[Path]:
     ax.set_title("Delta(N): mean over seeds x draws, bars = std across seeds", fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, out / "study_delta.png", files)
+    if results.get("order_parameters"):
+        o = results["order_parameters"]
+        order_parameter_figure({"order_parameters": o}, out / "study_order_parameters.png", files,
+                               f" (seed {o['seed']})")
     return files
 
 

@@ -6,7 +6,10 @@ examples, the analyses listed in `analyses`, none by default) goes to OUT/seed<k
 stage `seed<k>` of the study keeps that run's claim tables; the study's results.json reports, per width and
 protocol, the mean of Delta(N) = accuracy(theory) - accuracy(GP) over all seeds x draws, the spread across seeds
 (standard deviation of the per-seed means), the range, how many of the seeds x draws are positive, and the same
-for the accuracies themselves (Fig. 3b with error bars: `study_accuracy.png`).
+for the accuracies themselves (Fig. 3b with error bars: `study_accuracy.png`). With the `samples` analysis in
+`analyses`, every seed's sampled network at the smallest width is summarised beside the theory there (the black
+dots of Fig. 3b); with `order`, `study_order_parameters.png` shows U at that width for the first seed: theory,
+sampled and U_GD (Fig. 3c).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnpaths._src.store import jsonable
 from attnpaths.experiments.base import EXPERIMENTS, Experiment
 from attnpaths.experiments.io import write_json_atomic
 from attnpaths.experiments.oneshot.compare import OPTIMISTIC
@@ -47,12 +51,15 @@ class SeedRun:
     seed: int
     gd_accuracy: dict
     draws: list  # per draw: {"claim": ..., "choices": ..., "verdict": ...}
+    samples: dict | None = None  # the run's "samples" analysis (draw 0, smallest width), when it ran
+    order_parameters: dict | None = None  # its "order" analysis (U: theory, sampled, U_GD), when it ran
 
 
 def seed_stage(s: StudySettings, seed: int, out: Path, resume: bool, log) -> SeedRun:
     r = run_oneshot(s.run_settings(seed), out / f"seed{seed}", resume, log)
     draws = r.get("draws") or [{"draw": 0, "claim": r["claim"], "choices": r["choices"], "verdict": r["verdict"]}]
-    return SeedRun(seed, r["gd"]["accuracy"], [{k: d[k] for k in ("claim", "choices", "verdict")} for d in draws])
+    return SeedRun(seed, r["gd"]["accuracy"], [{k: d[k] for k in ("claim", "choices", "verdict")} for d in draws],
+                   samples=jsonable(r.get("samples")), order_parameters=jsonable(r.get("order_parameters")))
 
 
 def _spread(per_seed: list[list[float]]) -> dict:
@@ -81,6 +88,23 @@ def summarize_test_chosen(runs: list[SeedRun], protocol: str) -> dict | None:
                       "theory_accuracy": _spread([[r["accuracy"] for r in rs] for rs in rows])})
     return {"label": OPTIMISTIC, "per_width": per_N,
             "gp_accuracy": _spread([[t["gp"]["accuracy"] for t in ts] for ts in tables])}
+
+
+def summarize_samples(runs: list[SeedRun]) -> dict | None:
+    """The sampled network at the smallest width (Fig. 3b's black dots) across seeds: its test accuracy, the
+    theory's on the same episodes (the draw-0 U at the same N and T), their difference, and how close the sampled
+    predictor and U are to the theory's; None when no seed sampled."""
+    rows = [r.samples for r in runs if r.samples and r.samples.get("accuracy") is not None]
+    if not rows:
+        return None
+    N = min(row["N"] for row in rows)  # every seed samples at the smallest width of the same grid
+    rows = [row for row in rows if row["N"] == N]
+    keys = ("accuracy", "theory_accuracy", "relative_error_mean", "monte_carlo_floor", "relative_error_U")
+    out = {key: _spread([[row[key]] for row in rows]) for key in keys}
+    return dict(out, N=N, n_seeds=len(rows), seeds=[r.seed for r in runs if r.samples in rows],
+                T=[row["T"] for row in rows], evaluated_on=rows[0].get("evaluated_on"),
+                delta_sampled_minus_theory=_spread([[row["accuracy"] - row["theory_accuracy"]] for row in rows]),
+                max_rhat=max(row["max_rhat"] for row in rows), min_ess=min(row["min_ess"] for row in rows))
 
 
 def summarize_study(runs: list[SeedRun]) -> dict:
@@ -144,6 +168,9 @@ def run_study(settings: StudySettings | None = None, out="results/oneshot-study"
                    "theory_draws": s.theory_draws, "summary": summary,
                    "verdict": {p: study_verdict(summary, p) for p in PROTOCOLS},
                    "gd_accuracy": {str(r.seed): r.gd_accuracy for r in runs},
+                   "samples": summarize_samples(runs),
+                   "order_parameters": next((dict(r.order_parameters, seed=r.seed) for r in runs
+                                             if r.order_parameters), None),
                    "runs": [f"seed{seed}" for seed in s.seeds], "timings": dict(run.timings)}
         write_json_atomic(out / "results.json", results)
     for p in PROTOCOLS:
@@ -160,6 +187,13 @@ def _run_for_cli(settings, out, resume, log):
             log(f"optimistic ({p}, T chosen on the test set as the authors did): theory at N = {r['N']:g} minus GP "
                 f"{100 * r['delta_accuracy']['mean']:+.1f} points on average, theory "
                 f"{100 * r['theory_accuracy']['mean']:.1f}%, GP {100 * t['gp_accuracy']['mean']:.1f}%")
+    s = results.get("samples")
+    if s:
+        log(f"samples (Gibbs) at N = {s['N']:g}, {s['n_seeds']} seeds: accuracy {100 * s['accuracy']['mean']:.1f}% "
+            f"against the theory's {100 * s['theory_accuracy']['mean']:.1f}% on the same episodes "
+            f"({100 * s['delta_sampled_minus_theory']['mean']:+.1f} points), |mean - theory|/|theory| "
+            f"{s['relative_error_mean']['mean']:.3f} (Monte Carlo floor {s['monte_carlo_floor']['mean']:.3f}), "
+            f"max R-hat {s['max_rhat']:.2f}")
     log(f"wrote {Path(out) / 'results.json'}")
     return results
 
