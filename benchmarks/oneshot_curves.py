@@ -6,7 +6,8 @@ CPU-hour on the Omniglot characters available here.
     .venv/bin/python benchmarks/oneshot_curves.py report [--root DIR] [--figure PATH] [--timing FILE]
 
 Every configuration is the `cpu` preset (the paper's input: 32 x 32 x 3, 8 x 8 patches, 48 tokens) with the
-overrides in `CONFIGS`, validated every `eval_every` steps on 2500 held-out-class episodes (one standard error
+overrides in `CONFIGS` (the `res*` ones change the input too: lower resolution, one grey channel), validated
+every `eval_every` steps on 2500 held-out-class episodes (one standard error
 <= 1 point) with the weights of every validation kept (`keep_snapshots`).
 
 * `train` trains one configuration into ROOT/NAME[-sK]/train.partial.npz, the very checkpoint a one-shot run
@@ -22,6 +23,7 @@ overrides in `CONFIGS`, validated every `eval_every` steps on 2500 held-out-clas
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -36,6 +38,8 @@ from attnpaths.experiments.oneshot import PRESETS, OneShotSettings
 from attnpaths.experiments.oneshot.data import build_episodes
 from attnpaths.experiments.oneshot.train import architecture, train_config
 
+INPUT_KEYS = ("data", "data_dir", "image_size", "patch_size", "channels", "dark_strokes", "pixel_mean", "pixel_std",
+              "label_seed", "episode_seed", "n_validation", "n_test", "n_ood", "augment")
 COMMON = {"n_validation": 2500, "n_eval": 2500, "eval_every": 250, "keep_snapshots": True}
 COSINE = {"train_steps": 8000, "lr_schedule": "warmup_cosine", "warmup_steps": 400}
 CONFIGS = {
@@ -47,6 +51,21 @@ CONFIGS = {
     "paper-arch": {"gd_width": 512, "qk_dim": 128, "optimizer": "adam_l2", "learning_rate": 3e-4,
                    "train_steps": 41240, "eval_every": 500},
 }
+# lower-resolution inputs (grey, bright strokes, no pixel normalisation: the `quick` preset's input format)
+GREY = {"channels": 1, "dark_strokes": False, "pixel_mean": 0.0, "pixel_std": 1.0}
+RES8 = {**GREY, "image_size": 8, "patch_size": 8}  # one token per image: N0 = 64, 3 tokens
+RES16 = {**GREY, "image_size": 16, "patch_size": 8}  # four tokens per image: N0 = 64, 12 tokens
+SHORT_COSINE = {"train_steps": 4000, "lr_schedule": "warmup_cosine", "warmup_steps": 200}
+CONFIGS.update({
+    "res8-w32": {**RES8, "gd_width": 32, "qk_dim": 16, "train_steps": 4000},
+    "res8-w64-cosine": {**RES8, **SHORT_COSINE},
+    "res8-w128-cosine": {**RES8, **SHORT_COSINE, "gd_width": 128, "qk_dim": 32},
+    "res16-w64-cosine": {**RES16, **SHORT_COSINE},
+    "res16-w128-cosine": {**RES16, **SHORT_COSINE, "gd_width": 128, "qk_dim": 32},
+    "res8-w128-cosine-8k": {**RES8, **COSINE, "warmup_steps": 200, "gd_width": 128, "qk_dim": 32},
+    "res8-paper-arch-cosine": {**RES8, **SHORT_COSINE, "gd_width": 512, "qk_dim": 128, "optimizer": "adam_l2",
+                               "learning_rate": 3e-4},
+})
 
 
 def settings(name: str, seed: int = 0) -> OneShotSettings:
@@ -79,13 +98,29 @@ def train(name: str, seed: int, root: Path, steps: int | None) -> None:
           f"step {res.best_step}; {time.perf_counter() - t0:.0f} s in this call")
 
 
+@functools.cache
+def _episodes_of(input_settings: str):
+    return build_episodes(OneShotSettings().updated(json.loads(input_settings)))
+
+
+def _episodes(name: str):
+    """The episodes of a configuration, built once per distinct input (resolution, channels, augmentation)."""
+    s = settings(name).to_dict()
+    return _episodes_of(json.dumps({k: s[k] for k in INPUT_KEYS}, default=list))
+
+
+def _baseline(name: str) -> dict:
+    e = _episodes(name)
+    return {k: float(np.mean(patch_correlation_baseline(ep, e.config) == ep.y))
+            for k, ep in (("validation", e.validation), ("test_cross", e.test["cross"]))}
+
+
 def time_steps(names: list[str], steps: int) -> dict:
-    e = build_episodes(settings("cpu"))
     out = {}
     print(f"device {jax.devices()[0].platform}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for name in names:
         s = settings(name)
-        source = e.training if not s.augment else build_episodes(s).training
+        source = _episodes(name).training
         # the step's cost does not depend on where the schedule is: a short warm-up keeps steps >= warmup_steps
         config = tr.TrainConfig(**dict(train_config(s).to_dict(), eval_every=0, snapshots=False, steps=steps + 1,
                                        warmup_steps=min(s.warmup_steps, 1)))
@@ -104,27 +139,23 @@ def time_steps(names: list[str], steps: int) -> dict:
     return out
 
 
-def _evaluate(name: str, folder: Path, e) -> dict:
-    s = settings(name)
+def _evaluate(name: str, folder: Path) -> dict:
+    s, e = settings(name), _episodes(name)
     ck = tr.load_checkpoint(folder / "train.partial.npz", architecture(s))
     test = e.test["cross"]
     rows = []
     for (step, weights), tr_acc, val in zip(ck.snapshots, ck.curve.train_accuracy, ck.curve.val_accuracy):
         rows.append({"step": step, "train": float(tr_acc), "validation": float(val),
                      "test_cross": tr.gd_accuracy(weights, test.x, test.y)})
-    return {"name": name, "steps": ck.step, "best_step": ck.best_step, "rows": rows}
+    return {"name": name, "steps": ck.step, "best_step": ck.best_step, "rows": rows, "baseline": _baseline(name),
+            "input": f"{s.image_size}x{s.image_size}, {s.patch_size}x{s.patch_size} patches"}
 
 
 def report(root: Path, figure: Path | None, timing: dict) -> None:
-    e = build_episodes(settings("cpu"))
-    base = {k: float(np.mean(patch_correlation_baseline(ep, e.config) == ep.y))
-            for k, ep in (("validation", e.validation), ("test_cross", e.test["cross"]))}
-    print(f"patch-correlation baseline: validation {100 * base['validation']:.1f}%, cross test "
-          f"{100 * base['test_cross']:.1f}%")
     curves = []
     for folder in sorted(p for p in root.iterdir() if (p / "train.partial.npz").exists()):
         name = folder.name.split("-s")[0] if folder.name not in CONFIGS else folder.name
-        c = _evaluate(name, folder, e)
+        c = _evaluate(name, folder)
         c["folder"] = folder.name
         c["s_per_step"] = timing.get(name)
         curves.append(c)
@@ -137,25 +168,27 @@ def report(root: Path, figure: Path | None, timing: dict) -> None:
               f"{100 * best['test_cross']:.1f}%, training {100 * best['train']:.1f}%")
         print(f"  last:               step {last['step']}, validation {100 * last['validation']:.1f}%, cross test "
               f"{100 * last['test_cross']:.1f}%, training {100 * last['train']:.1f}%")
-    print("\n| configuration | steps | s/step | minutes | best validation (step) | cross test there | training "
-          "there | last validation | last cross test |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| configuration | input | steps | s/step | minutes | best validation (step) | cross test there | "
+          "training there | last validation | last cross test | baseline validation, cross test |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for c in curves:
         best = max(c["rows"], key=lambda r: r["validation"])
-        last, rate = c["rows"][-1], c["s_per_step"]
-        print(f"| {c['folder']} | {c['steps']} | {rate:.3f} | {rate * c['steps'] / 60:.1f} | "
-              f"{100 * best['validation']:.1f}% ({best['step']}) | {100 * best['test_cross']:.1f}% | "
-              f"{100 * best['train']:.1f}% | {100 * last['validation']:.1f}% | {100 * last['test_cross']:.1f}% |"
-              if rate else f"| {c['folder']} | {c['steps']} | | | {100 * best['validation']:.1f}% ({best['step']}) | "
-              f"{100 * best['test_cross']:.1f}% | {100 * best['train']:.1f}% | {100 * last['validation']:.1f}% | "
-              f"{100 * last['test_cross']:.1f}% |")
-    (root / "curves.json").write_text(json.dumps({"baseline": base, "curves": curves}, indent=1))
+        last, rate, b = c["rows"][-1], c["s_per_step"], c["baseline"]
+        timing_cells = f"{rate:.3f} | {rate * c['steps'] / 60:.1f}" if rate else " | "
+        print(f"| {c['folder']} | {c['input']} | {c['steps']} | {timing_cells} | {pct(best['validation'])} "
+              f"({best['step']}) | {pct(best['test_cross'])} | {pct(best['train'])} | {pct(last['validation'])} | "
+              f"{pct(last['test_cross'])} | {pct(b['validation'])}, {pct(b['test_cross'])} |")
+    (root / "curves.json").write_text(json.dumps({"curves": curves}, indent=1))
     if figure is not None:
-        _draw(curves, base, figure)
+        _draw(curves, figure)
         print(f"wrote {figure}")
 
 
-def _draw(curves: list, base: dict, path: Path) -> None:
+def pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _draw(curves: list, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,13 +202,16 @@ def _draw(curves: list, base: dict, path: Path) -> None:
             ax.plot(x, [100 * r[key] for r in c["rows"]], label=c["folder"])
     titles = {"train": "training episodes (minibatch)", "validation": "validation (2500 episodes)",
               "test_cross": "cross test (1000 episodes)"}
+    baselines = {c["input"]: c["baseline"] for c in curves}  # one dotted line per input format
     for ax, key in zip(axes, titles):
         ax.set_title(titles[key])
         ax.set_xlabel("minutes at the measured s/step (2 cores)")
-        ax.axhline(100 * base.get(key, np.nan), color="k", ls=":", lw=1, label="patch correlation")
+        for (name, base), ls in zip(sorted(baselines.items()), (":", "-.", "--", (0, (1, 3)))):
+            if key in base:
+                ax.axhline(100 * base[key], color="k", ls=ls, lw=1, label=f"patch correlation, {name}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
-    axes[-1].legend(fontsize=8)
+    axes[-1].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -397,6 +397,7 @@ def test_study_summarises_the_samples_and_draws_fig_3c(quick_run, tmp_path):
     assert s["max_rhat"] == pytest.approx(1.03) and s["min_ess"] == 98.0
     assert summarize_samples([SeedRun(0, {}, [one])]) is None
     study = {"summary": summarize_study(runs), "seeds": [0, 1, 2, 3], "theory_draws": 1, "samples": s,
+             "gd_accuracy": {"0": {"test_cross": 0.8, "test_within": 0.7}},
              "order_parameters": dict(order, seed=2)}
     files = study_figures(study, tmp_path)
     assert [f.name for f in files] == ["study_accuracy.png", "study_delta.png", "study_order_parameters.png"]

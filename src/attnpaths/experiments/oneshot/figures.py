@@ -246,6 +246,9 @@ def study_figures(results: dict, out) -> list[Path]:
             a = sampled["accuracy"]
             ax.errorbar([sampled["N"]], [100 * a["mean"]], yerr=100 * _nan([a["std_across_seeds"]]), fmt="o",
                         color="k", ms=6, capsize=3, label=f"samples (Gibbs), {sampled['n_seeds']} seeds")
+        gd = [a.get(f"test_{protocol}") for a in (results.get("gd_accuracy") or {}).values()]
+        if gd and None not in gd:
+            ax.axhline(100 * np.mean(gd), color="0.3", ls="-.", lw=1.1, label="GD-trained networks (mean)")
         g = s["gp_accuracy"]
         ax.axhline(100 * g["mean"], color="tab:red", label="GP (mean ± std across seeds)")
         if g["std_across_seeds"] is not None:
