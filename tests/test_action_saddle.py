@@ -869,6 +869,32 @@ def test_lowest_eigenvalue_equals_lapack(spectrum, monkeypatch):
     assert lowest_eigenvalue(B) == pytest.approx(np.linalg.eigvalsh(B)[0], rel=1e-10)
 
 
+def test_lanczos_results_do_not_depend_on_earlier_calls():
+    """ARPACK draws its start vector from a generator whose state persists in the process, so without a fixed
+    start the certificate and the indefinite step's bound change in the last bits with whatever ran before (a
+    resumed run then differed from an uninterrupted one). Both Lanczos routes and the Krylov certificate are
+    bitwise the same on a repeated call."""
+    from attnpaths._src import krylov
+    from attnpaths._src.trust_region import lowest_eigenpair, lowest_eigenvalue
+
+    rng = np.random.default_rng(5)
+    n = 150
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    B = Q @ np.diag(np.geomspace(1e-3, 40.0, n)) @ Q.T
+    B = 0.5 * (B + B.T)
+    C = Q @ np.diag(np.linspace(-2.0, 40.0, n)) @ Q.T
+    C = 0.5 * (C + C.T)
+    first = (lowest_eigenvalue(B), lowest_eigenpair(C))
+    assert first[1] is not None and first[1][0] == pytest.approx(-2.0, rel=1e-8)
+    second = (lowest_eigenvalue(B), lowest_eigenpair(C))
+    assert first[0] == second[0]
+    assert first[1][0] == second[1][0] and np.array_equal(first[1][1], second[1][1])
+    identity = krylov.Preconditioner(np.ones(100), np.zeros((100, n - 100)), np.eye(n - 100), np.ones(n - 100))
+    krylov_first = krylov.smallest_eigenvalue(lambda v: B @ v, identity)
+    assert krylov_first == krylov.smallest_eigenvalue(lambda v: B @ v, identity)
+    assert krylov_first[0] == pytest.approx(1e-3, rel=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["interior", "boundary", "indefinite"])
 def test_dense_step_uses_the_symmetric_part_of_B(kind):
     """A Hessian assembled in floating point is symmetric only up to rounding: the step is that of (B + B^T)/2

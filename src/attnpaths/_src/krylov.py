@@ -30,6 +30,7 @@ from attnpaths._src.action import energy_gradient, energy_hessian_diagonal, ener
 from attnpaths._src.order import symmetrize
 from attnpaths._src.spec import Hyper
 from attnpaths._src.whitened import _retract, _surrogate
+from attnpaths._src.trust_region import lanczos_start
 
 _FLOOR = 0.25  # |diagonal entries| below this fraction of their mean are raised to it: C must be positive, and
 # a tiny entry would let a step of small ||.||_C change U by a lot
@@ -134,7 +135,7 @@ def smallest_eigenvalue(product: Callable[[np.ndarray], np.ndarray], C: Precondi
 
     op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
     try:
-        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-5, ncv=min(n, 40), maxiter=50 * n,
+        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-5, ncv=min(n, 40), maxiter=50 * n, v0=lanczos_start(n),
                             return_eigenvectors=False)[0]
     except spla.ArpackNoConvergence as err:
         lowest = err.eigenvalues[0] if len(err.eigenvalues) else math.nan

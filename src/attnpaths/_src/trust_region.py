@@ -77,13 +77,21 @@ def _cholesky(A: np.ndarray, overwrite: bool = False):
         return None
 
 
+def lanczos_start(n: int) -> np.ndarray:
+    """A fixed start vector for ARPACK (n,). Without one ARPACK draws it from a generator whose state persists in
+    the process, so a result would change in its last bits with whatever ran before (a resumed run would differ
+    from an uninterrupted one). Pseudo-random, so that it is not orthogonal to an eigenvector of a structured
+    matrix."""
+    return np.random.default_rng(20241206).standard_normal(n)
+
+
 def lowest_eigenpair(B: np.ndarray, tol: float = 1e-10) -> tuple[float, np.ndarray] | None:
     """(lowest eigenvalue, its unit eigenvector) of the symmetric B by Lanczos (ARPACK, a few dozen products
     where an eigen-decomposition costs ~9 n^3 flops), or None if it does not converge within 300 restarts
     (a spread, clustered spectrum). The eigenvalue is accurate to about tol |eigenvalue| and, a Ritz value, never
     below the true one."""
     try:
-        lam, vec = scipy.sparse.linalg.eigsh(B, k=1, which="SA", tol=tol, maxiter=300)
+        lam, vec = scipy.sparse.linalg.eigsh(B, k=1, which="SA", tol=tol, maxiter=300, v0=lanczos_start(len(B)))
     except scipy.sparse.linalg.ArpackNoConvergence:
         return None
     return float(lam[0]), vec[:, 0]
@@ -102,7 +110,7 @@ def lowest_eigenvalue(B: np.ndarray) -> float:
             B.shape, matvec=lambda v: scipy.linalg.cho_solve(factor, v, check_finite=False), dtype=B.dtype)
         try:
             return 1.0 / float(scipy.sparse.linalg.eigsh(inverse, k=1, which="LA", tol=1e-12, maxiter=300,
-                                                         return_eigenvectors=False)[0])
+                                                         v0=lanczos_start(len(B)), return_eigenvectors=False)[0])
         except scipy.sparse.linalg.ArpackNoConvergence:
             pass
     return float(np.linalg.eigvalsh(B)[0])
