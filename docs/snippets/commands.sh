@@ -36,11 +36,18 @@ attnpaths oneshot --data omniglot --data-dir /path/to/omniglot --preset cpu --ou
 attnpaths oneshot-study --data-dir /path/to/omniglot --preset cpu --set widths=10,100,1000 --set temperatures=0.05,0.1,0.25,0.5,1,2 --set extra_temperatures=3,5,10 --out results/oneshot-study
 # --8<-- [end:oneshot-results]
 
+# --8<-- [start:oneshot-strong]
+attnpaths oneshot --preset strong --data-dir /path/to/omniglot --out results/oneshot-strong   # one seed, every analysis (about 6 minutes)
+attnpaths oneshot-study --preset strong --data-dir /path/to/omniglot --set analyses=samples,order --out results/study-strong   # 5 seeds x 3 draws, samples and Fig. 3c
+# --8<-- [end:oneshot-strong]
+
 # --8<-- [start:oneshot-strength]
 attnpaths oneshot-strength --preset strength --data-dir /path/to/omniglot --out results/oneshot-strength   # 3 seeds x 6 checkpoints
+attnpaths oneshot-strength --preset strong-strength --data-dir /path/to/omniglot --out results/strength-strong   # the same on the strong preset's network
 .venv/bin/python benchmarks/oneshot_curves.py train cpu-cosine --root results/curves      # one learning curve (resumable)
 .venv/bin/python benchmarks/oneshot_curves.py time --out results/curves/timing.json     # s/step of every configuration, one process
 .venv/bin/python benchmarks/oneshot_curves.py report --root results/curves --timing results/curves/timing.json --figure docs/figures/oneshot_learning_curves.png
+.venv/bin/python benchmarks/oneshot_curves.py train res8-w128-cosine-8k --root results/curves-lowres   # the strong preset's network
 # --8<-- [end:oneshot-strength]
 
 # --8<-- [start:install]
