@@ -25,6 +25,9 @@ SMALL = {"train_steps": 200, "eval_every": 50, "n_validation": 200, "n_eval": 20
     ([0.5, 0.8, 0.6, 0.7], 3, [1, 2]),  # the curve jumps to its best: the middle level is met at the best
     ([0.5, 0.55, 0.65, 0.8, 0.8, 0.7], 4, [1, 3, 4]),  # levels .5, .6, .7, .8: .6 and .7 both first met at step 3
     ([0.6, 0.5, 0.9, 0.9], 2, [1, 3]),  # the earliest best
+    ([0.5, 0.8, 0.82, 0.84, 0.9], 4, [1, 2, 3, 5]),  # .633 and .767 first met at step 2: .767 takes step 3
+    ([0.5, 0.9], 4, [1, 2]),  # only two validations
+    ([0.9, 0.5, 0.6], 3, [1]),  # the first validation is the best
 ])
 def test_pick_steps(val, n, want):
     assert pick_steps({"step": list(range(1, len(val) + 1)), "val_accuracy": val}, n) == want

@@ -63,18 +63,19 @@ class StrengthSettings(OneShotSettings):
 
 def pick_steps(curve: dict, n: int) -> list[int]:
     """`n` validation steps from the first to the best (the earliest best), at validation accuracies evenly
-    spaced between theirs: for each level the earliest step at or above it (duplicates dropped, so fewer than
-    `n` when the curve jumps)."""
+    spaced between theirs: for each level below the best, the earliest step before the best at or above it that
+    is not chosen yet (so a curve that jumps still gives `n` steps, the later ones just past the jump), and the
+    best itself; fewer than `n` only when the steps before the best run out."""
     steps, val = list(curve["step"]), np.asarray(curve["val_accuracy"], dtype=np.float64)
     if not steps:
         raise ValueError("the training curve is empty: the network was never validated")
     best = int(np.argmax(val))
-    chosen = []
-    for level in np.linspace(val[0], val[best], n):
-        k = next(i for i in range(best + 1) if val[i] >= level - 1e-12)
-        if steps[k] not in chosen:
-            chosen.append(int(steps[k]))
-    return chosen
+    chosen: list[int] = []
+    for level in np.linspace(val[0], val[best], n)[:-1]:
+        k = next((i for i in range(best) if val[i] >= level - 1e-12 and i not in chosen), None)
+        if k is not None:
+            chosen.append(k)
+    return [int(steps[k]) for k in sorted(chosen + [best])]
 
 
 @dataclass(frozen=True)
