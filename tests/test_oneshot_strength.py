@@ -74,6 +74,7 @@ def test_every_checkpoint_is_the_network_at_that_step(strength_run):
     """Each point's GD accuracies are those of the weights the training kept at its step (recomputed from the
     stage record), the steps are `pick_steps` of the stored curve, and the table reads the points."""
     s, out, r = strength_run
+    assert not list((out / "stages").glob("*.partial*")), "the training's partial progress (snapshots) is removed"
     rec = load_record(out / "stages" / "train.s0.npz")
     net = output_from_record(TrainedNetwork, rec.header["output"], rec.arrays)
     steps = pick_steps(net.curve, 3)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,6 +219,30 @@ def test_runner_saves_skips_and_refuses_other_settings(tmp_path):
     assert calls == [2.0, 5.0]
     with Runner(tmp_path, "toy", Toy(n=4), resume=True) as run:
         assert run.stage("a", make, 5.0).maybe is None and calls == [2.0, 5.0]
+
+
+def _leave_partial(stages: Path, name: str) -> list[Path]:
+    """A stage's progress as a killed training leaves it: its partial record and a folder of kept snapshots."""
+    stages.mkdir(parents=True, exist_ok=True)
+    save_record(stages / f"{name}.partial.npz", "training-checkpoint", {}, {})
+    (stages / f"{name}.partial.snapshots").mkdir()
+    save_record(stages / f"{name}.partial.snapshots" / "step2.npz", "training-snapshot", {}, {})
+    return [stages / f"{name}.partial.npz", stages / f"{name}.partial.snapshots"]
+
+
+def test_a_stage_s_partial_progress_goes_when_it_is_done_or_the_run_starts_over(tmp_path):
+    """<name>.partial.npz and whatever the stage keeps beside it as <name>.partial.* (a folder of snapshots) stay
+    while the stage is unfinished and a run resumes, go when the stage is done, and go when a run starts over;
+    another stage's progress stays until then."""
+    stages = tmp_path / "stages"
+    with Runner(tmp_path, "toy", Toy()) as run:
+        kept = _leave_partial(stages, "a") + _leave_partial(stages, "b")
+    with Runner(tmp_path, "toy", Toy(), resume=True, log=lambda s: None) as run:
+        assert all(p.exists() for p in kept)
+        run.stage("a", make, 1.0)
+    assert [p.exists() for p in kept] == [False, False, True, True]
+    with Runner(tmp_path, "toy", Toy()) as run:
+        assert not any(p.exists() for p in kept)
 
 
 def test_a_run_from_before_a_setting_was_added_resumes_at_its_default(tmp_path):

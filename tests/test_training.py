@@ -2,6 +2,7 @@
 theory, head pruning, analyses, training, checkpoints."""
 
 import dataclasses
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -267,6 +268,54 @@ def test_resume_after_interruption(tmp_path, monkeypatch, optimizer):
     for (_, a), (_, b) in zip(full.snapshots, resumed.snapshots):
         for u, v in zip(_leaves(a), _leaves(b)):
             np.testing.assert_array_equal(u, v)
+
+
+def test_kept_snapshots_are_written_once_each(tmp_path, monkeypatch):
+    """Each kept snapshot is a file of its own beside the checkpoint, written once, when it is taken (a checkpoint
+    holding them all was rewritten whole at every validation); the checkpoint holds none. A checkpoint that lists
+    a missing snapshot, or one of another training, is refused naming the file; a checkpoint of the earlier format
+    (snapshots inside) still loads."""
+    from collections import Counter
+
+    from attnpaths._src.store import load_record, save_record
+    from attnpaths._src.training import fit
+
+    writes = Counter()
+    real = fit.save_record
+
+    def counted(path, kind, header, arrays):
+        writes[Path(path).relative_to(tmp_path).as_posix()] += 1
+        return real(path, kind, header, arrays)
+
+    monkeypatch.setattr(fit, "save_record", counted)
+    ck = tmp_path / "ck.npz"
+    res = tr.train(ARCH, _Fresh(), tr.TrainConfig(steps=6, batch_size=16, seed=2, eval_every=2, snapshots=True),
+                   checkpoint=ck, progress=False)
+    folder = fit.snapshot_folder(ck)
+    assert folder == tmp_path / "ck.snapshots"
+    assert sorted(p.name for p in folder.iterdir()) == ["step2.npz", "step4.npz", "step6.npz"]
+    assert writes == Counter({"ck.npz": 3, "ck.snapshots/step2.npz": 1, "ck.snapshots/step4.npz": 1,
+                              "ck.snapshots/step6.npz": 1})
+    header, arrays = load_record(ck)
+    assert not [k for k in arrays if k.startswith("snap")]
+
+    def same_snapshots(loaded):
+        assert [s for s, _ in loaded.snapshots] == [2, 4, 6]
+        for (_, a), (_, b) in zip(res.snapshots, loaded.snapshots):
+            for u, v in zip(_leaves(a), _leaves(b)):
+                np.testing.assert_array_equal(u, v)
+
+    same_snapshots(tr.load_checkpoint(ck))
+    inside = {f"snap{k}.{i}": leaf for k, (_, w) in enumerate(res.snapshots) for i, leaf in enumerate(_leaves(w))}
+    save_record(tmp_path / "old.npz", fit.CHECKPOINT_KIND, header, {**arrays, **inside})
+    same_snapshots(tr.load_checkpoint(tmp_path / "old.npz"))
+    (folder / "step4.npz").unlink()
+    with pytest.raises(ValueError, match="step4.npz is missing"):
+        tr.load_checkpoint(ck)
+    save_record(folder / "step4.npz", fit.SNAPSHOT_KIND, {"step": 4, "data": "another"},
+                {f"snap.{i}": leaf for i, leaf in enumerate(_leaves(res.snapshots[1][1]))})
+    with pytest.raises(ValueError, match="step4.npz holds the snapshot of another training"):
+        tr.load_checkpoint(ck)
 
 
 def test_weight_average_and_snapshots_by_hand():

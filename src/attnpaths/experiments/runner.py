@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import socket
+import shutil
 import time
 import types
 import typing
@@ -155,6 +156,16 @@ def _is_array_tuple_type(tp) -> bool:
     return typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] == (np.ndarray,)
 
 
+def _remove_partial(stages: Path, name: str) -> None:
+    """Remove stage `name`'s partial progress (`name` may be the pattern "*"): <name>.partial.npz and whatever
+    the stage kept beside it as <name>.partial.* (files or folders)."""
+    for p in stages.glob(f"{name}.partial.*") if stages.is_dir() else ():
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def output_to_record(output) -> tuple[dict, dict]:
     """A stage output (frozen dataclass) -> (JSON header fields, arrays). Fields annotated np.ndarray go to the
     arrays, tuple[np.ndarray, ...] fields to arrays name.0, name.1, ...; every other field must be JSON-able."""
@@ -263,6 +274,7 @@ class Runner:
         elif not self.resume:
             for f in self.stages_dir.glob("*.npz") if self.stages_dir.is_dir() else ():
                 f.unlink()
+            _remove_partial(self.stages_dir, "*")
         record = {"experiment": self.experiment, "settings": self.settings.identity(),
                   "all_settings": self.settings.to_dict()}
         if not (self.resume and run_path.exists() and _same_record(run_path, record)):
@@ -277,7 +289,8 @@ class Runner:
         return self.stages_dir / f"{name}.npz"
 
     def partial(self, name: str) -> Path:
-        """Where a long stage keeps its own progress (removed when the stage is done)."""
+        """Where a long stage keeps its own progress (removed when the stage is done, with anything beside it
+        named <name>.partial.*, e.g. a training's folder of kept snapshots)."""
         return self.stages_dir / f"{name}.partial.npz"
 
     def done(self, name: str) -> bool:
@@ -314,7 +327,7 @@ class Runner:
         fields, arrays = output_to_record(result)
         save_record(self.path(name), f"stage:{name}", {"output": fields, "seconds": seconds,
                                                         "settings": self.settings.identity()}, arrays)
-        self.partial(name).unlink(missing_ok=True)
+        _remove_partial(self.stages_dir, name)
         self.timings[name] = seconds
         return result
 

@@ -25,6 +25,7 @@ import functools
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import jax
@@ -39,6 +40,7 @@ from attnpaths._src.training.model import (Architecture, Params, check_targets, 
 from attnpaths._src.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer
 
 CHECKPOINT_KIND = "training-checkpoint"
+SNAPSHOT_KIND = "training-snapshot"
 
 
 class BatchSource(Protocol):
@@ -255,15 +257,32 @@ def _restore(prefix: str, template, arrays: dict, path):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def snapshot_folder(path) -> Path:
+    """The folder beside checkpoint `path` (e.g. train.partial.npz -> train.partial.snapshots/) that holds the kept
+    snapshots, one file per validation step, each written once: a checkpoint that held them all was rewritten
+    whole at every validation (quadratic in the validations)."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".npz") + ".snapshots")
+
+
+def _snapshot_path(path, step: int) -> Path:
+    return snapshot_folder(path) / f"step{int(step)}.npz"
+
+
 def save_checkpoint(path, ck: Checkpoint) -> None:
-    """Write a checkpoint record to `path` atomically (kind "training-checkpoint")."""
+    """Write a checkpoint record to `path` atomically (kind "training-checkpoint"). The kept snapshots go to
+    `snapshot_folder(path)`: the one taken at this step, and any whose file is missing; the others were written
+    when they were taken."""
     arrays = {**_leaves("params", ck.params), **_leaves("opt", ck.opt_state), **_leaves("best", ck.best_params),
               "losses": np.asarray(ck.losses, dtype=np.float64),
               "accuracies": np.asarray(ck.accuracies, dtype=np.float64)}
     if ck.average is not None:
         arrays.update(_leaves("ema", ck.average))
-    for k, (_, weights) in enumerate(ck.snapshots):
-        arrays.update(_leaves(f"snap{k}", weights))
+    for step, weights in ck.snapshots:
+        snap = _snapshot_path(path, step)
+        if step == ck.step or not snap.exists():  # before the checkpoint that lists it: a kill leaves no gap
+            snap.parent.mkdir(parents=True, exist_ok=True)
+            save_record(snap, SNAPSHOT_KIND, {"step": int(step), "data": ck.data}, _leaves("snap", weights))
     header = {"step": ck.step, "best_step": ck.best_step, "best_accuracy": ck.best_accuracy,
               "architecture": ck.architecture.to_dict(), "config": ck.config.to_dict(), "data": ck.data,
               "curve": ck.curve.to_dict(), "snapshot_steps": [int(s) for s, _ in ck.snapshots]}
@@ -273,6 +292,21 @@ def save_checkpoint(path, ck: Checkpoint) -> None:
 def _differences(saved: dict, wanted: dict) -> str:
     return "; ".join(f"{k}: checkpoint {saved.get(k)!r}, requested {wanted.get(k)!r}"
                      for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k))
+
+
+def _load_snapshot(path, k: int, step: int, template, arrays: dict, data: str):
+    """The k-th kept snapshot (taken at `step`) of checkpoint `path`: from its own file, or from the checkpoint's
+    arrays (checkpoints written before the snapshots had files of their own)."""
+    snap = _snapshot_path(path, step)
+    if not snap.exists() and f"snap{k}.0" in arrays:
+        return _restore(f"snap{k}", template, arrays, path)
+    if not snap.exists():
+        raise ValueError(f"checkpoint {path} lists a snapshot at step {step} but {snap} is missing")
+    header, snap_arrays = load_record(snap, kind=SNAPSHOT_KIND)
+    if header.get("step") != step or header.get("data") != data:
+        raise ValueError(f"{snap} holds the snapshot of another training (step {header.get('step')}, data "
+                         f"{header.get('data')!r}) than checkpoint {path} lists (step {step}, data {data!r})")
+    return _restore("snap", template, snap_arrays, snap)
 
 
 def load_checkpoint(path, architecture: Architecture | None = None) -> Checkpoint:
@@ -297,7 +331,7 @@ def load_checkpoint(path, architecture: Architecture | None = None) -> Checkpoin
     best = _restore("best", template, arrays, path)
     opt_state = _restore("opt", config.transformation().init(template), arrays, path)
     average = _restore("ema", template, arrays, path) if config.ema else None
-    snapshots = tuple((int(s), _restore(f"snap{k}", template, arrays, path))
+    snapshots = tuple((int(s), _load_snapshot(path, k, int(s), template, arrays, header["data"]))
                       for k, s in enumerate(header.get("snapshot_steps", [])))
     return Checkpoint(params, opt_state, best, int(header["step"]), int(header["best_step"]),
                       float(header["best_accuracy"]), arrays["losses"], arrays["accuracies"], curve, saved, config,
