@@ -29,8 +29,8 @@ import scipy.sparse.linalg as spla
 from attnpaths._src.action import energy_gradient, energy_hessian_diagonal, energy_hvp, entropy, whiten_factors
 from attnpaths._src.order import symmetrize
 from attnpaths._src.spec import Hyper
-from attnpaths._src.whitened import _retract, _surrogate
 from attnpaths._src.trust_region import lanczos_start
+from attnpaths._src.whitened import _retract, _surrogate
 
 _FLOOR = 0.25  # |diagonal entries| below this fraction of their mean are raised to it: C must be positive, and
 # a tiny entry would let a step of small ||.||_C change U by a lot

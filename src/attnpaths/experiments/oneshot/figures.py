@@ -242,7 +242,7 @@ def study_figures(results: dict, out) -> list[Path]:
             ax.axhline(100 * opt["gp_accuracy"]["mean"], color="tab:red", ls="--", lw=0.9, alpha=0.6,
                        label="GP, T by test (optimistic)")
         sampled = results.get("samples")
-        if sampled and protocol == sampled.get("evaluated_on", "").removeprefix("test_"):
+        if sampled and protocol == (sampled.get("evaluated_on") or "test_cross").removeprefix("test_"):
             a = sampled["accuracy"]
             ax.errorbar([sampled["N"]], [100 * a["mean"]], yerr=100 * _nan([a["std_across_seeds"]]), fmt="o",
                         color="k", ms=6, capsize=3, label=f"samples (Gibbs), {sampled['n_seeds']} seeds")
