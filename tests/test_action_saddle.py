@@ -446,6 +446,33 @@ def test_factorised_step_equals_the_eigen_step(monkeypatch, kind, eigen_calls):
     assert predicted == pytest.approx(-(g @ p + 0.5 * p @ B @ p), rel=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["boundary", "indefinite"])
+def test_last_secular_step_reuses_the_factor(monkeypatch, kind):
+    """The secular iteration's last Newton step is a first-order update of p with the factorisation in hand: the
+    same boundary step as factorising once more (to rounding), with fewer factorisations."""
+    import attnpaths._src.trust_region as trust_region
+
+    shipped, counts, real = trust_region._POLISH_TOL, {}, trust_region._cholesky
+    assert shipped > 0
+
+    def counting(*args, **kwargs):
+        counts[polish] = counts.get(polish, 0) + 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trust_region, "_cholesky", counting)
+    for seed in range(3):
+        g, B, radius = _large_subproblem(kind, seed=seed)
+        steps = {}
+        for polish in (shipped, 0.0):
+            monkeypatch.setattr(trust_region, "_POLISH_TOL", polish)
+            steps[polish] = trust_region.dense_step(g, B, radius)
+        (p, predicted, boundary), (q, predicted_q, boundary_q) = steps[shipped], steps[0.0]
+        assert boundary and boundary_q
+        np.testing.assert_allclose(p, q, rtol=1e-8, atol=1e-10 * np.linalg.norm(q))
+        assert predicted == pytest.approx(predicted_q, rel=1e-12)
+    assert counts[shipped] < counts[0.0], counts
+
+
 @pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
 def test_steihaug_step_decreases_the_model_within_the_region(name, g, B, radius, boundary):
     """Truncated CG: the Newton step to the documented forcing ||B p + g|| <= min(0.1, ||g||) ||g|| when it

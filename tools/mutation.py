@@ -132,6 +132,7 @@ MODULES = {
         "tests/test_action_saddle.py::test_lanczos_results_do_not_depend_on_earlier_calls",
         "tests/test_action_saddle.py::test_dense_step_uses_the_symmetric_part_of_B",
         "tests/test_action_saddle.py::test_indefinite_step_starts_the_secular_iteration_past_the_pole",
+        "tests/test_action_saddle.py::test_last_secular_step_reuses_the_factor",
         "tests/test_bad_input.py",
     ]),
     "gibbs": ("attnpaths/_src/sampling/gibbs.py", _GIBBS_FUNCS, [

@@ -60,6 +60,7 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
 
 _LANCZOS_MIN_SIZE = 64  # below this an eigen-decomposition costs less than Lanczos and a few factorisations
 _SECULAR_TOL = 1e-12  # |radius / ||p|| - 1| at which the secular iteration stops
+_POLISH_TOL = 1e-5  # below this error the last secular Newton step reuses the factor in hand
 _LANCZOS_TOL = 1e-6  # the step needs the lowest eigenvalue only to place the first shift
 
 
@@ -123,7 +124,9 @@ def _cholesky_shift(B: np.ndarray, g: np.ndarray, radius: float, mu: float, fact
     1983, with R^T R = B + mu I, q = R^-T p: mu += (||p|| / ||q||)^2 (||p|| - radius) / radius).
 
     Returns (p, mu, factorisations) at |radius / ||p|| - 1| < 1e-12, or None when ||p(mu)|| < radius at the
-    start (the hard case is near) or after `max_iter` factorisations."""
+    start (the hard case is near) or after `max_iter` factorisations. Once the error is below `_POLISH_TOL`, the
+    last Newton step needs no factorisation: p moves to first order with the factor in hand, which leaves an
+    error of second order (about the square of the previous one)."""
     for iteration in range(1, max_iter + 1):
         p = -scipy.linalg.cho_solve(factor, g)
         norm = float(np.linalg.norm(p))
@@ -132,7 +135,11 @@ def _cholesky_shift(B: np.ndarray, g: np.ndarray, radius: float, mu: float, fact
         if norm < radius:
             return None
         q = scipy.linalg.solve_triangular(factor[0], p, trans="T", check_finite=False)
-        mu = mu + (norm / float(np.linalg.norm(q))) ** 2 * (norm - radius) / radius
+        step = (norm / float(np.linalg.norm(q))) ** 2 * (norm - radius) / radius
+        if abs(radius / norm - 1.0) < _POLISH_TOL:
+            # dp/dmu = -(B + mu I)^-1 p: p(mu + step) = p - step (B + mu I)^-1 p + O(step^2)
+            return p - step * scipy.linalg.cho_solve(factor, p, check_finite=False), mu + step, iteration
+        mu = mu + step
         factor = _cholesky(_shifted(B, mu), overwrite=True)
         if factor is None:
             return None
