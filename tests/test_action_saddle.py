@@ -471,6 +471,14 @@ def test_last_secular_step_reuses_the_factor(monkeypatch, kind):
         np.testing.assert_allclose(p, q, rtol=1e-8, atol=1e-10 * np.linalg.norm(q))
         assert predicted == pytest.approx(predicted_q, rel=1e-12)
     assert counts[shipped] < counts[0.0], counts
+    # the shift it returns is the one the factorisation would have reached
+    g, B, radius = _large_subproblem("boundary")
+    shifts = {}
+    for polish in (shipped, 0.0):
+        monkeypatch.setattr(trust_region, "_POLISH_TOL", polish)
+        shifts[polish] = trust_region._cholesky_shift(B, g, radius, 0.0, real(B))
+    assert shifts[shipped][1] == pytest.approx(shifts[0.0][1], rel=1e-9)
+    assert shifts[shipped][2] < shifts[0.0][2]
 
 
 @pytest.mark.parametrize("name, g, B, radius, boundary", _subproblems())
