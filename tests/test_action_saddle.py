@@ -852,6 +852,17 @@ def test_krylov_preconditioner_is_the_dense_hessian_where_it_claims(route):
     C_inv = np.stack([C.solve(e) for e in np.eye(n)], axis=1)
     np.testing.assert_allclose(C_inv, F_inv.T @ F_inv, rtol=1e-10, atol=1e-12)
     assert np.linalg.eigvalsh(C_inv)[0] > 0
+    # C itself, from the Hessian's entries as documented: scaled so that D has mean 1, D = |diagonal| floored,
+    # B and A exact, A's Schur complement A - B^T D^-1 B with its eigenvalues made positive the same way
+    from attnpaths._src.krylov import _FLOOR
+
+    scale = np.mean(np.abs(np.diag(H)[:n1]))
+    D = np.maximum(np.abs(np.diag(H)[:n1]) / scale, _FLOOR)
+    B, A = H[:n1, n1:] / scale, H[n1:, n1:] / scale
+    lam, V = np.linalg.eigh(A - B.T @ (B / D[:, None]))
+    schur = (V * np.maximum(np.abs(lam), _FLOOR)) @ V.T
+    expected = np.block([[np.diag(D), B], [B.T, schur + B.T @ (B / D[:, None])]])
+    np.testing.assert_allclose(np.linalg.inv(C_inv), expected, rtol=1e-8, atol=1e-10 * np.max(np.abs(expected)))
 
 
 def test_preconditioned_steihaug_step_uses_the_preconditioner_norm():

@@ -151,6 +151,7 @@ MODULES["trust_region"] = ("attnpaths/_src/trust_region.py", None, MODULES["sadd
 MODULES["whitened"] = ("attnpaths/_src/whitened.py", None, MODULES["saddle"][2])
 MODULES["krylov"] = ("attnpaths/_src/krylov.py", None, [
     "tests/test_action_saddle.py::test_krylov_preconditioner_is_the_dense_hessian_where_it_claims",
+    "tests/test_action_saddle.py::test_solver_model_is_the_action_in_exponential_coordinates",
     "tests/test_action_saddle.py::test_preconditioned_steihaug_step_uses_the_preconditioner_norm",
     "tests/test_action_saddle.py::test_certificate_when_lanczos_does_not_converge",
     "tests/test_action_saddle.py::test_reported_hessian_products_are_the_ones_made",
