@@ -123,10 +123,11 @@ def _cholesky_shift(B: np.ndarray, g: np.ndarray, radius: float, mu: float, fact
     there, so the iterates rise monotonically to the root and every factorisation succeeds (More and Sorensen
     1983, with R^T R = B + mu I, q = R^-T p: mu += (||p|| / ||q||)^2 (||p|| - radius) / radius).
 
-    Returns (p, mu, factorisations) at |radius / ||p|| - 1| < 1e-12, or None when ||p(mu)|| < radius at the
-    start (the hard case is near) or after `max_iter` factorisations. Once the error is below `_POLISH_TOL`, the
-    last Newton step needs no factorisation: p moves to first order with the factor in hand, which leaves an
-    error of second order (about the square of the previous one)."""
+    Returns (p, mu, factorisations) at |radius / ||p|| - 1| < 1e-12, or, once that error is below `_POLISH_TOL`,
+    after a last Newton step that needs no factorisation: p moves to first order with the factor in hand, which
+    leaves an error of second order (about the square of the previous one; the caller scales p onto the
+    boundary). None when ||p(mu)|| < radius at the start (the hard case is near) or after `max_iter`
+    factorisations."""
     for iteration in range(1, max_iter + 1):
         p = -scipy.linalg.cho_solve(factor, g)
         norm = float(np.linalg.norm(p))
