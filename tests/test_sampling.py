@@ -314,6 +314,24 @@ def test_path_moment_sweep_gives_the_same_chain_as_p_by_p():
         np.testing.assert_allclose(runs[0].U, other.U, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("route", [("P", "P", "q", "q"), ("q", "q", "P", "P")])
+def test_every_mix_of_routes_gives_the_same_chain(route):
+    """factored_sweep with the routes forced to a mix (the cost model picks all 'q' here): the same chain as P x P
+    everywhere, so each block on the P route gets its own Gram (V0's cached C0 and no other) and its input M."""
+    from attnpaths._src.sampling.factored import path_moments
+
+    spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=30, n0=3, widths=[8, 9, 10])
+    xi_test = path_features(spec, att_test, x_test)
+    fast = BlockedGibbs(spec, att, x, y)
+    _, aux = fast.tree_flatten()
+    mixed = BlockedGibbs.tree_unflatten(aux[:-1] + (route,), (fast.xi, fast.y, fast.C0, path_moments(fast.xi)))
+    kw = dict(n_chains=2, n_warmup=3, seed=2, progress=False)
+    got = run_sampler(mixed, xi_test, 4, **kw)
+    want = run_sampler(BlockedGibbs(spec, att, x, y, reduce=False), xi_test, 4, **kw)
+    np.testing.assert_allclose(got.f_test, want.f_test, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(got.U, want.U, rtol=1e-8, atol=1e-10)
+
+
 def test_reduced_route_gives_the_same_chain():
     """Gibbs with r x r algebra where r < P (here V2 and a) and with P x P everywhere: the same draws."""
     spec, x, att, y, w, x_test, att_test = _problem((2, 2), "last", P=12)
