@@ -714,9 +714,15 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     for form_M in (True, False):
         np.testing.assert_allclose(_whitened_hessian(Ls, f, spec.hyper(), spec.heads, form_M), reference,
                                    rtol=1e-8, atol=1e-10)
+    # the entropy's part by autodiff, or from the Curvature formed with the preconditioner
+    from attnpaths._src.krylov import krylov_parts
+
+    _, curvature = krylov_parts(Ls, f, spec.hyper(), spec.heads)
+    assert curvature is not None
     for w in np.random.default_rng(10).normal(size=(3, x0.size)):
-        np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w)), reference @ w,
-                                   rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))
+        for given in (None, curvature):
+            np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w), given), reference @ w,
+                                       rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))
     # the stopping rule's two gradients: max |dS/dU| and max |L^T dS/dU L| over the levels
     dS = jax.jit(jax.grad(lambda U: ap.action([0.5 * (u + u.T) for u in U], xi, y, spec.hyper(), spec.heads)))(Us)
     absolute = max(float(jnp.max(jnp.abs(g))) for g in dS)
@@ -841,9 +847,24 @@ def test_krylov_preconditioner_is_the_dense_hessian_where_it_claims(route):
     f = _model(Us, data, spec.hyper(), spec.heads, False, False).factors
     H = np.asarray(dense.hess)
     n1 = spec.level_sizes[0] * (spec.level_sizes[0] + 1) // 2
-    d1, columns = _preconditioner_parts(dense.Ls, f, spec.hyper(), spec.heads)
+    d1, columns, C_1 = _preconditioner_parts(dense.Ls, f, spec.hyper(), spec.heads)
     np.testing.assert_allclose(d1, np.diag(H)[:n1], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(columns, H[n1:], rtol=1e-9, atol=1e-12 * np.max(np.abs(H)))
+    # level 1's entropic block is X -> (C_1 X + X C_1) / 2: the dense Hessian's level-1 block without the energy's
+    from attnpaths._src.action import energy_hessian, whiten_factors
+    from attnpaths._src.saddle import _symmetric_block
+
+    energy_block = _symmetric_block(energy_hessian(whiten_factors(f, dense.Ls[0]), spec.variances[0]),
+                                    1.0 / np.sqrt(2.0)) / max(spec.widths)
+    k = spec.level_sizes[0]
+    rows, cols = np.triu_indices(k)
+    for j in range(n1):
+        X = np.zeros((k, k))
+        X[rows[j], cols[j]] = X[cols[j], rows[j]] = 1.0 if rows[j] == cols[j] else 1.0 / np.sqrt(2.0)
+        Y = 0.5 * (C_1 @ X + X @ C_1)
+        packed = Y[rows, cols] * np.where(rows == cols, 1.0, np.sqrt(2.0))
+        np.testing.assert_allclose(packed, H[:n1, j] - energy_block[:, j], rtol=1e-9,
+                                   atol=1e-11 * np.max(np.abs(H)))
     C = preconditioner(dense.Ls, f, spec.hyper(), spec.heads)
     n = H.shape[0]
     F_inv = np.stack([C.inverse_factor(e, transpose=False) for e in np.eye(n)], axis=1)
@@ -863,6 +884,28 @@ def test_krylov_preconditioner_is_the_dense_hessian_where_it_claims(route):
     schur = (V * np.maximum(np.abs(lam), _FLOOR)) @ V.T
     expected = np.block([[np.diag(D), B], [B.T, schur + B.T @ (B / D[:, None])]])
     np.testing.assert_allclose(np.linalg.inv(C_inv), expected, rtol=1e-8, atol=1e-10 * np.max(np.abs(expected)))
+
+
+@pytest.mark.parametrize("P, H, n0", [(7, 9, 3), (11, 17, 2), (5, 2, 4)])
+def test_energy_hessian_diagonal_from_W_is_the_quadratic_form(P, H, n0):
+    """energy_hessian_diagonal from W (its blocks in uneven chunks of heads, the upper block triangle only) and
+    from M: the energy's quadratic form on E_cc and on E_cd + E_dc (4 x the entry), by energy_hvp."""
+    from attnpaths._src.action import energy_hessian_diagonal, energy_hvp, with_M
+    from attnpaths._src.routes import EnergyFactors
+
+    rng = np.random.default_rng(P * H)
+    W, v = jnp.asarray(rng.normal(size=(P, H, n0))), jnp.asarray(rng.normal(size=(H, n0)))
+    f = EnergyFactors(jnp.asarray(0.0), v, jnp.zeros((H, H)), None, W)
+    got, from_M = np.asarray(energy_hessian_diagonal(f, 1.3)), np.asarray(energy_hessian_diagonal(with_M(f), 1.3))
+    want = np.zeros((H, H))
+    for c in range(H):
+        for d in range(H):
+            Z = np.zeros((H, H))
+            Z[c, d] += 1.0
+            Z[d, c] += 1.0
+            want[c, d] = float(np.vdot(Z, energy_hvp(f, jnp.asarray(Z), 1.3))) / 4.0
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+    np.testing.assert_allclose(from_M, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
 
 
 def test_preconditioned_steihaug_step_uses_the_preconditioner_norm():

@@ -1,8 +1,9 @@
 """The matrix-free pieces of the saddle-point solver's Krylov method (`saddle.py`, method 'krylov').
 
-* `hvp`: d2S/dx2 w in the whitened coordinates x (`whitened.py`) without forming the Hessian: the entropy's
-  part by forward-over-reverse autodiff of small matrices, the energy's by `action.energy_hvp`, O(D^2 H) from M
-  or O(P^2 D) from W.
+* `hvp`: d2S/dx2 w in the whitened coordinates x (`whitened.py`) without forming the Hessian: the energy's part
+  by `action.energy_hvp`, O(D^2 H) from M or O(P^2 D) from W; the entropy's from its `Curvature`, formed once
+  per point with the preconditioner (`krylov_parts`): level 1's block in closed form and the exact rows of the
+  levels above, O(H^3 + n m) per product (by autodiff of small matrices with one level).
 * `preconditioner`: the Hessian's diagonal in those coordinates, O(H^2 N0^2) from the whitened M, for the
   preconditioned Steihaug-Toint step (`trust_region.steihaug_step`) and the certificate. Its level blocks:
   the entropy's -N_l ln det U_l has no curvature in x (ln det(I + X + X^2/2) = Tr X + O(X^3)), so the rest of the
@@ -30,24 +31,43 @@ from attnpaths._src.action import energy_gradient, energy_hessian_diagonal, ener
 from attnpaths._src.order import symmetrize
 from attnpaths._src.spec import Hyper
 from attnpaths._src.trust_region import lanczos_start
-from attnpaths._src.whitened import _retract, _surrogate
+from attnpaths._src.whitened import (_n_tri, _pack_scaled, _retract, _retract_levels, _surrogate, _unpack_scaled,
+                                     _upper_rows)
 
 _FLOOR = 0.25  # |diagonal entries| below this fraction of their mean are raised to it: C must be positive, and
 # a tiny entry would let a step of small ||.||_C change U by a lot
 
 
+class Curvature(NamedTuple):
+    """The entropic part of d2S/dx2 (of S_ent + <dE/dU_1, U_1>, normalised) at a point with two levels or more,
+    once per point: level 1's block is x_1 -> X -> (C X + X C) / 2 (whitened coordinates, `_pack_scaled`) with
+    C = L_1^T (dS/dU_1 + N_1 U_1^-1) L_1 (H, H), as `saddle._level1_curvature` has it in closed form; `rows`
+    (m, n) are the Hessian's exact rows of the m coordinates of the levels above."""
+
+    C: jnp.ndarray
+    rows: jnp.ndarray
+
+
 @partial(jax.jit, static_argnames=("heads",))
-def hvp(Ls, f, hyper: Hyper, heads, w):
-    """d2S/dx2 w at x = 0 in the whitened coordinates of the Cholesky factors Ls, without forming the Hessian."""
-    x0 = jnp.zeros_like(w)
-    to_order = partial(_retract, Ls)
+def hvp(Ls, f, hyper: Hyper, heads, w, curvature: Curvature | None = None):
+    """d2S/dx2 w at x = 0 in the whitened coordinates of the Cholesky factors Ls, without forming the Hessian.
+
+    The energy's part by `action.energy_hvp`; the entropy's from `curvature` (`krylov_parts`) when given, O(H^3 +
+    m n), else by forward-over-reverse autodiff (several H^3 products per level, ~30 % of a product at 256 paths)."""
+    L = Ls[0]
+    n1 = _n_tri(L.shape[0])
+    norm = jnp.max(hyper.widths)
     s0 = hyper.variances[0]
-    surrogate = _surrogate(to_order, energy_gradient(f, s0), hyper, heads)
-    hv = jax.jvp(jax.grad(surrogate), (x0,), (w,))[1]
-    U1_of = lambda x: to_order(x)[0]  # noqa: E731
-    Jw = jax.jvp(U1_of, (x0,), (w,))[1]
-    _, pullback = jax.vjp(U1_of, x0)
-    return (hv + pullback(energy_hvp(f, Jw, s0))[0]) / jnp.max(hyper.widths)
+    X = _unpack_scaled(w[:n1], [L.shape[0]])[0]
+    energy = _pack_scaled(symmetrize(L.T @ energy_hvp(f, L @ X @ L.T, s0) @ L))  # J^T hE J w, J w = L X L^T
+    if curvature is None:
+        x0 = jnp.zeros_like(w)
+        surrogate = _surrogate(partial(_retract, Ls), energy_gradient(f, s0), hyper, heads)
+        hv = jax.jvp(jax.grad(surrogate), (x0,), (w,))[1]
+        return (hv + jnp.concatenate([energy, jnp.zeros_like(w[n1:])])) / norm
+    C, rows = curvature
+    level1 = _pack_scaled(0.5 * (C @ X + X @ C)) + rows[:, :n1].T @ w[n1:]
+    return jnp.concatenate([level1 + energy / norm, rows @ w])
 
 
 def _packed_diagonal(quadratic: jnp.ndarray, offdiag: jnp.ndarray) -> jnp.ndarray:
@@ -59,8 +79,9 @@ def _packed_diagonal(quadratic: jnp.ndarray, offdiag: jnp.ndarray) -> jnp.ndarra
 
 @partial(jax.jit, static_argnames=("heads",))
 def _preconditioner_parts(Ls, f, hyper: Hyper, heads):
-    """(d1 (n1,), columns (n - n1, n)): level 1's Hessian diagonal, and the Hessian's columns of the levels
-    above, whose entries come from the entropy alone (the energy depends on U_1 only)."""
+    """(d1 (n1,), columns (n - n1, n), C (H, H)), normalised: level 1's Hessian diagonal, the Hessian's columns of
+    the levels above, whose entries come from the entropy alone (the energy depends on U_1 only), and the matrix
+    of level 1's entropic block (`Curvature`)."""
     s0 = hyper.variances[0]
     gE = energy_gradient(f, s0)
     L = Ls[0]
@@ -70,13 +91,10 @@ def _preconditioner_parts(Ls, f, hyper: Hyper, heads):
     c = jnp.diag(C)
     e = energy_hessian_diagonal(whiten_factors(f, L), s0)
     d1 = _packed_diagonal(c + jnp.diag(e), 0.5 * (c[:, None] + c[None, :]) + 2.0 * e)
-    n1, n = d1.shape[0], sum(n_l * (n_l + 1) // 2 for n_l in (L_l.shape[0] for L_l in Ls))
-    surrogate = _surrogate(partial(_retract, Ls), gE, hyper, heads)
-    x0 = jnp.zeros(n, dtype=L.dtype)
-    column = lambda e_k: jax.jvp(jax.grad(surrogate), (x0,), (e_k,))[1]  # noqa: E731
-    columns = jax.vmap(column)(jnp.eye(n, dtype=L.dtype)[n1:])
+    surrogate = _surrogate(partial(_retract_levels, Ls), gE, hyper, heads)
+    columns = _upper_rows(surrogate, [jnp.zeros(_n_tri(L_l.shape[0]), dtype=L.dtype) for L_l in Ls], 1)
     norm = jnp.max(hyper.widths)
-    return d1 / norm, columns / norm
+    return d1 / norm, columns / norm, symmetrize(C) / norm
 
 
 class Preconditioner(NamedTuple):
@@ -108,10 +126,13 @@ class Preconditioner(NamedTuple):
         return np.concatenate([w1 / np.sqrt(self.D), root(w2 - self.B.T @ (w1 / self.D))])
 
 
-def preconditioner(Ls, f, hyper: Hyper, heads) -> Preconditioner:
+def krylov_parts(Ls, f, hyper: Hyper, heads) -> tuple[Preconditioner, Curvature | None]:
     """The Krylov method's `Preconditioner` at the point with Cholesky factors Ls and energy factors f, scaled so
-    that D has mean 1 (then ||p||_C stays, on average, a relative change of U)."""
-    d1, columns = (np.asarray(a) for a in _preconditioner_parts(Ls, f, hyper, heads))
+    that D has mean 1 (then ||p||_C stays, on average, a relative change of U), and the entropy's `Curvature`
+    there for `hvp` (None with one level, whose U_1 also enters U_a: `hvp` then differentiates the entropy)."""
+    d1, columns, C_1 = _preconditioner_parts(Ls, f, hyper, heads)
+    curvature = Curvature(C_1, columns) if len(heads) > 1 else None
+    d1, columns = np.asarray(d1), np.asarray(columns)
     n1 = len(d1)
     scale = float(np.mean(np.abs(d1)))
     D = np.maximum(np.abs(d1) / scale, _FLOOR)
@@ -119,7 +140,12 @@ def preconditioner(Ls, f, hyper: Hyper, heads) -> Preconditioner:
     s, V = np.linalg.eigh(A - B.T @ (B / D[:, None]))
     s = np.abs(s)
     s = np.maximum(s, _FLOOR)
-    return Preconditioner(D, B, V, s)
+    return Preconditioner(D, B, V, s), curvature
+
+
+def preconditioner(Ls, f, hyper: Hyper, heads) -> Preconditioner:
+    """`krylov_parts`' preconditioner alone."""
+    return krylov_parts(Ls, f, hyper, heads)[0]
 
 
 def smallest_eigenvalue(product: Callable[[np.ndarray], np.ndarray], C: Preconditioner) -> tuple[float, int]:

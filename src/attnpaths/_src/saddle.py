@@ -48,14 +48,14 @@ from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, e
                                    whiten_factors, with_M)
 from attnpaths._src.checks import as_count
 from attnpaths._src.krylov import hvp as _hvp
-from attnpaths._src.krylov import Preconditioner, preconditioner, smallest_eigenvalue
+from attnpaths._src.krylov import Curvature, Preconditioner, krylov_parts, smallest_eigenvalue
 from attnpaths._src.order import gp_order, order_to_cholesky, pack_order, symmetrize, unpack_order
 from attnpaths._src.routes import EnergyFactors, TrainingData, example_data, training_data
 from attnpaths._src.spec import Hyper, NetworkSpec
 from attnpaths._src.trust_region import (dense_step, lowest_eigenvalue, next_radius, steihaug_step, step_accepted,
                                          step_quality)
 from attnpaths._src.whitened import (_dense_hessian, _grad_max, _n_tri, _product_block, _retract,  # noqa: F401
-                                     _sizes, _surrogate, _symmetric_block, _unpack_scaled)
+                                     _retract_levels, _sizes, _surrogate, _symmetric_block, _unpack_scaled)
 
 METHODS = ("auto", "dense", "krylov")
 DENSE_MAX_PATHS = 64  # above this many paths the dense Hessian (H^4 entries) costs more than Krylov steps
@@ -145,13 +145,13 @@ def _whitened_hessian(Ls, f: EnergyFactors, hyper: Hyper, heads, form_M: bool) -
     from the energy factors f there: level 1's block in closed form, the levels above by autodiff. `form_M`:
     the energy's part from M, formed from W if f kept only W (`action.with_M`), rather than from W itself."""
     sizes = _sizes(heads)
-    x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
-    to_order = partial(_retract, Ls)
-    Us = to_order(x0)
+    xs0 = [jnp.zeros(_n_tri(n)) for n in sizes]
+    to_order = partial(_retract_levels, Ls)
+    Us = to_order(xs0)
     s0 = hyper.variances[0]
     gE = energy_gradient(f, s0)
     n1 = _n_tri(sizes[0])
-    hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), x0,
+    hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), xs0,
                           _level1_curvature(Us, Ls, gE, hyper, heads, whitened=True))
     white = whiten_factors(f, Ls[0])  # J w = L1 W L1^T
     hE_white = energy_hessian(with_M(white) if form_M else white, s0)
@@ -189,11 +189,11 @@ def _trial(Ls, x, data, hyper: Hyper, heads):
 def _packed_hessian_from(Us, f, hyper: Hyper, heads, form_M: bool = False):
     sizes = _sizes(heads)
     s0 = hyper.variances[0]
-    p0 = pack_order(Us)
-    to_order = lambda p: unpack_order(p, sizes)  # noqa: E731
+    ps0 = [pack_order([U]) for U in Us]
+    to_order = lambda ps: [unpack_order(p, [n])[0] for p, n in zip(ps, sizes)]  # noqa: E731
     gE = energy_gradient(f, s0)
     Ls = [jnp.linalg.cholesky(U) for U in Us]
-    hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), p0,
+    hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), ps0,
                           _level1_curvature(Us, Ls, gE, hyper, heads, whitened=False))
     n1 = _n_tri(sizes[0])
     hess = hess.at[:n1, :n1].add(_symmetric_block(energy_hessian(with_M(f) if form_M else f, s0), 1.0))
@@ -226,7 +226,7 @@ def _choose_method(method: str, n_paths: int) -> str:
 
 
 def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None,
-                         form_M: bool = False) -> tuple[float, int]:
+                         form_M: bool = False, curvature: Curvature | None = None) -> tuple[float, int]:
     """The certificate: (smallest Hessian eigenvalue, Hessian-vector products used).
 
     Dense (scale None): the packed upper-triangle Hessian of spec C.1, fully. Krylov: Lanczos on the whitened
@@ -236,7 +236,7 @@ def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None,
     """
     if scale is None:
         return lowest_eigenvalue(np.asarray(_packed_hessian_from(Us, f, hyper, heads, form_M))), 0
-    return smallest_eigenvalue(lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w))), scale)
+    return smallest_eigenvalue(lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w), curvature)), scale)
 
 
 def _check_init(init, spec: NetworkSpec) -> list[jnp.ndarray]:
@@ -293,7 +293,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
     radius, iterations, products, stalled = 1.0, 0, 0, False
-    scale = None if dense else preconditioner(model.Ls, model.factors, hyper, heads)
+    scale, curvature = (None, None) if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
     hess = None  # the dense Hessian at the current point, formed once it is needed (not at the minimum)
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
@@ -301,7 +301,8 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
                 hess = np.asarray(_whitened_hessian(model.Ls, model.factors, hyper, heads, keep_M))
             step, predicted, boundary = dense_step(grad, hess, radius)
         else:
-            hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w)))  # noqa: E731
+            hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w),  # noqa: E731
+                                            curvature))
             step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products,
                                                             precondition=scale.solve, floor=0.1 * tol)
             products += used
@@ -314,12 +315,12 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             model = _model(Us, data, hyper, heads, model_keeps_M, False)
             hess = None
             S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
-            scale = None if dense else preconditioner(model.Ls, model.factors, hyper, heads)
+            scale, curvature = (None, None) if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
     min_eig, certificate_products = _smallest_eigenvalue(Us, model.Ls, model.factors, hyper, heads, scale,
-                                                         keep_M)
+                                                         keep_M, curvature)
     converged = bool(min(grad_max, relative_max) <= tol and min_eig > 0)
     result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(model.U_a),
                     action=S, grad_max=float(grad_max), relative_grad_max=float(relative_max),

@@ -30,10 +30,28 @@ def _unpack_scaled(x: jnp.ndarray, sizes: Sequence[int]) -> list[jnp.ndarray]:
     return out
 
 
+def _pack_scaled(X: jnp.ndarray) -> jnp.ndarray:
+    """Inverse of `_unpack_scaled` for one symmetric X (n, n): its upper triangle, off-diagonal entries times sqrt 2.
+    Also the pullback of a symmetric cotangent G through `_unpack_scaled`: <G, X(x)> = _pack_scaled(G) . x."""
+    rows, cols = np.triu_indices(X.shape[0])
+    return X[rows, cols] * jnp.asarray(np.where(rows == cols, 1.0, math.sqrt(2.0)))
+
+
 def _retract(Ls: Sequence[jnp.ndarray], x: jnp.ndarray) -> list[jnp.ndarray]:
     """U_l(X_l) = L_l (I + X_l + X_l^2/2) L_l^T: positive definite for every x."""
-    Xs = _unpack_scaled(x, [L.shape[0] for L in Ls])
-    return [L @ (jnp.eye(L.shape[0], dtype=x.dtype) + X + 0.5 * X @ X) @ L.T for L, X in zip(Ls, Xs)]
+    return _retract_levels(Ls, _split_levels(x, [_n_tri(L.shape[0]) for L in Ls]))
+
+
+def _retract_levels(Ls: Sequence[jnp.ndarray], xs: Sequence[jnp.ndarray]) -> list[jnp.ndarray]:
+    """`_retract` from the levels' coordinate vectors [x_1 (n_1 (n_1 + 1) / 2,), ..., x_L] apart."""
+    Xs = [_unpack_scaled(x, [L.shape[0]])[0] for L, x in zip(Ls, xs)]
+    return [L @ (jnp.eye(L.shape[0], dtype=X.dtype) + X + 0.5 * X @ X) @ L.T for L, X in zip(Ls, Xs)]
+
+
+def _split_levels(x: jnp.ndarray, lengths: Sequence[int]) -> list[jnp.ndarray]:
+    """x (sum lengths,) -> its consecutive pieces of the given lengths."""
+    ends = np.cumsum([0, *lengths])
+    return [x[a:b] for a, b in zip(ends[:-1], ends[1:])]
 
 
 def _symmetric_block(h4: jnp.ndarray, offdiag: float) -> jnp.ndarray:
@@ -87,14 +105,30 @@ def _product_block(A: jnp.ndarray, B: jnp.ndarray, offdiag: float) -> jnp.ndarra
     return w[:, None] * w[None, :] * hs
 
 
-def _dense_hessian(fn, x0: jnp.ndarray, block11: jnp.ndarray) -> jnp.ndarray:
-    """The Hessian (n, n) of `fn` at x0 (n,) whose leading (n1, n1) block is given (`block11`, in closed form):
-    the other n - n1 rows by forward-over-reverse autodiff, one Hessian-vector product per coordinate.
+def _dense_hessian(fn, xs0: Sequence[jnp.ndarray], block11: jnp.ndarray) -> jnp.ndarray:
+    """The Hessian (n, n) of `fn`, a function of the levels' coordinate vectors [x_1, ..., x_L], at xs0, whose
+    leading block, level 1's (n1, n1) or (0, 0), is given (`block11`, in closed form): the other n - n1 rows by
+    `_upper_rows`.
 
     Level 1 has H(H+1)/2 of the n coordinates, the levels above a few (n_2 = (H/H_1)^2): full autodiff
     (`jax.hessian`) spent n such products, ~1.6 s of a 64-path step and most of its compilation."""
     n1 = block11.shape[0]
-    grad = jax.grad(fn)
-    basis = jnp.eye(x0.shape[0], dtype=x0.dtype)[n1:]
-    rows = jax.vmap(lambda e: jax.jvp(grad, (x0,), (e,))[1])(basis)  # (n - n1, n)
+    rows = _upper_rows(fn, xs0, 1 if n1 else 0)  # (n - n1, n)
     return jnp.concatenate([jnp.concatenate([block11, rows[:, :n1].T], axis=1), rows], axis=0)
+
+
+def _upper_rows(fn, xs0: Sequence[jnp.ndarray], first: int) -> jnp.ndarray:
+    """The rows (m, n) of the Hessian of `fn` (a function of [x_1, ..., x_L]) at xs0 for the m coordinates of levels
+    first+1, ..., L: one forward-over-reverse product per coordinate.
+
+    The levels below are held as constants, not given zero tangents: a zero tangent is still pushed through
+    their products, and level 1's are (H^3) matmuls, ~10x the rest of a product at 256 paths."""
+    held, free0 = list(xs0[:first]), list(xs0[first:])
+    grad = jax.grad(lambda held, free: fn(held + free), argnums=(0, 1))
+    lengths = [x.shape[0] for x in free0]
+
+    def row(e):
+        g_held, g_free = jax.jvp(lambda free: grad(held, free), (free0,), (_split_levels(e, lengths),))[1]
+        return jnp.concatenate([*g_held, *g_free])
+
+    return jax.vmap(row)(jnp.eye(sum(lengths), dtype=xs0[0].dtype))
