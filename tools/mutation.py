@@ -69,6 +69,10 @@ MODULES = {
         "tests/test_routes.py::test_certificate_is_the_hessian_of_the_action_in_packed_coordinates",
         "tests/test_action_saddle.py::test_one_head_per_layer_is_a_deep_linear_network",
         "tests/test_action_saddle.py::test_action_is_energy_plus_entropy_over_the_largest_width",
+        # the Krylov method's energy pieces from W (session 10)
+        "tests/test_action_saddle.py::test_energy_hessian_diagonal_from_W_is_the_quadratic_form",
+        "tests/test_action_saddle.py::test_krylov_preconditioner_is_the_dense_hessian_where_it_claims",
+        "tests/test_action_saddle.py::test_solver_model_is_the_action_in_exponential_coordinates",
     ]),
     "kernels": ("attnpaths/_src/kernels.py", None, [
         "tests/test_paths_kernels.py::test_kernels_match_loop_over_path_pairs",
