@@ -886,7 +886,7 @@ def test_krylov_preconditioner_is_the_dense_hessian_where_it_claims(route):
     np.testing.assert_allclose(np.linalg.inv(C_inv), expected, rtol=1e-8, atol=1e-10 * np.max(np.abs(expected)))
 
 
-@pytest.mark.parametrize("P, H, n0", [(7, 9, 3), (11, 17, 2), (5, 2, 4)])
+@pytest.mark.parametrize("P, H, n0", [(7, 9, 3), (11, 17, 2), (5, 2, 4), (6, 1, 3)])
 def test_energy_hessian_diagonal_from_W_is_the_quadratic_form(P, H, n0):
     """energy_hessian_diagonal from W (its blocks in uneven chunks of heads, the upper block triangle only) and
     from M: the energy's quadratic form on E_cc and on E_cd + E_dc (4 x the entry), by energy_hvp."""
@@ -906,6 +906,28 @@ def test_energy_hessian_diagonal_from_W_is_the_quadratic_form(P, H, n0):
             want[c, d] = float(np.vdot(Z, energy_hvp(f, jnp.asarray(Z), 1.3))) / 4.0
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
     np.testing.assert_allclose(from_M, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("heads", [(3,), (2, 2)])
+def test_krylov_hvp_is_the_dense_hessian_with_one_level_or_more(heads):
+    """At a random U, the Krylov method's products (with krylov_parts' Curvature, as the solver makes them) are the
+    dense whitened Hessian's: with one level U_1 also enters U_a, and the closed-form level-1 block would miss it."""
+    from attnpaths._src.krylov import krylov_parts
+    from attnpaths._src.routes import training_data
+    from attnpaths._src.saddle import _hvp, _model
+
+    spec, attention, x, y, *_ = random_problem(heads, n_train=10, n0=3, widths=4.0, seed=3)
+    data = training_data(spec, ap.path_features(spec, attention, x), y, "example")
+    rng = np.random.default_rng(5)
+    Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
+    hyper = spec.hyper()
+    dense = _model(Us, data, hyper, spec.heads, True, True)
+    f = _model(Us, data, hyper, spec.heads, False, False).factors
+    _, curvature = krylov_parts(dense.Ls, f, hyper, spec.heads)
+    H = np.asarray(dense.hess)
+    for w in rng.normal(size=(3, H.shape[0])):
+        np.testing.assert_allclose(_hvp(dense.Ls, f, hyper, spec.heads, jnp.asarray(w), curvature), H @ w,
+                                   rtol=1e-8, atol=1e-10 * np.max(np.abs(H)))
 
 
 def test_preconditioned_steihaug_step_uses_the_preconditioner_norm():

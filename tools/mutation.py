@@ -137,6 +137,7 @@ MODULES = {
         "tests/test_action_saddle.py::test_dense_step_uses_the_symmetric_part_of_B",
         "tests/test_action_saddle.py::test_indefinite_step_starts_the_secular_iteration_past_the_pole",
         "tests/test_action_saddle.py::test_last_secular_step_reuses_the_factor",
+        "tests/test_action_saddle.py::test_krylov_hvp_is_the_dense_hessian_with_one_level_or_more",
         "tests/test_bad_input.py",
     ]),
     "gibbs": ("attnpaths/_src/sampling/gibbs.py", _GIBBS_FUNCS, [
@@ -159,6 +160,7 @@ MODULES["krylov"] = ("attnpaths/_src/krylov.py", None, [
     "tests/test_action_saddle.py::test_preconditioned_steihaug_step_uses_the_preconditioner_norm",
     "tests/test_action_saddle.py::test_certificate_when_lanczos_does_not_converge",
     "tests/test_action_saddle.py::test_reported_hessian_products_are_the_ones_made",
+    "tests/test_action_saddle.py::test_krylov_hvp_is_the_dense_hessian_with_one_level_or_more",
     "tests/test_routes.py::test_certificate_is_the_hessian_of_the_action_in_packed_coordinates",
     "tests/test_solver_budget.py"])
 # the Gibbs sampler's path-moment route (sampling/factored.py, session 5)
