@@ -4,8 +4,9 @@
   by `action.energy_hvp`, O(D^2 H) from M or O(P^2 D) from W; the entropy's from its `Curvature`, formed once
   per point with the preconditioner (`krylov_parts`): level 1's block in closed form and the exact rows of the
   levels above, O(H^3 + n m) per product (by autodiff of small matrices with one level).
-* `preconditioner`: the Hessian's diagonal in those coordinates, O(H^2 N0^2) from the whitened M, for the
-  preconditioned Steihaug-Toint step (`trust_region.steihaug_step`) and the certificate. Its level blocks:
+* `preconditioner`: the Hessian's diagonal in those coordinates, O(H^2 N0^2) from the whitened M (O(P D^2 / 2)
+  from W: `action.energy_hessian_diagonal`), for the preconditioned Steihaug-Toint step
+  (`trust_region.steihaug_step`) and the certificate. Its level blocks:
   the entropy's -N_l ln det U_l has no curvature in x (ln det(I + X + X^2/2) = Tr X + O(X^3)), so the rest of the
   action, linear in U_l except through other levels, gives the quadratic form Tr(C_l X_l^2), C_l =
   L_l^T (dS/dU_l + N_l U_l^-1) L_l, whose diagonal is C_cc at (c, c) and (C_cc + C_dd) / 2 at (c, d); level 1
