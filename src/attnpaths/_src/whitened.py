@@ -20,12 +20,11 @@ from attnpaths._src.order import _n_tri, symmetrize
 
 def _unpack_scaled(x: jnp.ndarray, sizes: Sequence[int]) -> list[jnp.ndarray]:
     """x -> [X_l]: upper triangles (row-major), off-diagonal entries divided by sqrt 2, so ||x|| = sum ||X_l||_F."""
-    out, start = [], 0
-    for n in sizes:
+    out = []
+    for x_l, n in zip(_split_levels(x, [_n_tri(n) for n in sizes]), sizes):
         rows, cols = np.triu_indices(n)
         scale = np.where(rows == cols, 1.0, 1.0 / math.sqrt(2.0))
-        upper = jnp.zeros((n, n), x.dtype).at[rows, cols].set(x[start:start + _n_tri(n)] * scale)
-        start += _n_tri(n)
+        upper = jnp.zeros((n, n), x.dtype).at[rows, cols].set(x_l * scale)
         out.append(upper + upper.T - jnp.diag(jnp.diag(upper)))
     return out
 
@@ -122,7 +121,8 @@ def _upper_rows(fn, xs0: Sequence[jnp.ndarray], first: int) -> jnp.ndarray:
     first+1, ..., L: one forward-over-reverse product per coordinate.
 
     The levels below are held as constants, not given zero tangents: a zero tangent is still pushed through
-    their products, and level 1's are (H^3) matmuls, ~10x the rest of a product at 256 paths."""
+    their products, and level 1's are H x H matmuls (the preconditioner's 136 rows at 256 paths: 2.6 s with zero
+    tangents, 0.5 s held)."""
     held, free0 = list(xs0[:first]), list(xs0[first:])
     grad = jax.grad(lambda held, free: fn(held + free), argnums=(0, 1))
     lengths = [x.shape[0] for x in free0]
