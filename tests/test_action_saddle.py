@@ -1040,3 +1040,32 @@ def test_indefinite_step_starts_the_secular_iteration_past_the_pole(monkeypatch)
     from_pole = real(B, g, radius, pole, trust_region._cholesky(trust_region._shifted(B, pole)))
     np.testing.assert_allclose(p, from_pole[0] * radius / np.linalg.norm(from_pole[0]), rtol=1e-8)
     assert counts and counts[0] < from_pole[2], (counts, from_pole[2])
+
+
+@pytest.mark.parametrize("P, H, n0", [(7, 9, 3), (11, 6, 2), (5, 2, 4), (6, 1, 3), (4, 3, 1)])
+def test_energy_hessian_pairs_is_the_symmetrised_hessian(P, H, n0):
+    """energy_hessian_pairs from W (M's blocks over the upper block triangle in uneven chunks, the v terms as a
+    Gram in P) and from M: every entry against the H^4 Hessian of energy_hessian symmetrised by brute force over
+    the two orders of each pair, and its quadratic form against energy_hvp."""
+    from attnpaths._src.action import energy_hessian, energy_hessian_pairs, energy_hvp, with_M
+    from attnpaths._src.routes import EnergyFactors
+
+    rng = np.random.default_rng(P + 10 * H + 100 * n0)
+    W, v = jnp.asarray(rng.normal(size=(P, H, n0))), jnp.asarray(rng.normal(size=(H, n0)))
+    f = EnergyFactors(jnp.asarray(0.0), v, jnp.zeros((H, H)), None, W)
+    h4 = np.asarray(energy_hessian(with_M(f), 1.3))
+    rows, cols = np.triu_indices(H)
+    want = np.empty((rows.size, rows.size))
+    for k, (c, d) in enumerate(zip(rows, cols)):
+        for m, (a, b) in enumerate(zip(rows, cols)):
+            want[k, m] = 0.25 * (h4[c, d, a, b] + h4[d, c, a, b] + h4[c, d, b, a] + h4[d, c, b, a])
+    scale = np.max(np.abs(want))
+    for factors in (f, with_M(f)):
+        got = np.asarray(energy_hessian_pairs(factors, 1.3))
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * scale)
+    # the quadratic form of a symmetric direction Z: sum over pairs with weight 2 off the diagonal
+    Z = rng.normal(size=(H, H))
+    Z = Z + Z.T
+    z = Z[rows, cols] * np.where(rows == cols, 1.0, 2.0)
+    form = float(np.sum(np.asarray(energy_hvp(f, jnp.asarray(Z), 1.3)) * Z))
+    assert z @ np.asarray(energy_hessian_pairs(f, 1.3)) @ z == pytest.approx(form, rel=1e-10, abs=1e-12 * scale)

@@ -13,8 +13,10 @@ variances and T arrive as arrays (`Hyper`), so a width sweep reuses one compiled
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
@@ -143,6 +145,83 @@ def energy_hessian(f: EnergyFactors, s0) -> jnp.ndarray:
     return s0 ** 2 * (-trace_MM + vMv + vMv_swapped)
 
 
+def energy_hessian_pairs(f: EnergyFactors, s0) -> jnp.ndarray:
+    """The energy's Hessian on symmetric directions, (n, n) over the pairs c <= d and a <= b (`np.triu_indices(H)`
+    order, n = H(H+1)/2): hs[(c,d),(a,b)] = the mean of `energy_hessian`'s h4[c,d,a,b] over the two orders of each
+    pair, from M or W, never forming h4 (H^4 entries).
+
+    With B_p = M_cd (c <= d) split into its symmetric and antisymmetric parts S_p, A_p (M_dc = M_cd^T),
+    Tr(M_ca M_bd) = <M_ac, M_bd> = <S_p, S_q> + sgn(a, c) sgn(b, d) <A_p, A_q>, p = {a, c}, q = {b, d}: two Gram
+    matrices of the n pairs' N0(N0+1)/2 and N0(N0-1)/2 numbers, a quarter of the Gram of all H^2 blocks' N0^2
+    entries, and the symmetrised trace term is [<M_ac, M_bd> + <M_ad, M_bc>] / 2. The v terms symmetrise to
+    j_cd^T M j_ab / 2 with j_ab = e_a (x) v_b + e_b (x) v_a, from W the Gram of the n vectors W j_ab (P,).
+    Cost from W: P n N0^2 / 2 for the blocks (the upper block triangle of M) + n^2 (N0^2 + P) / 2 for the Grams.
+    """
+    # the barriers keep XLA from fusing producers into the matmuls' operands (recomputed per chunk: 1.6x slower
+    # inside the solver's Hessian at 64 paths) and the gathers into the Grams
+    f = jax.lax.optimization_barrier(f)
+    v = f.v
+    H, n0 = v.shape
+    rows, cols = np.triu_indices(H)
+    n = rows.size
+    if f.M is not None:
+        B = f.M[rows, :, cols, :]
+        Mv = (f.M.reshape(H * n0 * H, n0) @ v.T).reshape(H, n0, H * H)  # [c, i, (a, b)] = (M_ca v_b)_i
+        MJ = jnp.take(Mv, rows * H + cols, axis=2) + jnp.take(Mv, cols * H + rows, axis=2)  # (M j_ab) at (c, i)
+        Z = (v @ jnp.moveaxis(MJ, 1, 0).reshape(n0, H * n)).reshape(H, H, n)  # [d, c, ab] = (e_c (x) v_d)^T M j_ab
+        Z = Z.reshape(H * H, n)
+        v_part = 0.5 * (jnp.take(Z, rows * H + cols, axis=0) + jnp.take(Z, cols * H + rows, axis=0))
+    else:
+        B = _pair_blocks(f.W)
+        P = f.W.shape[0]
+        Wv = (v @ f.W.reshape(P * H, n0).T).reshape(H, P, H)  # [b, p, a] = (W_a v_b)_p
+        Wv = jnp.transpose(Wv, (2, 0, 1)).reshape(H * H, P)
+        Wj = jnp.take(Wv, rows * H + cols, axis=0) + jnp.take(Wv, cols * H + rows, axis=0)  # (n, P): W j_ab
+        v_part = 0.5 * Wj @ Wj.T  # rows contracted on their last axis: XLA's fast CPU dot
+    B, v_part = jax.lax.optimization_barrier((B, v_part))
+    i, j = np.triu_indices(n0)
+    off = i != j
+    S = (B[:, i, j] + B[:, j, i]) * jnp.asarray(np.where(off, 0.5 * math.sqrt(2.0), 0.5))
+    A = (B[:, i[off], j[off]] - B[:, j[off], i[off]]) * (0.5 * math.sqrt(2.0))
+    S, A = jax.lax.optimization_barrier((S, A))
+    GS, GA = S @ S.T, A @ A.T
+    GS, GA = jax.lax.optimization_barrier((GS, GA))
+    G = jnp.stack([GS + GA, GS - GA]).reshape(-1)  # <M_ac, M_bd> when sgn(a, c) sgn(b, d) = +1, and when -1
+    c, d = jnp.asarray(rows)[:, None], jnp.asarray(cols)[:, None]
+    a, b = jnp.asarray(rows)[None, :], jnp.asarray(cols)[None, :]
+
+    def inner(i, j, k, m):  # <M_ij, M_km>
+        flip = ((i > j) != (k > m)).astype(jnp.int32)
+        return jnp.take(G, (flip * n + _pair_index(i, j, H)) * n + _pair_index(k, m, H))
+
+    trace = 0.5 * (inner(a, c, b, d) + inner(a, d, b, c))
+    return s0 ** 2 * (v_part - trace)
+
+
+def _pair_index(i, j, H: int):
+    """The position of the pair {i, j} in `np.triu_indices(H)` order."""
+    lo, hi = jnp.minimum(i, j), jnp.maximum(i, j)
+    return lo * (2 * H - lo + 1) // 2 + hi - lo
+
+
+def _chunk_edges(H: int, n_chunks: int) -> np.ndarray:
+    return np.linspace(0, H, min(H, n_chunks) + 1).round().astype(int)
+
+
+def _pair_blocks(W: jnp.ndarray, n_chunks: int = 4) -> jnp.ndarray:
+    """The blocks M_cd = W_c^T W_d for c <= d, (H(H+1)/2, N0, N0) in `np.triu_indices(H)` order, from W (P, H, N0),
+    computed for the heads in chunks on and above the diagonal chunk only ((n_chunks + 1) / (2 n_chunks) of M's
+    P D^2 products; more chunks cost more in slicing than they save in products on this CPU)."""
+    P, H, n0 = W.shape
+    edges = _chunk_edges(H, n_chunks)
+    out = []
+    for c0, c1 in zip(edges[:-1], edges[1:]):
+        # an einsum over the 3-D W, not a 2-D W^T W: XLA's CPU dot contracting the leading axis is 2x slower
+        B = jnp.einsum("pci,pdj->cdij", W[:, c0:c1], W[:, c0:])
+        out += [B[c - c0, c - c0:] for c in range(c0, c1)]
+    return jnp.concatenate(out, axis=0)
+
+
 def energy_derivatives(U1: jnp.ndarray, xi: jnp.ndarray, y: jnp.ndarray, s0, temperature):
     """E(U_1) with its exact gradient (H, H) and Hessian (H, H, H, H) on the example route, from path
     features xi (P, N0, H) and labels y (P,). Returns (E, grad, hess) with hess[c, d, a, b] = d2E/dU_cd dU_ab."""
@@ -202,7 +281,7 @@ def _paired_block_sums(W: jnp.ndarray, v: jnp.ndarray, n_chunks: int = 8) -> tup
     diagonal chunk only: about (n_chunks + 1) / (2 n_chunks) of the P D^2 products that form M, and blocks of
     (D / n_chunks) x D instead of M's D^2 entries (537 MB at 256 paths, N0 = 32)."""
     P, H, n0 = W.shape
-    edges = np.linspace(0, H, min(H, n_chunks) + 1).round().astype(int)
+    edges = _chunk_edges(H, n_chunks)
     chunk = np.repeat(np.arange(len(edges) - 1), np.diff(edges))
     trace = jnp.zeros((H, H), W.dtype)
     crossed = jnp.zeros((H, H), W.dtype)

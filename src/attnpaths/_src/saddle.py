@@ -11,10 +11,10 @@ identity and the energy's O(P), so one trust radius fits every level and every t
 minimises the quadratic model of S within ||x|| <= radius (x packs the upper triangles of all X_l, off-diagonal
 entries times sqrt 2, so ||x|| = ||X||_F):
 
-* `method="dense"`: the exact Hessian (energy part and level 1's entropy in closed form, `action.energy_hessian`,
-  `_level1_curvature`; the levels above by autodiff of small matrices) and the nearly exact subproblem solution
-  (More and Sorensen 1983) by Cholesky factorisations, from the eigen-decomposition only near the hard case
-  (`trust_region.dense_step`). For up to ~64 paths.
+* `method="dense"`: the exact Hessian (energy part and level 1's entropy in closed form,
+  `action.energy_hessian_pairs`, `_level1_curvature`; the levels above by autodiff of small matrices) and the
+  nearly exact subproblem solution (More and Sorensen 1983) by Cholesky factorisations, from the
+  eigen-decomposition only near the hard case (`trust_region.dense_step`). For up to ~64 paths.
 * `method="krylov"`: no Hessian is formed. Preconditioned Steihaug-Toint conjugate gradients on Hessian-vector
   products (`krylov.hvp`, O(D^2 H) or O(P^2 D) each), the trust region in the preconditioner's norm; the
   preconditioner (`krylov.preconditioner`) is level 1's exact Hessian diagonal with the exact block of the
@@ -44,8 +44,8 @@ import numpy as np
 
 from jax.scipy.linalg import cho_solve
 
-from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, entropy, scalar_order_parameter,
-                                   whiten_factors, with_M)
+from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, energy_hessian_pairs, entropy,
+                                   scalar_order_parameter, whiten_factors)
 from attnpaths._src.checks import as_count
 from attnpaths._src.krylov import hvp as _hvp
 from attnpaths._src.krylov import Curvature, Preconditioner, krylov_parts, smallest_eigenvalue
@@ -55,7 +55,8 @@ from attnpaths._src.spec import Hyper, NetworkSpec
 from attnpaths._src.trust_region import (dense_step, lowest_eigenvalue, next_radius, steihaug_step, step_accepted,
                                          step_quality)
 from attnpaths._src.whitened import (_dense_hessian, _grad_max, _n_tri, _product_block, _retract,  # noqa: F401
-                                     _retract_levels, _sizes, _surrogate, _symmetric_block, _unpack_scaled)
+                                     _pair_weights, _retract_levels, _sizes, _surrogate, _symmetric_block,
+                                     _unpack_scaled)
 
 METHODS = ("auto", "dense", "krylov")
 DENSE_MAX_PATHS = 64  # above this many paths the dense Hessian (H^4 entries) costs more than Krylov steps
@@ -139,24 +140,48 @@ def _model(Us, data: TrainingData, hyper: Hyper, heads, keep_M: bool, dense: boo
     return Model(S, grad, grad_max, hess, f, Ls, U_a)
 
 
-@partial(jax.jit, static_argnames=("heads", "form_M"))
 def _whitened_hessian(Ls, f: EnergyFactors, hyper: Hyper, heads, form_M: bool) -> jnp.ndarray:
     """d2S/dx2 (n, n) of the normalised action at x = 0 in the whitened coordinates of the Cholesky factors Ls,
     from the energy factors f there: level 1's block in closed form, the levels above by autodiff. `form_M`:
-    the energy's part from M, formed from W if f kept only W (`action.with_M`), rather than from W itself."""
+    the energy's part from M's blocks, formed from W if f kept only W, rather than through P x P blocks
+    (`_energy_block`).
+
+    Three compiled pieces, not one: fused, XLA ran the entropy's rows beside the energy's matmuls and the whole
+    took 0.1-0.2 s longer at 64 paths than its pieces apart."""
+    hess = _whitened_entropy_hessian(Ls, energy_gradient(f, hyper.variances[0]), hyper, heads)
+    return _add_level1(hess, _whitened_energy_block(Ls[0], f, hyper.variances[0], form_M), jnp.max(hyper.widths))
+
+
+@partial(jax.jit, static_argnames=("heads",))
+def _whitened_entropy_hessian(Ls, gE, hyper: Hyper, heads) -> jnp.ndarray:
+    """The Hessian (n, n) of the surrogate entropy + <gE, U_1> (gE = dE/dU_1) in whitened coordinates,
+    un-normalised."""
     sizes = _sizes(heads)
     xs0 = [jnp.zeros(_n_tri(n)) for n in sizes]
     to_order = partial(_retract_levels, Ls)
     Us = to_order(xs0)
-    s0 = hyper.variances[0]
-    gE = energy_gradient(f, s0)
-    n1 = _n_tri(sizes[0])
-    hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), xs0,
+    return _dense_hessian(_surrogate(to_order, gE, hyper, heads), xs0,
                           _level1_curvature(Us, Ls, gE, hyper, heads, whitened=True))
-    white = whiten_factors(f, Ls[0])  # J w = L1 W L1^T
-    hE_white = energy_hessian(with_M(white) if form_M else white, s0)
-    hess = hess.at[:n1, :n1].add(_symmetric_block(hE_white, 1.0 / math.sqrt(2.0)))
-    return hess / jnp.max(hyper.widths)
+
+
+@partial(jax.jit, static_argnames=("form_M",))
+def _whitened_energy_block(L1, f: EnergyFactors, s0, form_M: bool) -> jnp.ndarray:
+    return _energy_block(whiten_factors(f, L1), s0, form_M, 1.0 / math.sqrt(2.0))  # J w = L1 W L1^T
+
+
+@jax.jit
+def _add_level1(hess, block, n_max):
+    n1 = block.shape[0]
+    return hess.at[:n1, :n1].add(block) / n_max
+
+
+def _energy_block(f: EnergyFactors, s0, form_M: bool, offdiag: float) -> jnp.ndarray:
+    """The energy's level-1 block (n1, n1) in upper-triangle coordinates (`_pair_weights`): from M's blocks
+    (`action.energy_hessian_pairs`, formed from W if f kept only W) when `form_M`, else from W through the P x P
+    blocks W_a W_b^T (`action.energy_hessian`; cheaper when N0 > P)."""
+    if form_M:
+        return _pair_weights(f.v.shape[0], offdiag) * energy_hessian_pairs(f, s0)
+    return _symmetric_block(energy_hessian(f, s0), offdiag)
 
 
 def _level1_curvature(Us, Ls, gE, hyper: Hyper, heads, whitened: bool) -> jnp.ndarray:
@@ -196,7 +221,7 @@ def _packed_hessian_from(Us, f, hyper: Hyper, heads, form_M: bool = False):
     hess = _dense_hessian(_surrogate(to_order, gE, hyper, heads), ps0,
                           _level1_curvature(Us, Ls, gE, hyper, heads, whitened=False))
     n1 = _n_tri(sizes[0])
-    hess = hess.at[:n1, :n1].add(_symmetric_block(energy_hessian(with_M(f) if form_M else f, s0), 1.0))
+    hess = hess.at[:n1, :n1].add(_energy_block(f, s0, form_M, 1.0))
     return hess / jnp.max(hyper.widths)
 
 

@@ -66,8 +66,15 @@ def _symmetric_block(h4: jnp.ndarray, offdiag: float) -> jnp.ndarray:
     flat = h4.reshape(n * n, n * n)
     half = jnp.take(flat, pair, axis=0) + jnp.take(flat, swapped, axis=0)
     hs = 0.25 * (jnp.take(half, pair, axis=1) + jnp.take(half, swapped, axis=1))
+    return _pair_weights(n, offdiag) * hs
+
+
+def _pair_weights(n: int, offdiag: float) -> jnp.ndarray:
+    """(n(n+1)/2, n(n+1)/2) c_k c_l: the Hessian in upper-triangle coordinates from hs, the second derivative
+    symmetrised over the two orders of each pair (`_symmetric_block`, `action.energy_hessian_pairs`)."""
+    rows, cols = np.triu_indices(n)
     c = jnp.asarray(np.where(rows == cols, 1.0, 2.0 * offdiag))
-    return c[:, None] * c[None, :] * hs
+    return c[:, None] * c[None, :]
 
 
 def _sizes(heads: tuple[int, ...]) -> tuple[int, ...]:
