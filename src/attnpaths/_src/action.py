@@ -286,7 +286,7 @@ def _paired_block_sums(W: jnp.ndarray, v: jnp.ndarray, n_chunks: int = 8) -> tup
     trace = jnp.zeros((H, H), W.dtype)
     crossed = jnp.zeros((H, H), W.dtype)
     for c0, c1 in zip(edges[:-1], edges[1:]):
-        B = (W[:, c0:c1].reshape(P, -1).T @ W[:, c0:].reshape(P, -1)).reshape(c1 - c0, n0, H - c0, n0)
+        B = jnp.einsum("pci,pdj->cidj", W[:, c0:c1], W[:, c0:])  # not a 2-D W^T W: see `_pair_blocks`
         trace = trace.at[c0:c1, c0:].set(jnp.einsum("cidj,cjdi->cd", B, B))
         # v_c^T M_dc v_d = sum_ij v_ci M_cd[j, i] v_dj
         crossed = crossed.at[c0:c1, c0:].set(jnp.einsum("cjdi,ci,dj->cd", B, v[c0:c1], v[c0:]))
