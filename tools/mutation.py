@@ -553,6 +553,26 @@ def _same_mutation(r: dict, module: str) -> list[Mutant]:
             and _source_line(module, m.line) == r["source_line"]]
 
 
+def _find_again(r: dict, into: tuple[str, ...], taken: set) -> tuple[str, Mutant, bool] | None:
+    """(module, mutant, moved to another module) of the row's mutation in the source now, or None if its code is
+    gone; `taken` (module, index) pairs are skipped and the one found is added."""
+    # a line repeated in the module (the same text twice) has one row per copy: each row takes its own
+    same = [m for m in _same_mutation(r, r["module"]) if (m.module, m.index) not in taken]
+    module, moved_away = r["module"], False
+    for other in (m for m in into if m != r["module"]):
+        if same:
+            break
+        if same := [m for m in _same_mutation(r, other) if (m.module, m.index) not in taken]:
+            module, moved_away = other, True
+    if not same:
+        return None
+    # in its own module the nearest index; in another one indices are not comparable, but moved code keeps its
+    # order, so the rows (read in index order) take the copies of a repeated line in order
+    m = min(same, key=lambda m: (m.col != r["col"], m.index if moved_away else abs(m.index - r["index"])))
+    taken.add((m.module, m.index))
+    return module, m, moved_away
+
+
 def migrate(path: Path, out: Path, into: tuple[str, ...] = ()) -> None:
     """Rewrite an annotated results file for the module as it is now: each row gets the index, line and column of
     the same mutation (operator, before, after) on the same source line text; a row whose code is gone becomes
@@ -561,24 +581,22 @@ def migrate(path: Path, out: Path, into: tuple[str, ...] = ()) -> None:
     into: modules of the table the code may have moved to (a module split in two): a row not found in its own
     module is looked for there, in this order, and takes the module where it is found."""
     rows, moved, removed, rehomed, taken = sorted(_read(path), key=lambda r: r["index"]), 0, 0, 0, set()
+    # a mutant's rows (its campaign row, then its reruns, in file order) are one mutant: the first finds it in the
+    # source now and the others follow it (each taking a copy of its own would leave the reruns "removed")
+    found: dict[tuple, tuple[str, Mutant, bool] | None] = {}
     for r in rows:
-        # a line repeated in the module (the same text twice) has one row per copy: each row takes its own
-        same = [m for m in _same_mutation(r, r["module"]) if (m.module, m.index) not in taken]
-        moved_away = False
-        for other in (m for m in into if m != r["module"]):
-            if same:
-                break
-            if same := [m for m in _same_mutation(r, other) if (m.module, m.index) not in taken]:
-                r["module"], rehomed, moved_away = other, rehomed + 1, True
-        if not same:
+        if r["status"] == "removed":  # by an earlier migration; its old index may now be another mutant's
+            continue
+        key = (r["module"], r["index"], r["operator"], r["before"], r["after"])
+        if key not in found:
+            found[key] = _find_again(r, into, taken)
+        if found[key] is None:
             r["status"], removed = "removed", removed + 1
             continue
-        # in its own module the nearest index; in another one indices are not comparable, but moved code keeps its
-        # order, so the rows (read in index order) take the copies of a repeated line in order
-        m = min(same, key=lambda m: (m.col != r["col"], m.index if moved_away else abs(m.index - r["index"])))
-        taken.add((m.module, m.index))
+        module, m, moved_away = found[key]
+        rehomed += moved_away
         moved += (m.index, m.line) != (r["index"], r["line"])
-        r.update(index=m.index, line=m.line, col=m.col)
+        r.update(module=module, index=m.index, line=m.line, col=m.col)
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"{len(rows)} rows: {moved} moved ({rehomed} to another module), {removed} removed (their code is gone) "
           f"-> {out}")
