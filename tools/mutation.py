@@ -73,6 +73,8 @@ MODULES = {
         "tests/test_action_saddle.py::test_energy_hessian_diagonal_from_W_is_the_quadratic_form",
         "tests/test_action_saddle.py::test_krylov_preconditioner_is_the_dense_hessian_where_it_claims",
         "tests/test_action_saddle.py::test_solver_model_is_the_action_in_exponential_coordinates",
+        # the dense Hessian's energy block from M's pair blocks (session 11)
+        "tests/test_action_saddle.py::test_energy_hessian_pairs_is_the_symmetrised_hessian",
     ]),
     "kernels": ("attnpaths/_src/kernels.py", None, [
         "tests/test_paths_kernels.py::test_kernels_match_loop_over_path_pairs",
