@@ -22,13 +22,19 @@ relative difference; then the totals. --profile adds one Newton step of the one-
     python benchmarks/oneshot_grid.py                                   # the full grid (several minutes)
     python benchmarks/oneshot_grid.py --widths 10 100 1000 --temperatures 0.01 0.1 1
     python benchmarks/oneshot_grid.py --profile --sides                 # only the profile
+    python benchmarks/oneshot_grid.py --sides new --against 00eaa34     # the new side on another commit's solver too
+
+--against REV runs the new side's grid a second time on REV's solver (a detached worktree, `scale.checkout`), in a
+fresh process after this one's, and prints both side by side: Newton iterations, seconds and actions per cell.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,9 +109,10 @@ def profile(s, f, steps: int) -> None:
               f"{fl / w / 1e9 if fl > 0 else float('nan'):.3g} | {ratio:.3g} | {cpu_ratio:.3g} |")
 
 
-def table(s, old, new) -> None:
+def table(s, old, new, labels=("old", "new")) -> None:
     (g_old, t_old), (g_new, t_new) = old, new
-    print("\n| N | T | old it | old s | new it | new s | old action | new action | |dS|/S |")
+    a_, b_ = labels
+    print(f"\n| N | T | {a_} it | {a_} s | {b_} it | {b_} s | {a_} action | {b_} action | |dS|/S |")
     print("|---|---|---|---|---|---|---|---|---|")
     worst, totals = 0.0, {"old": [0, 0.0, 0], "new": [0, 0.0, 0]}
     for T in g_new.temperatures:
@@ -131,8 +138,38 @@ def table(s, old, new) -> None:
     print("|---|---|---|---|---|")
     for key, t in (("old", t_old), ("new", t_new)):
         it, sec, failed = totals[key]
-        print(f"| {key} | {it} | {sec:.1f} | {t:.1f} | {failed} |")
-    print(f"largest relative action difference old vs new: {worst:.1e}")
+        print(f"| {labels[key == 'new']} | {it} | {sec:.1f} | {t:.1f} | {failed} |")
+    print(f"largest relative action difference {a_} vs {b_}: {worst:.1e}")
+
+
+class _StoredGrid:
+    """A grid's rows as `--dump` wrote them, with `TheoryGrid`'s lookups (`table` reads only these)."""
+
+    def __init__(self, stored: dict):
+        self.widths, self.temperatures, self.rows = stored["widths"], stored["temperatures"], stored["rows"]
+
+    def row(self, N: float, T: float) -> dict:
+        i, j = self.widths.index(float(N)), self.temperatures.index(float(T))
+        return self.rows[i * len(self.temperatures) + j]
+
+
+def against_side(args) -> tuple[_StoredGrid, float]:
+    """The new side's grid on revision args.against's solver: this script in a fresh process with that
+    revision's package first on its path, its rows passed back through --dump."""
+    from scale import checkout
+
+    src = checkout(args.against)
+    with tempfile.TemporaryDirectory() as tmp:
+        dump = Path(tmp) / "grid.json"
+        cmd = [sys.executable, os.path.abspath(__file__), "--sides", "new", "--dump", str(dump),
+               "--train-steps", str(args.train_steps), "--checkpoint", str(args.checkpoint)]
+        cmd += ["--widths", *map(str, args.widths)] if args.widths else []
+        cmd += ["--temperatures", *map(str, args.temperatures)] if args.temperatures else []
+        done = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=src), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"--against {args.against}: the grid failed there:\n{done.stderr[-2000:]}")
+        stored = json.loads(dump.read_text())
+    return _StoredGrid(stored), stored["seconds"]
 
 
 def main():
@@ -145,7 +182,13 @@ def main():
                         help="which sides to run (the table needs both)")
     parser.add_argument("--profile", action="store_true", help="also profile one-shot Newton steps")
     parser.add_argument("--profile-steps", type=int, default=2)
+    parser.add_argument("--against", metavar="REV",
+                        help="also run the new side on this git revision's solver, in a fresh process, and print "
+                             "both side by side (default: none)")
+    parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # --against's subprocess: the rows as JSON
     args = parser.parse_args()
+    if (args.against or args.dump) and "new" not in args.sides:
+        parser.error("--against needs the new side (--sides new)")
 
     import jax
 
@@ -169,6 +212,13 @@ def main():
         for r in grid.rows:
             print(f"| {r['N']:g} | {r['T']:g} | {r.get('iterations', '-')} | {r['seconds']:.2f} | "
                   f"{r.get('action', math.nan):.12e} |")
+    if args.dump:
+        grid, seconds = sides["new"]
+        args.dump.write_text(json.dumps({"widths": list(grid.widths), "temperatures": list(grid.temperatures),
+                                         "rows": grid.rows, "seconds": seconds},
+                                        default=lambda x: x.item() if hasattr(x, "item") else None))
+    if args.against:
+        table(s, against_side(args), sides["new"], labels=(args.against, "now"))
     if args.profile:
         profile(s, f, args.profile_steps)
 
