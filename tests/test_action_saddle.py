@@ -717,11 +717,11 @@ def test_solver_model_is_the_action_in_exponential_coordinates(route):
     # the entropy's part by autodiff, or from the Curvature formed with the preconditioner
     from attnpaths._src.krylov import krylov_parts
 
-    _, curvature = krylov_parts(Ls, f, spec.hyper(), spec.heads)
-    assert curvature is not None
+    _, curvature, operands = krylov_parts(Ls, f, spec.hyper(), spec.heads)
+    assert curvature is not None and (operands is None) == (f.W is None)
     for w in np.random.default_rng(10).normal(size=(3, x0.size)):
-        for given in (None, curvature):
-            np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w), given), reference @ w,
+        for given in ((None, None), (curvature, None), (curvature, operands)):
+            np.testing.assert_allclose(_hvp(Ls, f, spec.hyper(), spec.heads, jnp.asarray(w), *given), reference @ w,
                                        rtol=1e-8, atol=1e-10 * float(jnp.max(jnp.abs(reference))))
     # the stopping rule's two gradients: max |dS/dU| and max |L^T dS/dU L| over the levels
     dS = jax.jit(jax.grad(lambda U: ap.action([0.5 * (u + u.T) for u in U], xi, y, spec.hyper(), spec.heads)))(Us)
@@ -923,10 +923,10 @@ def test_krylov_hvp_is_the_dense_hessian_with_one_level_or_more(heads):
     hyper = spec.hyper()
     dense = _model(Us, data, hyper, spec.heads, True, True)
     f = _model(Us, data, hyper, spec.heads, False, False).factors
-    _, curvature = krylov_parts(dense.Ls, f, hyper, spec.heads)
+    _, curvature, operands = krylov_parts(dense.Ls, f, hyper, spec.heads)
     H = np.asarray(dense.hess)
     for w in rng.normal(size=(3, H.shape[0])):
-        np.testing.assert_allclose(_hvp(dense.Ls, f, hyper, spec.heads, jnp.asarray(w), curvature), H @ w,
+        np.testing.assert_allclose(_hvp(dense.Ls, f, hyper, spec.heads, jnp.asarray(w), curvature, operands), H @ w,
                                    rtol=1e-8, atol=1e-10 * np.max(np.abs(H)))
 
 

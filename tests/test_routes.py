@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import attnpaths as ap
-from attnpaths._src.action import energy_gradient, energy_hessian, energy_hvp
+from attnpaths._src.action import energy_gradient, energy_hessian, energy_hvp, product_operands
 from attnpaths._src.order import pack_order, unpack_order
 from attnpaths._src.routes import example_data, gram_from_features, training_data
 from attnpaths._src.saddle import _model, packed_hessian
@@ -54,6 +54,8 @@ def test_energy_and_derivatives_match_autodiff(P, n0, H, route, keep_M):
     expected = jax.jit(lambda U, d: jax.jvp(jax.grad(E), (U,), (d,))[1])(U, direction)
     scale = float(jnp.max(jnp.abs(expected)))
     np.testing.assert_allclose(energy_hvp(f, direction, s0), expected, rtol=1e-9, atol=1e-10 * scale)
+    np.testing.assert_allclose(energy_hvp(f, direction, s0, product_operands(f)), expected, rtol=1e-9,
+                               atol=1e-10 * scale)
     dense = np.einsum("cdab,ab->cd", energy_hessian(f, s0), direction)
     np.testing.assert_allclose(dense, expected, rtol=1e-9, atol=1e-10 * scale)
 

@@ -14,7 +14,7 @@ variances and T arrive as arrays (`Hyper`), so a width sweep reuses one compiled
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -97,10 +97,30 @@ def energy_gradient(f: EnergyFactors, s0) -> jnp.ndarray:
     return s0 * (f.trace_M - f.v @ f.v.T)
 
 
-def energy_hvp(f: EnergyFactors, direction: jnp.ndarray, s0) -> jnp.ndarray:
+class ProductOperands(NamedTuple):
+    """The example route's W (P, H, N0) in the two layouts `energy_hvp`'s matmuls read without a transpose, formed
+    once per point for the many products there: rows (P N0, H), W[p, c, i] at [(p, i), c], and cols = rows^T
+    (H, P N0). Two more copies of W: at 256 paths, P = 600, N0 = 32 they take a product from 0.30 to 0.20 s
+    (transposing W for every product, and XLA's CPU dot contracting the leading axis of rows, cost the rest)."""
+
+    rows: jnp.ndarray
+    cols: jnp.ndarray
+
+
+def product_operands(f: EnergyFactors) -> ProductOperands | None:
+    """`ProductOperands` of f's W; None when f keeps M (the products then read M)."""
+    if f.W is None:
+        return None
+    P, H, n0 = f.W.shape
+    rows = jnp.transpose(f.W, (0, 2, 1)).reshape(P * n0, H)
+    return ProductOperands(rows, rows.T)
+
+
+def energy_hvp(f: EnergyFactors, direction: jnp.ndarray, s0, operands: ProductOperands | None = None) -> jnp.ndarray:
     """The energy's Hessian applied to a symmetric direction (H, H) -> (H, H), without forming the Hessian.
 
     Cost O(D^2 H) with M, O(P^2 D + P N0 H^2) with W (the example route for few examples and many paths).
+    operands: `product_operands(f)`, when several products share one point (formed here otherwise).
     """
     Dv = direction @ f.v  # (D~ v)[a, i] = sum_b D_ab v[b, i]
     if f.M is not None:
@@ -108,14 +128,15 @@ def energy_hvp(f: EnergyFactors, direction: jnp.ndarray, s0) -> jnp.ndarray:
         traces = jnp.einsum("cibj,bjdi->cd", MD, f.M)  # symmetric in (c, d) (M and D are): "cd" = "dc"
         q = jnp.einsum("ciaj,aj->ci", f.M, Dv)
     else:
-        # W as (P N0, H) rows: every product below is one plain 2-D matmul, no operand transposed (XLA's CPU
-        # einsums over (P, H, N0) transposed W twice per product: 1.6x slower at 256 paths)
+        # every product below is one plain 2-D matmul with no operand transposed (XLA's CPU einsums over (P, H,
+        # N0) transposed W twice per product: 1.6x slower at 256 paths)
         P, H, n0 = f.W.shape
-        W = jnp.transpose(f.W, (0, 2, 1)).reshape(P * n0, H)
-        Q = (W @ direction).reshape(P, n0 * H) @ W.reshape(P, n0 * H).T  # W D~ W^T
-        traces = W.T @ (Q @ W.reshape(P, n0 * H)).reshape(P * n0, H)  # sum_i (W^T Q W)[(c, i), (d, i)]
-        Wv = W.reshape(P, n0 * H) @ Dv.T.reshape(-1)  # (W D~ v)_p
-        q = (Wv @ W.reshape(P, n0 * H)).reshape(n0, H).T
+        W, WT = operands if operands is not None else product_operands(f)
+        flat = W.reshape(P, n0 * H)
+        Q = (W @ direction).reshape(P, n0 * H) @ flat.T  # W D~ W^T
+        traces = WT @ (Q @ flat).reshape(P * n0, H)  # sum_i (W^T Q W)[(c, i), (d, i)]
+        Wv = flat @ Dv.T.reshape(-1)  # (W D~ v)_p
+        q = (Wv @ flat).reshape(n0, H).T
     return s0 ** 2 * (-traces + q @ f.v.T + f.v @ q.T)
 
 

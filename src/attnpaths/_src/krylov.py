@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from attnpaths._src.action import energy_gradient, energy_hessian_diagonal, energy_hvp, entropy, whiten_factors
+from attnpaths._src.action import (ProductOperands, energy_gradient, energy_hessian_diagonal, energy_hvp, entropy,
+                                   product_operands, whiten_factors)
 from attnpaths._src.order import symmetrize
 from attnpaths._src.spec import Hyper
 from attnpaths._src.trust_region import lanczos_start
@@ -50,17 +51,18 @@ class Curvature(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("heads",))
-def hvp(Ls, f, hyper: Hyper, heads, w, curvature: Curvature | None = None):
+def hvp(Ls, f, hyper: Hyper, heads, w, curvature: Curvature | None = None, operands: ProductOperands | None = None):
     """d2S/dx2 w at x = 0 in the whitened coordinates of the Cholesky factors Ls, without forming the Hessian.
 
-    The energy's part by `action.energy_hvp`; the entropy's from `curvature` (`krylov_parts`) when given, O(H^3 +
-    m n), else by forward-over-reverse autodiff (several H^3 products per level, ~30 % of a product at 256 paths)."""
+    The energy's part by `action.energy_hvp` (with `operands`, `krylov_parts`' third part, when given); the
+    entropy's from `curvature` (`krylov_parts`) when given, O(H^3 + m n), else by forward-over-reverse autodiff
+    (several H^3 products per level, ~30 % of a product at 256 paths)."""
     L = Ls[0]
     n1 = _n_tri(L.shape[0])
     norm = jnp.max(hyper.widths)
     s0 = hyper.variances[0]
     X = _unpack_scaled(w[:n1], [L.shape[0]])[0]
-    energy = _pack_scaled(symmetrize(L.T @ energy_hvp(f, L @ X @ L.T, s0) @ L))  # J^T hE J w, J w = L X L^T
+    energy = _pack_scaled(symmetrize(L.T @ energy_hvp(f, L @ X @ L.T, s0, operands) @ L))  # J^T hE J w, J w = L X L^T
     if curvature is None:
         x0 = jnp.zeros_like(w)
         surrogate = _surrogate(partial(_retract, Ls), energy_gradient(f, s0), hyper, heads)
@@ -98,6 +100,9 @@ def _preconditioner_parts(Ls, f, hyper: Hyper, heads):
     return d1 / norm, columns / norm, symmetrize(C) / norm
 
 
+_product_operands = jax.jit(product_operands)
+
+
 class Preconditioner(NamedTuple):
     """C = [[D, B], [B^T, A]] in the whitened coordinates: D (n1,) level 1's Hessian diagonal (absolute values,
     floored), B (n1, m) and A (m, m) the Hessian's exact coupling to and block of the levels above (m of their
@@ -127,10 +132,11 @@ class Preconditioner(NamedTuple):
         return np.concatenate([w1 / np.sqrt(self.D), root(w2 - self.B.T @ (w1 / self.D))])
 
 
-def krylov_parts(Ls, f, hyper: Hyper, heads) -> tuple[Preconditioner, Curvature | None]:
+def krylov_parts(Ls, f, hyper: Hyper, heads) -> tuple[Preconditioner, Curvature | None, ProductOperands | None]:
     """The Krylov method's `Preconditioner` at the point with Cholesky factors Ls and energy factors f, scaled so
-    that D has mean 1 (then ||p||_C stays, on average, a relative change of U), and the entropy's `Curvature`
-    there for `hvp` (None with one level, whose U_1 also enters U_a: `hvp` then differentiates the entropy)."""
+    that D has mean 1 (then ||p||_C stays, on average, a relative change of U), the entropy's `Curvature` there
+    for `hvp` (None with one level, whose U_1 also enters U_a: `hvp` then differentiates the entropy) and the
+    energy's `ProductOperands` for `hvp` (None when f keeps M)."""
     d1, columns, C_1 = _preconditioner_parts(Ls, f, hyper, heads)
     curvature = Curvature(C_1, columns) if len(heads) > 1 else None
     d1, columns = np.asarray(d1), np.asarray(columns)
@@ -141,7 +147,7 @@ def krylov_parts(Ls, f, hyper: Hyper, heads) -> tuple[Preconditioner, Curvature 
     s, V = np.linalg.eigh(A - B.T @ (B / D[:, None]))
     s = np.abs(s)
     s = np.maximum(s, _FLOOR)
-    return Preconditioner(D, B, V, s), curvature
+    return Preconditioner(D, B, V, s), curvature, _product_operands(f)
 
 
 def preconditioner(Ls, f, hyper: Hyper, heads) -> Preconditioner:

@@ -250,8 +250,8 @@ def _choose_method(method: str, n_paths: int) -> str:
     return "dense" if n_paths <= DENSE_MAX_PATHS else "krylov"
 
 
-def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None,
-                         form_M: bool = False, curvature: Curvature | None = None) -> tuple[float, int]:
+def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None, form_M: bool = False,
+                         curvature: Curvature | None = None, operands=None) -> tuple[float, int]:
     """The certificate: (smallest Hessian eigenvalue, Hessian-vector products used).
 
     Dense (scale None): the packed upper-triangle Hessian of spec C.1, fully. Krylov: Lanczos on the whitened
@@ -261,7 +261,8 @@ def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None,
     """
     if scale is None:
         return lowest_eigenvalue(np.asarray(_packed_hessian_from(Us, f, hyper, heads, form_M))), 0
-    return smallest_eigenvalue(lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w), curvature)), scale)
+    return smallest_eigenvalue(lambda w: np.asarray(_hvp(Ls, f, hyper, heads, jnp.asarray(w), curvature, operands)),
+                              scale)
 
 
 def _check_init(init, spec: NetworkSpec) -> list[jnp.ndarray]:
@@ -318,7 +319,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
     radius, iterations, products, stalled = 1.0, 0, 0, False
-    scale, curvature = (None, None) if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
+    scale, curvature, operands = (None,) * 3 if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
     hess = None  # the dense Hessian at the current point, formed once it is needed (not at the minimum)
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
@@ -327,7 +328,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             step, predicted, boundary = dense_step(grad, hess, radius)
         else:
             hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w),  # noqa: E731
-                                            curvature))
+                                            curvature, operands))
             step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products,
                                                             precondition=scale.solve, floor=0.1 * tol)
             products += used
@@ -340,12 +341,12 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             model = _model(Us, data, hyper, heads, model_keeps_M, False)
             hess = None
             S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
-            scale, curvature = (None, None) if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
+            scale, curvature, operands = (None,) * 3 if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
     min_eig, certificate_products = _smallest_eigenvalue(Us, model.Ls, model.factors, hyper, heads, scale,
-                                                         keep_M, curvature)
+                                                         keep_M, curvature, operands)
     converged = bool(min(grad_max, relative_max) <= tol and min_eig > 0)
     result = Saddle(U=tuple(np.asarray(U) for U in Us), U_a=float(model.U_a),
                     action=S, grad_max=float(grad_max), relative_grad_max=float(relative_max),
