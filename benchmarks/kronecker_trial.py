@@ -8,13 +8,14 @@ Q the eigenvectors of A, A (x) B the nearest Kronecker product of the whitened M
 M, never forming M from W), and k the diagonal, in that basis, of the energy's Hessian-vector product with M
 replaced by A (x) B plus the entropy's (C X + X C)/2, made positive and floored as the diagonal is (scaled by the
 exact diagonal's mean, so that the trust radius keeps its meaning). The levels above keep their exact coupling and
-Schur complement.
+Schur complement. The hybrid side uses the diagonal until the first interior Steihaug step (away from the minimum,
+where the Hessian may be indefinite, the Kronecker form scales level 1's block worse) and the Kronecker form after.
 
 Each side runs in a fresh subprocess: `scale.py`'s problem, method 'krylov', cold, P = 600, N = 10, T = 0.01;
 per side Newton steps, products, seconds, the action, and per Steihaug step (radius, products, on the boundary).
 
-    python benchmarks/kronecker_trial.py --paths 8x8          # ~1.5 min
-    python benchmarks/kronecker_trial.py --paths 16x16        # ~6 min
+    python benchmarks/kronecker_trial.py --paths 8x8          # ~2 min
+    python benchmarks/kronecker_trial.py --paths 16x16        # ~9 min
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+SIDES = ("diagonal", "kronecker", "hybrid")
 
 
 def side(preconditioner: str, paths: str, teacher: str) -> dict:
@@ -134,14 +138,19 @@ def side(preconditioner: str, paths: str, teacher: str) -> dict:
         pre.V, pre.s = V, np.maximum(np.abs(s), krylov._FLOOR)
         return pre, curvature, krylov._product_operands(f)
 
+    diagonal_parts, interior = saddle.krylov_parts, []
     if preconditioner == "kronecker":
         saddle.krylov_parts = kron_parts
+    elif preconditioner == "hybrid":  # the diagonal until the first interior Steihaug step, then the Kronecker form
+        saddle.krylov_parts = lambda *a: kron_parts(*a) if interior else diagonal_parts(*a)
     log = []
     real_step = saddle.steihaug_step
 
     def logged(*a, **k):
         out = real_step(*a, **k)
         log.append((round(a[2], 4), out[3], out[2]))
+        if not out[2]:
+            interior.append(True)
         return out
 
     saddle.steihaug_step = logged
@@ -155,13 +164,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paths", default="8x8", help="heads per layer, e.g. 8x8 (64 paths) or 16x16")
     parser.add_argument("--teacher", choices=("tokens", "paths"), default="tokens")
-    parser.add_argument("--side", choices=("diagonal", "kronecker"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         print(json.dumps(side(args.side, args.paths, args.teacher)))
         return
     rows = []
-    for name in ("diagonal", "kronecker"):
+    for name in SIDES:
         out = subprocess.run([sys.executable, __file__, "--side", name, "--paths", args.paths, "--teacher",
                               args.teacher], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
