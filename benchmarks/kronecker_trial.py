@@ -39,11 +39,13 @@ SIDES = ("diagonal", "kronecker", "hybrid")
 def side(preconditioner: str, paths: str, teacher: str) -> dict:
     import jax
     import jax.numpy as jnp
+    from preconditioner_spectrum import kronecker_scaling
     from scale import problem
 
     import attnpaths as ap
     from attnpaths._src import krylov, saddle
     from attnpaths._src.action import whiten_factors
+    from attnpaths._src.whitened import _pack_scaled, _unpack_scaled
 
     heads = tuple(int(h) for h in paths.split("x"))
     spec = ap.NetworkSpec(heads=heads, widths=10.0, temperature=0.01, readout="mean")
@@ -60,6 +62,12 @@ def side(preconditioner: str, paths: str, teacher: str) -> dict:
 
     def pack(X):
         return X[rows_i, cols_i] / sc
+
+    # numpy twins of whitened._unpack_scaled / _pack_scaled (the trial's preconditioner runs on the host at every
+    # CG iteration), checked against them once
+    x = np.random.default_rng(0).normal(size=rows_i.size)
+    assert np.allclose(unpack(x), np.asarray(_unpack_scaled(jnp.asarray(x), [H])[0]), rtol=1e-15, atol=0)
+    assert np.allclose(pack(unpack(x)), np.asarray(_pack_scaled(jnp.asarray(unpack(x)))), rtol=1e-15, atol=0)
 
     class KronPre:
         """`krylov.Preconditioner`'s interface with level 1's block R^T diag(k) R."""
@@ -120,16 +128,8 @@ def side(preconditioner: str, paths: str, teacher: str) -> dict:
         scale = float(np.mean(np.abs(d1)))
         fw = whiten_factors(f, Ls[0])
         A, B = (kron_from_W(fw.W) if fw.W is not None else kron_from_M(fw.M))
-        A, B = np.asarray(A), np.asarray(B)
-        if np.trace(A) < 0:
-            A, B = -A, -B
-        v = np.asarray(fw.v)
-        G, tau = v @ B @ v.T, float(np.trace(B @ B))
         norm, s0 = float(jnp.max(hyper.widths)), float(hyper.variances[0])
-        lam, Q = np.linalg.eigh(A)
-        g, c = np.diag(Q.T @ G @ Q), np.diag(Q.T @ np.asarray(C_1) @ Q)
-        kd = (s0 ** 2 * (np.outer(lam, g) + np.outer(g, lam) - tau * np.outer(lam, lam)) / norm
-              + 0.5 * (c[:, None] + c[None, :]))
+        Q, kd, _ = kronecker_scaling(np.asarray(A), np.asarray(B), np.asarray(fw.v), np.asarray(C_1), s0, norm)
         k = np.maximum(np.abs(kd[rows_i, cols_i]) / scale, krylov._FLOOR)
         Bc, Aup = columns[:, :n1].T / scale, columns[:, n1:] / scale
         pre = KronPre(Q, k, Bc, None, None)

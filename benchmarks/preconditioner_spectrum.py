@@ -48,6 +48,20 @@ def _packed_operator(fn, H: int) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
+def kronecker_scaling(A, B, v, C, s0: float, norm: float):
+    """(Q, kd, (A, B, G, tau)): with A (x) B the nearest Kronecker product of the whitened M (sign fixed so that
+    Tr A > 0), Q (H, H) the eigenvectors of A and kd (H, H) the diagonal, in the rotated coordinates Q^T X Q, of
+    K(X) = (C X + X C) / 2 + s0^2 (A X G + G X A - tau A X A) / norm (module docstring). Shared with
+    `kronecker_trial.py`."""
+    if np.trace(A) < 0:
+        A, B = -A, -B
+    G, tau = v @ B @ v.T, float(np.trace(B @ B))
+    lam, Q = np.linalg.eigh(A)
+    g, c = np.diag(Q.T @ G @ Q), np.diag(Q.T @ C @ Q)
+    energy = s0 ** 2 * (np.outer(lam, g) + np.outer(g, lam) - tau * np.outer(lam, lam)) / norm
+    return Q, energy + 0.5 * (c[:, None] + c[None, :]), (A, B, G, tau)
+
+
 def rows_at(spec, data, Us) -> tuple[list[tuple[str, float, float]], float]:
     """[(preconditioner, lowest, highest eigenvalue of the scaled H11)] at the point Us, and the share of the
     whitened M's squared norm in its nearest Kronecker product."""
@@ -71,22 +85,16 @@ def rows_at(spec, data, Us) -> tuple[list[tuple[str, float, float]], float]:
     n0 = M.shape[1]
     u, sv, vt = np.linalg.svd(np.transpose(M, (0, 2, 1, 3)).reshape(H * H, n0 * n0), full_matrices=False)
     A, B = (sv[0] * u[:, 0]).reshape(H, H), vt[0].reshape(n0, n0)
-    if np.trace(A) < 0:
-        A, B = -A, -B
     v = np.asarray(f.v)
-    G, tau = v @ B @ v.T, float(np.trace(B @ B))
     C = np.asarray(curvature.C)  # normalised by N_max, as the Hessian
     norm, s0 = float(jnp.max(hyper.widths)), float(hyper.variances[0])
+    Va, kd, (A, B, G, tau) = kronecker_scaling(A, B, v, C, s0, norm)
     K = _packed_operator(lambda X: s0 ** 2 * (A @ X @ G + G @ X @ A - tau * A @ X @ A) / norm
                          + 0.5 * (C @ X + X @ C), H)
     w, V = np.linalg.eigh(0.5 * (K + K.T))
     w = np.maximum(np.abs(w), 1e-3 * np.max(np.abs(w)))
     root = V @ np.diag(w ** -0.5) @ V.T
     rows.append(("Kronecker, abs(K) (dense reference)", *_spectrum(root @ H11 @ root)))
-    lam, Va = np.linalg.eigh(A)
-    g, c = np.diag(Va.T @ G @ Va), np.diag(Va.T @ C @ Va)
-    kd = (s0 ** 2 * (np.outer(lam, g) + np.outer(g, lam) - tau * np.outer(lam, lam)) / norm
-          + 0.5 * (c[:, None] + c[None, :]))
     kd = np.maximum(np.abs(kd), 1e-3 * np.max(np.abs(kd)))
     root = _packed_operator(lambda X: Va @ ((Va.T @ X @ Va) / np.sqrt(kd)) @ Va.T, H)
     rows.append(("Kronecker, diagonal in A's eigenbasis", *_spectrum(root @ H11 @ root)))

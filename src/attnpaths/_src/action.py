@@ -100,7 +100,7 @@ def energy_gradient(f: EnergyFactors, s0) -> jnp.ndarray:
 class ProductOperands(NamedTuple):
     """The example route's W (P, H, N0) in the two layouts `energy_hvp`'s matmuls read without a transpose, formed
     once per point for the many products there: rows (P N0, H), W[p, c, i] at [(p, i), c], and cols = rows^T
-    (H, P N0). Two more copies of W: at 256 paths, P = 600, N0 = 32 they take a product from 0.30 to 0.20 s
+    (H, P N0). Two more copies of W: at 256 paths, P = 600, N0 = 32 they take a product from 0.30 to 0.19 s
     (transposing W for every product, and XLA's CPU dot contracting the leading axis of rows, cost the rest)."""
 
     rows: jnp.ndarray

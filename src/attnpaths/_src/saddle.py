@@ -44,8 +44,8 @@ import numpy as np
 
 from jax.scipy.linalg import cho_solve
 
-from attnpaths._src.action import (action_of, energy_gradient, energy_hessian, energy_hessian_pairs, entropy,
-                                   scalar_order_parameter, whiten_factors)
+from attnpaths._src.action import (ProductOperands, action_of, energy_gradient, energy_hessian,
+                                   energy_hessian_pairs, entropy, scalar_order_parameter, whiten_factors)
 from attnpaths._src.checks import as_count
 from attnpaths._src.krylov import hvp as _hvp
 from attnpaths._src.krylov import Curvature, Preconditioner, krylov_parts, smallest_eigenvalue
@@ -251,7 +251,8 @@ def _choose_method(method: str, n_paths: int) -> str:
 
 
 def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None, form_M: bool = False,
-                         curvature: Curvature | None = None, operands=None) -> tuple[float, int]:
+                         curvature: Curvature | None = None,
+                         operands: ProductOperands | None = None) -> tuple[float, int]:
     """The certificate: (smallest Hessian eigenvalue, Hessian-vector products used).
 
     Dense (scale None): the packed upper-triangle Hessian of spec C.1, fully. Krylov: Lanczos on the whitened
