@@ -11,9 +11,11 @@ Loan and Pitsianis: the leading singular pair of M rearranged as (H^2, N0^2)):
   K(X) = (C X + X C) / 2 + s0^2 (A X G + G X A - tau A X A) / N_max,   G = v B v^T,  tau = Tr(B^2),
 
 with C level 1's entropic curvature (`krylov.Curvature`) and v the whitened v: the energy's Hessian-vector
-product (`action.energy_hvp`) with M replaced by A (x) B. Candidates: abs(K) (K's eigenvalues made positive, dense,
-as a reference: not cheap), and K's diagonal in A's eigenbasis (X -> V^T X V, then a diagonal scaling: O(H^3)
-per application). The dense Hessian is formed, so this is for up to 64 paths.
+product (`action.energy_hvp`) with M replaced by A (x) B. Candidates: abs(K) with the exact leading pair (K's
+eigenvalues made positive, dense, as a reference: not cheap), and the solver's Kronecker form, K's diagonal in A's
+eigenbasis with A (x) B from `krylov.KRONECKER_ITERATIONS` power-method updates (X -> Q^T X Q, then a diagonal
+scaling: O(H^3) per application; `krylov.krylov_parts(..., kronecker=True)`, which the solver uses after its first
+interior step). The dense Hessian is formed, so this is for up to 64 paths.
 
     python benchmarks/preconditioner_spectrum.py                 # 8 x 8 heads, token teacher (~1 min)
     python benchmarks/preconditioner_spectrum.py --paths 4x4 --teacher paths
@@ -48,20 +50,6 @@ def _packed_operator(fn, H: int) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def kronecker_scaling(A, B, v, C, s0: float, norm: float):
-    """(Q, kd, (A, B, G, tau)): with A (x) B the nearest Kronecker product of the whitened M (sign fixed so that
-    Tr A > 0), Q (H, H) the eigenvectors of A and kd (H, H) the diagonal, in the rotated coordinates Q^T X Q, of
-    K(X) = (C X + X C) / 2 + s0^2 (A X G + G X A - tau A X A) / norm (module docstring). Shared with
-    `kronecker_trial.py`."""
-    if np.trace(A) < 0:
-        A, B = -A, -B
-    G, tau = v @ B @ v.T, float(np.trace(B @ B))
-    lam, Q = np.linalg.eigh(A)
-    g, c = np.diag(Q.T @ G @ Q), np.diag(Q.T @ C @ Q)
-    energy = s0 ** 2 * (np.outer(lam, g) + np.outer(g, lam) - tau * np.outer(lam, lam)) / norm
-    return Q, energy + 0.5 * (c[:, None] + c[None, :]), (A, B, G, tau)
-
-
 def rows_at(spec, data, Us) -> tuple[list[tuple[str, float, float]], float]:
     """[(preconditioner, lowest, highest eigenvalue of the scaled H11)] at the point Us, and the share of the
     whitened M's squared norm in its nearest Kronecker product."""
@@ -69,7 +57,7 @@ def rows_at(spec, data, Us) -> tuple[list[tuple[str, float, float]], float]:
 
     from attnpaths._src import krylov, saddle
     from attnpaths._src.action import whiten_factors, with_M
-    from attnpaths._src.whitened import _n_tri
+    from attnpaths._src.whitened import _n_tri, rotate_packed
 
     hyper, heads = spec.hyper(), spec.heads
     H = spec.n_paths
@@ -85,19 +73,24 @@ def rows_at(spec, data, Us) -> tuple[list[tuple[str, float, float]], float]:
     n0 = M.shape[1]
     u, sv, vt = np.linalg.svd(np.transpose(M, (0, 2, 1, 3)).reshape(H * H, n0 * n0), full_matrices=False)
     A, B = (sv[0] * u[:, 0]).reshape(H, H), vt[0].reshape(n0, n0)
+    if np.trace(A) < 0:
+        A, B = -A, -B
     v = np.asarray(f.v)
+    G, tau = v @ B @ v.T, float(np.trace(B @ B))
     C = np.asarray(curvature.C)  # normalised by N_max, as the Hessian
     norm, s0 = float(jnp.max(hyper.widths)), float(hyper.variances[0])
-    Va, kd, (A, B, G, tau) = kronecker_scaling(A, B, v, C, s0, norm)
     K = _packed_operator(lambda X: s0 ** 2 * (A @ X @ G + G @ X @ A - tau * A @ X @ A) / norm
                          + 0.5 * (C @ X + X @ C), H)
     w, V = np.linalg.eigh(0.5 * (K + K.T))
     w = np.maximum(np.abs(w), 1e-3 * np.max(np.abs(w)))
     root = V @ np.diag(w ** -0.5) @ V.T
     rows.append(("Kronecker, abs(K) (dense reference)", *_spectrum(root @ H11 @ root)))
-    kd = np.maximum(np.abs(kd), 1e-3 * np.max(np.abs(kd)))
-    root = _packed_operator(lambda X: Va @ ((Va.T @ X @ Va) / np.sqrt(kd)) @ Va.T, H)
-    rows.append(("Kronecker, diagonal in A's eigenbasis", *_spectrum(root @ H11 @ root)))
+    # the solver's Kronecker form: R^T diag(D) R, R x = pack(Q^T X Q) (`krylov_parts(..., kronecker=True)`)
+    kron = krylov.preconditioner(model.Ls, model.factors, hyper, heads, kronecker=True)
+    R = np.asarray(rotate_packed(jnp.asarray(kron.Q), jnp.eye(n1))).T
+    root = R.T @ (R / np.sqrt(kron.D)[:, None])
+    rows.append((f"Kronecker form (the solver's: {krylov.KRONECKER_ITERATIONS} updates, floored)",
+                 *_spectrum(root @ H11 @ root)))
     share = sv[0] ** 2 / np.sum(sv ** 2)
     return rows, share
 

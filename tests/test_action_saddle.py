@@ -886,6 +886,111 @@ def test_krylov_preconditioner_is_the_dense_hessian_where_it_claims(route):
     np.testing.assert_allclose(np.linalg.inv(C_inv), expected, rtol=1e-8, atol=1e-10 * np.max(np.abs(expected)))
 
 
+def test_rotate_packed_is_the_congruence_and_orthogonal():
+    """rotate_packed(Q, x) is pack(Q^T X Q) (by `_unpack_scaled` / `_pack_scaled`), for one vector and a batch;
+    with Q orthogonal its matrix R is orthogonal and rotate_packed(Q^T, .) is R^T."""
+    from attnpaths._src.whitened import _pack_scaled, _unpack_scaled, rotate_packed
+
+    rng = np.random.default_rng(21)
+    n = 5
+    m = n * (n + 1) // 2
+    G = rng.normal(size=(n, n))
+    x = jnp.asarray(rng.normal(size=(3, m)))
+    want = np.stack([_pack_scaled(G.T @ _unpack_scaled(r, [n])[0] @ G) for r in x])
+    np.testing.assert_allclose(rotate_packed(jnp.asarray(G), x), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rotate_packed(jnp.asarray(G), x[1]), want[1], rtol=1e-12, atol=1e-12)
+    Q = jnp.asarray(np.linalg.qr(G)[0])
+    R = np.asarray(rotate_packed(Q, jnp.eye(m))).T  # column j = R e_j
+    np.testing.assert_allclose(R.T @ R, np.eye(m), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(rotate_packed(Q.T, jnp.eye(m))).T, R.T, atol=1e-12)
+
+
+@pytest.mark.parametrize("from_W", [True, False])
+def test_nearest_kronecker_is_the_leading_singular_pair(from_W):
+    """nearest_kronecker's A (x) B, from W or from M = W^T W, against the leading singular pair of M rearranged as
+    (H^2, N0^2) (Van Loan and Pitsianis) after many updates, the power method's iterates after a few, and exact
+    after one update when M is a Kronecker product."""
+    from attnpaths._src.action import with_M
+    from attnpaths._src.krylov import nearest_kronecker
+    from attnpaths._src.routes import EnergyFactors
+
+    rng = np.random.default_rng(22)
+    P, H, n0 = 30, 4, 3
+    f = EnergyFactors(jnp.asarray(0.0), jnp.asarray(rng.normal(size=(H, n0))), jnp.zeros((H, H)), None,
+                      jnp.asarray(rng.normal(size=(P, H, n0))))
+    M = np.asarray(with_M(f).M)
+    u, sv, vt = np.linalg.svd(np.transpose(M, (0, 2, 1, 3)).reshape(H * H, n0 * n0))
+    want = np.kron((sv[0] * u[:, 0]).reshape(H, H), vt[0].reshape(n0, n0))
+    f = f if from_W else with_M(f)
+    A, B = nearest_kronecker(f, 40)
+    assert np.linalg.norm(B) == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(np.kron(A, B), want, rtol=0, atol=1e-10 * np.abs(want).max())
+    # a few updates: the power method on the rearranged M from A = I, step for step
+    R = np.transpose(M, (0, 2, 1, 3)).reshape(H * H, n0 * n0)
+    b = R.T @ np.eye(H).ravel()
+    for iterations in (1, 2, 3):
+        A, B = nearest_kronecker(f, iterations)
+        np.testing.assert_allclose(B, (b / np.linalg.norm(b)).reshape(n0, n0), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(A, (R @ b / np.linalg.norm(b)).reshape(H, H), rtol=1e-10)
+        b = R.T @ (R @ (b / np.linalg.norm(b)))
+    A0, B0 = random_spd(H, rng), random_spd(n0, rng)
+    exact = jnp.asarray(np.kron(A0, B0).reshape(H, n0, H, n0))  # M[c, i, a, j] = A0_ca B0_ij
+    A, B = nearest_kronecker(EnergyFactors(f.E, f.v, f.trace_M, exact, None), 1)
+    np.testing.assert_allclose(np.kron(A, B), np.kron(A0, B0), rtol=1e-12, atol=1e-12 * np.abs(A0).max())
+
+
+@pytest.mark.parametrize("route", ["example", "gram"])
+def test_kronecker_preconditioner_is_the_documented_form(route):
+    """At a random U (three layers), the Kronecker form of the preconditioner: level 1's block is diagonal in the
+    rotated coordinates pack(Q^T X Q), with the diagonal there of K = the entropy's (C X + X C) / 2 plus the
+    energy's Hessian-vector product with the whitened M replaced by A (x) B (by `energy_hvp`, formed densely); the
+    levels above keep the Hessian's exact entries; `solve` inverts F F^T with F^-1, F^-T its `inverse_factor`s."""
+    from attnpaths._src.action import energy_hvp, whiten_factors
+    from attnpaths._src.krylov import _FLOOR, KRONECKER_ITERATIONS, nearest_kronecker, preconditioner
+    from attnpaths._src.routes import EnergyFactors, training_data
+    from attnpaths._src.saddle import _model
+    from attnpaths._src.whitened import _pack_scaled, _unpack_scaled, rotate_packed
+
+    spec, xi, y = _three_layer_problem()
+    rng = np.random.default_rng(23)
+    Us = [jnp.asarray(random_spd(n, rng)) for n in spec.level_sizes]
+    data = training_data(spec, xi, y, route)
+    hyper = spec.hyper()
+    dense = _model(Us, data, hyper, spec.heads, True, True)
+    f = _model(Us, data, hyper, spec.heads, False, False).factors
+    Hs = np.asarray(dense.hess)
+    k, n = spec.level_sizes[0], Hs.shape[0]
+    n1 = k * (k + 1) // 2
+    C = preconditioner(dense.Ls, f, hyper, spec.heads, kronecker=True)
+    fw = whiten_factors(f, dense.Ls[0])
+    A, B = nearest_kronecker(fw, KRONECKER_ITERATIONS)
+    Q = np.linalg.eigh(np.asarray(A))[1]
+    np.testing.assert_allclose(np.abs(np.sum(C.Q * Q, axis=0)), 1.0, rtol=1e-9)  # the same eigenvectors
+    kron = EnergyFactors(fw.E, fw.v, fw.trace_M, jnp.einsum("ca,ij->ciaj", A, B), None)
+    s0, norm = spec.variances[0], max(spec.widths)
+    # the entropy's block is the dense Hessian's level-1 block without the energy's (as in the test above)
+    entropic = Hs[:n1, :n1] - np.stack([_pack_scaled(energy_hvp(fw, _unpack_scaled(e, [k])[0], s0)) / norm
+                                        for e in jnp.eye(n1)], axis=1)
+    K = entropic + np.stack([_pack_scaled(energy_hvp(kron, _unpack_scaled(e, [k])[0], s0)) / norm
+                             for e in jnp.eye(n1)], axis=1)
+    R = np.asarray(rotate_packed(jnp.asarray(C.Q), jnp.eye(n1))).T
+    kd = np.diag(R @ K @ R.T)
+    scale = np.mean(np.abs(kd))
+    np.testing.assert_allclose(C.D, np.maximum(np.abs(kd) / scale, _FLOOR), rtol=1e-8)
+    T = np.eye(n)
+    T[:n1, :n1] = R
+    Bc, Au = (R @ Hs[:n1, n1:]) / scale, Hs[n1:, n1:] / scale
+    lam, V = np.linalg.eigh(Au - Bc.T @ (Bc / C.D[:, None]))
+    schur = (V * np.maximum(np.abs(lam), _FLOOR)) @ V.T
+    expected = T.T @ np.block([[np.diag(C.D), Bc], [Bc.T, schur + Bc.T @ (Bc / C.D[:, None])]]) @ T
+    F_inv = np.stack([C.inverse_factor(e, transpose=False) for e in np.eye(n)], axis=1)
+    F_inv_T = np.stack([C.inverse_factor(e, transpose=True) for e in np.eye(n)], axis=1)
+    np.testing.assert_allclose(F_inv_T, F_inv.T, atol=1e-12)
+    C_inv = np.stack([C.solve(e) for e in np.eye(n)], axis=1)
+    np.testing.assert_allclose(C_inv, F_inv.T @ F_inv, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.inv(C_inv), expected, rtol=1e-8, atol=1e-10 * np.max(np.abs(expected)))
+
+
 @pytest.mark.parametrize("P, H, n0", [(7, 9, 3), (11, 17, 2), (5, 2, 4), (6, 1, 3)])
 def test_energy_hessian_diagonal_from_W_is_the_quadratic_form(P, H, n0):
     """energy_hessian_diagonal from W (its blocks in uneven chunks of heads, the upper block triangle only) and
@@ -908,8 +1013,9 @@ def test_energy_hessian_diagonal_from_W_is_the_quadratic_form(P, H, n0):
     np.testing.assert_allclose(from_M, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("kronecker", [False, True])
 @pytest.mark.parametrize("heads", [(3,), (2, 2)])
-def test_krylov_hvp_is_the_dense_hessian_with_one_level_or_more(heads):
+def test_krylov_hvp_is_the_dense_hessian_with_one_level_or_more(heads, kronecker):
     """At a random U, the Krylov method's products (with krylov_parts' Curvature, as the solver makes them) are the
     dense whitened Hessian's: with one level U_1 also enters U_a, and the closed-form level-1 block would miss it."""
     from attnpaths._src.krylov import krylov_parts
@@ -923,11 +1029,43 @@ def test_krylov_hvp_is_the_dense_hessian_with_one_level_or_more(heads):
     hyper = spec.hyper()
     dense = _model(Us, data, hyper, spec.heads, True, True)
     f = _model(Us, data, hyper, spec.heads, False, False).factors
-    _, curvature, operands = krylov_parts(dense.Ls, f, hyper, spec.heads)
+    _, curvature, operands = krylov_parts(dense.Ls, f, hyper, spec.heads, kronecker)
     H = np.asarray(dense.hess)
     for w in rng.normal(size=(3, H.shape[0])):
         np.testing.assert_allclose(_hvp(dense.Ls, f, hyper, spec.heads, jnp.asarray(w), curvature, operands), H @ w,
                                    rtol=1e-8, atol=1e-10 * np.max(np.abs(H)))
+
+
+def test_krylov_solver_switches_to_the_kronecker_form_after_its_first_interior_step(monkeypatch):
+    """A cold Krylov solve builds the diagonal preconditioner until a Steihaug step ends inside the trust region,
+    and the Kronecker form at every accepted point after that; both are used here, and it converges."""
+    from attnpaths._src import saddle
+
+    events = []
+    real_parts, real_step = saddle.krylov_parts, saddle.steihaug_step
+
+    def parts(*args):
+        events.append(("parts", bool(args[4]) if len(args) > 4 else False))
+        return real_parts(*args)
+
+    def step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        events.append(("step", out[2]))
+        return out
+
+    monkeypatch.setattr(saddle, "krylov_parts", parts)
+    monkeypatch.setattr(saddle, "steihaug_step", step)
+    spec, attention, x, y, *_ = random_problem((2, 2), n_train=50, n0=3, widths=4.0, temperature=0.05, seed=3)
+    result = ap.solve_saddle(spec, ap.path_features(spec, attention, x), y, method="krylov")
+    assert result.converged
+    interior_seen = False
+    for kind, value in events:
+        if kind == "step":
+            interior_seen = interior_seen or not value
+        else:
+            assert value == interior_seen
+    forms = [value for kind, value in events if kind == "parts"]
+    assert forms[0] is False and forms[-1] is True
 
 
 def test_preconditioned_steihaug_step_uses_the_preconditioner_norm():

@@ -12,6 +12,11 @@
   L_l^T (dS/dU_l + N_l U_l^-1) L_l, whose diagonal is C_cc at (c, c) and (C_cc + C_dd) / 2 at (c, d); level 1
   adds the energy's exact diagonal (`action.energy_hessian_diagonal`). The curvature a level gets through
   its children (U_l as a parent) and through U_a is left out: a preconditioner need only be close.
+  Its Kronecker form (`krylov_parts(..., kronecker=True)`, `_kronecker_parts`) replaces level 1's exact diagonal
+  by the diagonal, in the eigenbasis of A, of the same block with the whitened M replaced by its nearest Kronecker
+  product A (x) B (`nearest_kronecker`): O(P H^2 N0) per point instead of O(P H^2 N0^2 / 2) from W, and it
+  follows the energy's coupling between paths, which the diagonal ignores (near the minimum at 64 and 256 paths,
+  about half the products). The solver uses it after its first interior Steihaug step.
 * `smallest_eigenvalue`: the certificate, by Lanczos (ARPACK) on C^-1/2 (d2S/dx2) C^-1/2 with C that diagonal:
   congruent to the Hessian, so it has the same number of negative eigenvalues (Sylvester's law of inertia),
   and its spectrum is compressed, so Lanczos needs few products.
@@ -31,11 +36,15 @@ import scipy.sparse.linalg as spla
 from attnpaths._src.action import (ProductOperands, energy_gradient, energy_hessian_diagonal, energy_hvp, entropy,
                                    product_operands, whiten_factors)
 from attnpaths._src.order import symmetrize
+from attnpaths._src.routes import EnergyFactors
 from attnpaths._src.spec import Hyper
 from attnpaths._src.trust_region import lanczos_start
 from attnpaths._src.whitened import (_n_tri, _pack_scaled, _retract, _retract_levels, _surrogate, _unpack_scaled,
-                                     _upper_rows)
+                                     _upper_rows, rotate_packed)
 
+KRONECKER_ITERATIONS = 1  # `nearest_kronecker`'s updates in the solver: 1 and 3 gave 241 and 277 products at 256 paths
+# (P = 600, token teacher), 244 and 244 at 64, 215 and 216 at 64 with the path teacher: one is enough
+_CERTIFICATE_TOL = 1e-3  # ARPACK's relative residual for the certificate (`smallest_eigenvalue`)
 _FLOOR = 0.25  # |diagonal entries| below this fraction of their mean are raised to it: C must be positive, and
 # a tiny entry would let a step of small ||.||_C change U by a lot
 
@@ -80,84 +89,177 @@ def _packed_diagonal(quadratic: jnp.ndarray, offdiag: jnp.ndarray) -> jnp.ndarra
     return jnp.where(jnp.asarray(rows == cols), quadratic[rows], offdiag[rows, cols])
 
 
-@partial(jax.jit, static_argnames=("heads",))
-def _preconditioner_parts(Ls, f, hyper: Hyper, heads):
-    """(d1 (n1,), columns (n - n1, n), C (H, H)), normalised: level 1's Hessian diagonal, the Hessian's columns of
-    the levels above, whose entries come from the entropy alone (the energy depends on U_1 only), and the matrix
-    of level 1's entropic block (`Curvature`)."""
-    s0 = hyper.variances[0]
-    gE = energy_gradient(f, s0)
+def _entropy_parts(Ls, gE, hyper: Hyper, heads):
+    """(C (H, H), columns (n - n1, n)), un-normalised: the matrix of level 1's entropic block (`Curvature`) and the
+    Hessian's columns of the levels above, whose entries come from the entropy alone (the energy depends on U_1
+    only)."""
     L = Ls[0]
     g = jax.grad(lambda U: entropy([symmetrize(u) for u in U], hyper, heads)
                  + jnp.vdot(gE, symmetrize(U[0])))([L_l @ L_l.T for L_l in Ls])[0]
     C = L.T @ g @ L + hyper.widths[0] * jnp.eye(L.shape[0], dtype=L.dtype)
-    c = jnp.diag(C)
-    e = energy_hessian_diagonal(whiten_factors(f, L), s0)
-    d1 = _packed_diagonal(c + jnp.diag(e), 0.5 * (c[:, None] + c[None, :]) + 2.0 * e)
     surrogate = _surrogate(partial(_retract_levels, Ls), gE, hyper, heads)
     columns = _upper_rows(surrogate, [jnp.zeros(_n_tri(L_l.shape[0]), dtype=L.dtype) for L_l in Ls], 1)
+    return symmetrize(C), columns
+
+
+@partial(jax.jit, static_argnames=("heads",))
+def _preconditioner_parts(Ls, f, hyper: Hyper, heads):
+    """(d1 (n1,), columns (n - n1, n), C (H, H)), normalised: level 1's Hessian diagonal, the Hessian's columns of
+    the levels above and the matrix of level 1's entropic block (`Curvature`)."""
+    s0 = hyper.variances[0]
+    C, columns = _entropy_parts(Ls, energy_gradient(f, s0), hyper, heads)
+    c = jnp.diag(C)
+    e = energy_hessian_diagonal(whiten_factors(f, Ls[0]), s0)
+    d1 = _packed_diagonal(c + jnp.diag(e), 0.5 * (c[:, None] + c[None, :]) + 2.0 * e)
     norm = jnp.max(hyper.widths)
-    return d1 / norm, columns / norm, symmetrize(C) / norm
+    return d1 / norm, columns / norm, C / norm
+
+
+def nearest_kronecker(f: EnergyFactors, iterations: int = KRONECKER_ITERATIONS) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(A (H, H), B (N0, N0)) with ||B||_F = 1 and A (x) B, A_ca B_ij ~ M[(c, i), (a, j)], close to the nearest
+    Kronecker product to the energy's M in the Frobenius norm (Van Loan and Pitsianis: the leading singular pair
+    of M rearranged as (H^2, N0^2)), by `iterations` alternating updates B <- M(A), A <- M(B) from A = I.
+
+    From M, O(H^2 N0^2) per update; from W (P, H, N0) (M = W^T W, never formed), O(P H^2 N0). M is positive
+    semi-definite, so from A = I every A and B are too (no sign to fix)."""
+    if f.M is not None:
+        to_A = lambda B: jnp.einsum("ciaj,ij->ca", f.M, B)  # noqa: E731
+        to_B = lambda A: jnp.einsum("ciaj,ca->ij", f.M, A)  # noqa: E731
+    else:
+        P, H, n0 = f.W.shape
+        rows = jnp.transpose(f.W, (1, 0, 2)).reshape(H, P * n0)  # (H, P N0): A from one A @ B^T product
+
+        def to_A(B):
+            return (rows.reshape(H * P, n0) @ B).reshape(H, P * n0) @ rows.T
+
+        def to_B(A):
+            return (A @ rows).reshape(H * P, n0).T @ rows.reshape(H * P, n0)
+
+    B = to_B(jnp.eye(f.v.shape[0], dtype=f.v.dtype))
+    for _ in range(iterations - 1):
+        B = to_B(to_A(B / jnp.linalg.norm(B)))
+    B = B / jnp.linalg.norm(B)
+    return to_A(B), B
+
+
+@partial(jax.jit, static_argnames=("heads", "iterations"))
+def _kronecker_parts(Ls, f, hyper: Hyper, heads, iterations: int):
+    """(k (n1,), columns (n - n1, n), C (H, H), Q (H, H), coupling (n - n1, n1)), normalised: level 1's block of
+    the preconditioner in the rotated coordinates R x = pack(Q^T X Q) (`rotate_packed`), diag(k); the Hessian's
+    columns of the levels above and C as `_preconditioner_parts`; and the columns' level-1 part in the rotated
+    coordinates.
+
+    k is the diagonal, in those coordinates, of the energy's Hessian-vector product with the whitened M replaced
+    by its `nearest_kronecker` A (x) B plus the entropy's (C X + X C) / 2:
+        K(X) = (C X + X C) / 2 + s0^2 (A X G + G X A - tau A X A),   G = v B v^T, tau = Tr B^2,
+    (`action.energy_hvp` with M = A (x) B), with Q the eigenvectors of A (A = Q diag(lam) Q^T), so
+        k_cd = (c_c + c_d) / 2 + s0^2 (lam_c g_d + g_c lam_d - tau lam_c lam_d),  c, g = diag(Q^T C Q), diag(Q^T G Q).
+    Exact where M is a Kronecker product and C commutes with A; O(H^3) to apply, against O(H^2 P N0) for the
+    exact diagonal (`energy_hessian_diagonal`) from W."""
+    s0 = hyper.variances[0]
+    C, columns = _entropy_parts(Ls, energy_gradient(f, s0), hyper, heads)
+    fw = whiten_factors(f, Ls[0])
+    A, B = nearest_kronecker(fw, iterations)
+    lam, Q = jnp.linalg.eigh(A)
+    G = fw.v @ B @ fw.v.T
+    g, c = jnp.einsum("ai,ab,bi->i", Q, G, Q), jnp.einsum("ai,ab,bi->i", Q, C, Q)
+    k = 0.5 * (c[:, None] + c[None, :]) + s0 ** 2 * (jnp.outer(lam, g) + jnp.outer(g, lam)
+                                                      - jnp.sum(B * B) * jnp.outer(lam, lam))
+    rows, cols = np.triu_indices(Q.shape[0])
+    n1 = rows.size
+    norm = jnp.max(hyper.widths)
+    return (k[rows, cols] / norm, columns / norm, C / norm, Q,
+            rotate_packed(Q, columns[:, :n1]) / norm)
 
 
 _product_operands = jax.jit(product_operands)
 
 
+_rotate = jax.jit(rotate_packed)
+
+
 class Preconditioner(NamedTuple):
-    """C = [[D, B], [B^T, A]] in the whitened coordinates: D (n1,) level 1's Hessian diagonal (absolute values,
-    floored), B (n1, m) and A (m, m) the Hessian's exact coupling to and block of the levels above (m of their
-    coordinates), with A's Schur complement A - B^T D^-1 B = V diag(s) V^T made positive the same way; so C is
-    symmetric positive definite and C = F F^T with F = [[I, 0], [B^T D^-1, I]] diag(D^1/2, V s^1/2 V^T)."""
+    """C = T^T [[D, B], [B^T, A]] T in the whitened coordinates, T = diag(R, I) with R the rotation of level 1's
+    coordinates x_1 -> pack(Q^T X_1 Q) (`whitened.rotate_packed`; R = I when Q is None): D (n1,) level 1's
+    Hessian diagonal in those coordinates (absolute values, floored), B (n1, m) and A (m, m) the Hessian's exact
+    coupling to and block of the levels above (m of their coordinates), B's rows rotated, with A's Schur complement
+    A - B^T D^-1 B = V diag(s) V^T made positive the same way; so C is symmetric positive definite and
+    C = F F^T with F = T^T [[I, 0], [B^T D^-1, I]] diag(D^1/2, V s^1/2 V^T)."""
 
     D: np.ndarray
     B: np.ndarray
     V: np.ndarray
     s: np.ndarray
+    Q: np.ndarray | None = None
+
+    def _turn(self, r: np.ndarray, back: bool) -> np.ndarray:
+        """T r, or T^T r if `back`."""
+        if self.Q is None:
+            return r
+        n1 = len(self.D)
+        return np.concatenate([np.asarray(_rotate(self.Q.T if back else self.Q, r[:n1])), r[n1:]])
 
     def solve(self, r: np.ndarray) -> np.ndarray:
         """C^-1 r."""
         n1 = len(self.D)
+        r = self._turn(r, back=False)
         r1, r2 = r[:n1], r[n1:]
         z2 = self.V @ ((self.V.T @ (r2 - self.B.T @ (r1 / self.D))) / self.s)
-        return np.concatenate([(r1 - self.B @ z2) / self.D, z2])
+        return self._turn(np.concatenate([(r1 - self.B @ z2) / self.D, z2]), back=True)
 
     def inverse_factor(self, w: np.ndarray, transpose: bool) -> np.ndarray:
         """F^-1 w, or F^-T w if `transpose`."""
         n1 = len(self.D)
-        w1, w2 = w[:n1], w[n1:]
         root = lambda u: self.V @ ((self.V.T @ u) / np.sqrt(self.s))  # noqa: E731
         if transpose:
-            z2 = root(w2)
-            return np.concatenate([(w1 / np.sqrt(self.D)) - self.B @ z2 / self.D, z2])
+            z2 = root(w[n1:])
+            return self._turn(np.concatenate([(w[:n1] / np.sqrt(self.D)) - self.B @ z2 / self.D, z2]), back=True)
+        w = self._turn(w, back=False)
+        w1, w2 = w[:n1], w[n1:]
         return np.concatenate([w1 / np.sqrt(self.D), root(w2 - self.B.T @ (w1 / self.D))])
 
 
-def krylov_parts(Ls, f, hyper: Hyper, heads) -> tuple[Preconditioner, Curvature | None, ProductOperands | None]:
+def krylov_parts(Ls, f, hyper: Hyper, heads, kronecker: bool = False
+                 ) -> tuple[Preconditioner, Curvature | None, ProductOperands | None]:
     """The Krylov method's `Preconditioner` at the point with Cholesky factors Ls and energy factors f, scaled so
     that D has mean 1 (then ||p||_C stays, on average, a relative change of U), the entropy's `Curvature` there
     for `hvp` (None with one level, whose U_1 also enters U_a: `hvp` then differentiates the entropy) and the
-    energy's `ProductOperands` for `hvp` (None when f keeps M)."""
-    d1, columns, C_1 = _preconditioner_parts(Ls, f, hyper, heads)
+    energy's `ProductOperands` for `hvp` (None when f keeps M).
+
+    Level 1's block of the preconditioner is the Hessian's exact diagonal, or with `kronecker` the diagonal in
+    the eigenbasis of the nearest Kronecker product's A (`_kronecker_parts`): at 64 and 256 paths it needs about
+    half the products near the minimum, but scales the indefinite Hessian far from it worse (the solver switches
+    at its first interior step, `saddle.solve_saddle`)."""
+    if kronecker:
+        d1, columns, C_1, Q, coupling = _kronecker_parts(Ls, f, hyper, heads, KRONECKER_ITERATIONS)
+        Q = np.asarray(Q)
+    else:
+        d1, columns, C_1 = _preconditioner_parts(Ls, f, hyper, heads)
+        Q, coupling = None, columns[:, :len(d1)]
     curvature = Curvature(C_1, columns) if len(heads) > 1 else None
-    d1, columns = np.asarray(d1), np.asarray(columns)
+    d1, columns, coupling = np.asarray(d1), np.asarray(columns), np.asarray(coupling)
     n1 = len(d1)
     scale = float(np.mean(np.abs(d1)))
     D = np.maximum(np.abs(d1) / scale, _FLOOR)
-    B, A = columns[:, :n1].T / scale, columns[:, n1:] / scale
+    B, A = coupling.T / scale, columns[:, n1:] / scale
     s, V = np.linalg.eigh(A - B.T @ (B / D[:, None]))
     s = np.abs(s)
     s = np.maximum(s, _FLOOR)
-    return Preconditioner(D, B, V, s), curvature, _product_operands(f)
+    return Preconditioner(D, B, V, s, Q), curvature, _product_operands(f)
 
 
-def preconditioner(Ls, f, hyper: Hyper, heads) -> Preconditioner:
+def preconditioner(Ls, f, hyper: Hyper, heads, kronecker: bool = False) -> Preconditioner:
     """`krylov_parts`' preconditioner alone."""
-    return krylov_parts(Ls, f, hyper, heads)[0]
+    return krylov_parts(Ls, f, hyper, heads, kronecker)[0]
 
 
 def smallest_eigenvalue(product: Callable[[np.ndarray], np.ndarray], C: Preconditioner) -> tuple[float, int]:
     """(smallest eigenvalue of F^-1 B F^-T, products used) for B w = product(w) (n,) -> (n,) symmetric and
-    C = F F^T; NaN when Lanczos converges to nothing."""
+    C = F F^T; NaN when Lanczos converges to nothing.
+
+    ARPACK stops when the Ritz pair's residual is below `_CERTIFICATE_TOL` times the Ritz value; the eigenvalue's
+    error is of the order of the residual's square over the gap, so 1e-3 gave it to 1e-7 relative at a 64-path
+    minimum (against 1e-5: 81 products instead of 121)."""
     n = len(C.D) + len(C.s)
     products = 0
 
@@ -168,7 +270,7 @@ def smallest_eigenvalue(product: Callable[[np.ndarray], np.ndarray], C: Precondi
 
     op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
     try:
-        lowest = spla.eigsh(op, k=1, which="SA", tol=1e-5, ncv=min(n, 40), maxiter=50 * n, v0=lanczos_start(n),
+        lowest = spla.eigsh(op, k=1, which="SA", tol=_CERTIFICATE_TOL, ncv=min(n, 40), maxiter=50 * n, v0=lanczos_start(n),
                             return_eigenvectors=False)[0]
     except spla.ArpackNoConvergence as err:
         lowest = err.eigenvalues[0] if len(err.eigenvalues) else math.nan

@@ -320,6 +320,9 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
                              "T > 0 is needed (or fewer examples than the kernel's rank)")
         raise FloatingPointError(f"the action is not finite at the initial U (S = {S}); check xi and y")
     radius, iterations, products, stalled = 1.0, 0, 0, False
+    # level 1's preconditioner: the exact diagonal until the first interior Steihaug step, the Kronecker form from
+    # then on (`krylov_parts`), which halves the products near the minimum and scales the Hessian far from it worse
+    kronecker = False
     scale, curvature, operands = (None,) * 3 if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
     hess = None  # the dense Hessian at the current point, formed once it is needed (not at the minimum)
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
@@ -333,6 +336,7 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             step, predicted, boundary, used = steihaug_step(grad, hvp, radius, max_products,
                                                             precondition=scale.solve, floor=0.1 * tol)
             products += used
+            kronecker = kronecker or not boundary
         iterations += 1
         trial, trial_Us = _trial(model.Ls, jnp.asarray(step), data, hyper, heads)
         rho = step_quality(S, float(trial), predicted)
@@ -342,7 +346,8 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             model = _model(Us, data, hyper, heads, model_keeps_M, False)
             hess = None
             S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
-            scale, curvature, operands = (None,) * 3 if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
+            scale, curvature, operands = ((None,) * 3 if dense else
+                                          krylov_parts(model.Ls, model.factors, hyper, heads, kronecker))
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)

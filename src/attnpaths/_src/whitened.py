@@ -36,6 +36,24 @@ def _pack_scaled(X: jnp.ndarray) -> jnp.ndarray:
     return X[rows, cols] * jnp.asarray(np.where(rows == cols, 1.0, math.sqrt(2.0)))
 
 
+def rotate_packed(Q: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+    """x (..., n (n + 1) / 2), packed symmetric X (`_pack_scaled`), -> the packed Q^T X Q, for Q (n, n).
+
+    With Q orthogonal this is an orthogonal map R of the packed coordinates (it keeps ||X||_F = ||x||), and
+    R^T = R^-1 is `rotate_packed(Q.T, .)`. O(n^3) per vector: X from one gather (a scatter per vector, as
+    `_unpack_scaled` makes it, took 1.6x as long for 136 vectors at n = 256), X Q as one (m n, n) product."""
+    n = Q.shape[0]
+    rows, cols = np.triu_indices(n)
+    scale = np.where(rows == cols, 1.0, 1.0 / math.sqrt(2.0))
+    index = np.zeros((n, n), dtype=np.int64)
+    index[rows, cols] = index[cols, rows] = np.arange(rows.size)
+    flat = x.reshape(-1, x.shape[-1])
+    X = (flat * jnp.asarray(scale))[:, index]
+    XQ = (X.reshape(-1, n) @ Q).reshape(X.shape)
+    Y = jnp.einsum("ac,mab->mcb", Q, XQ)
+    return (Y[:, rows, cols] / jnp.asarray(scale)).reshape(x.shape)
+
+
 def _retract(Ls: Sequence[jnp.ndarray], x: jnp.ndarray) -> list[jnp.ndarray]:
     """U_l(X_l) = L_l (I + X_l + X_l^2/2) L_l^T: positive definite for every x."""
     return _retract_levels(Ls, _split_levels(x, [_n_tri(L.shape[0]) for L in Ls]))
