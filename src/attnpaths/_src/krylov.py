@@ -40,7 +40,7 @@ from attnpaths._src.routes import EnergyFactors
 from attnpaths._src.spec import Hyper
 from attnpaths._src.trust_region import lanczos_start
 from attnpaths._src.whitened import (_n_tri, _pack_scaled, _retract, _retract_levels, _surrogate, _unpack_scaled,
-                                     _upper_rows, rotate_packed)
+                                     _coupled_rows, rotate_packed)
 
 KRONECKER_ITERATIONS = 1  # `nearest_kronecker`'s updates in the solver: 1 and 3 gave 241 and 277 products at 256 paths
 # (P = 600, token teacher), 244 and 244 at 64, 215 and 216 at 64 with the path teacher: one is enough
@@ -89,17 +89,17 @@ def _packed_diagonal(quadratic: jnp.ndarray, offdiag: jnp.ndarray) -> jnp.ndarra
     return jnp.where(jnp.asarray(rows == cols), quadratic[rows], offdiag[rows, cols])
 
 
-def _entropy_parts(Ls, gE, hyper: Hyper, heads):
-    """(C (H, H), columns (n - n1, n)), un-normalised: the matrix of level 1's entropic block (`Curvature`) and the
-    Hessian's columns of the levels above, whose entries come from the entropy alone (the energy depends on U_1
-    only)."""
+def _entropy_parts(Ls, gE, hyper: Hyper, heads, bases=()):
+    """(C (H, H), columns (n - n1, n), [coupling (n - n1, n1) per P in `bases`]), un-normalised: the matrix of
+    level 1's entropic block (`Curvature`), the Hessian's columns of the levels above, whose entries come from the
+    entropy alone (the energy depends on U_1 only), and their level-1 part in the coordinates of P^T U_1 P
+    (`whitened._coupled_rows`; P = L_1 Q gives the rotated coordinates Q^T X Q)."""
     L = Ls[0]
-    g = jax.grad(lambda U: entropy([symmetrize(u) for u in U], hyper, heads)
-                 + jnp.vdot(gE, symmetrize(U[0])))([L_l @ L_l.T for L_l in Ls])[0]
-    C = L.T @ g @ L + hyper.widths[0] * jnp.eye(L.shape[0], dtype=L.dtype)
-    surrogate = _surrogate(partial(_retract_levels, Ls), gE, hyper, heads)
-    columns = _upper_rows(surrogate, [jnp.zeros(_n_tri(L_l.shape[0]), dtype=L.dtype) for L_l in Ls], 1)
-    return symmetrize(C), columns
+    g, upper, couplings = _coupled_rows(
+        lambda U1, xs: entropy([U1, *_retract_levels(Ls[1:], xs)], hyper, heads), L @ L.T,
+        [jnp.zeros(_n_tri(L_l.shape[0]), dtype=L.dtype) for L_l in Ls[1:]], [L, *bases])
+    C = L.T @ (g + gE) @ L + hyper.widths[0] * jnp.eye(L.shape[0], dtype=L.dtype)
+    return symmetrize(C), jnp.concatenate([couplings[0], upper], axis=1), couplings[1:]
 
 
 @partial(jax.jit, static_argnames=("heads",))
@@ -107,7 +107,7 @@ def _preconditioner_parts(Ls, f, hyper: Hyper, heads):
     """(d1 (n1,), columns (n - n1, n), C (H, H)), normalised: level 1's Hessian diagonal, the Hessian's columns of
     the levels above and the matrix of level 1's entropic block (`Curvature`)."""
     s0 = hyper.variances[0]
-    C, columns = _entropy_parts(Ls, energy_gradient(f, s0), hyper, heads)
+    C, columns, _ = _entropy_parts(Ls, energy_gradient(f, s0), hyper, heads)
     c = jnp.diag(C)
     e = energy_hessian_diagonal(whiten_factors(f, Ls[0]), s0)
     d1 = _packed_diagonal(c + jnp.diag(e), 0.5 * (c[:, None] + c[None, :]) + 2.0 * e)
@@ -154,22 +154,20 @@ def _kronecker_parts(Ls, f, hyper: Hyper, heads, iterations: int):
         K(X) = (C X + X C) / 2 + s0^2 (A X G + G X A - tau A X A),   G = v B v^T, tau = Tr B^2,
     (`action.energy_hvp` with M = A (x) B), with Q the eigenvectors of A (A = Q diag(lam) Q^T), so
         k_cd = (c_c + c_d) / 2 + s0^2 (lam_c g_d + g_c lam_d - tau lam_c lam_d),  c, g = diag(Q^T C Q), diag(Q^T G Q).
-    Exact where M is a Kronecker product and C commutes with A; O(H^3) to apply, against O(H^2 P N0) for the
-    exact diagonal (`energy_hessian_diagonal`) from W."""
+    Exact where M is a Kronecker product and C commutes with A; O(H^3) to apply, and made in O(P H^2 N0) per
+    update from W, against O(P H^2 N0^2 / 2) for the exact diagonal (`energy_hessian_diagonal`)."""
     s0 = hyper.variances[0]
-    C, columns = _entropy_parts(Ls, energy_gradient(f, s0), hyper, heads)
     fw = whiten_factors(f, Ls[0])
     A, B = nearest_kronecker(fw, iterations)
     lam, Q = jnp.linalg.eigh(A)
+    C, columns, (coupling,) = _entropy_parts(Ls, energy_gradient(f, s0), hyper, heads, [Ls[0] @ Q])
     G = fw.v @ B @ fw.v.T
     g, c = jnp.einsum("ai,ab,bi->i", Q, G, Q), jnp.einsum("ai,ab,bi->i", Q, C, Q)
     k = 0.5 * (c[:, None] + c[None, :]) + s0 ** 2 * (jnp.outer(lam, g) + jnp.outer(g, lam)
                                                       - jnp.sum(B * B) * jnp.outer(lam, lam))
     rows, cols = np.triu_indices(Q.shape[0])
-    n1 = rows.size
     norm = jnp.max(hyper.widths)
-    return (k[rows, cols] / norm, columns / norm, C / norm, Q,
-            rotate_packed(Q, columns[:, :n1]) / norm)
+    return k[rows, cols] / norm, columns / norm, C / norm, Q, coupling / norm
 
 
 _product_operands = jax.jit(product_operands)
@@ -270,8 +268,8 @@ def smallest_eigenvalue(product: Callable[[np.ndarray], np.ndarray], C: Precondi
 
     op = spla.LinearOperator((n, n), dtype=np.float64, matvec=matvec)
     try:
-        lowest = spla.eigsh(op, k=1, which="SA", tol=_CERTIFICATE_TOL, ncv=min(n, 40), maxiter=50 * n, v0=lanczos_start(n),
-                            return_eigenvectors=False)[0]
+        lowest = spla.eigsh(op, k=1, which="SA", tol=_CERTIFICATE_TOL, ncv=min(n, 40), maxiter=50 * n,
+                            v0=lanczos_start(n), return_eigenvectors=False)[0]
     except spla.ArpackNoConvergence as err:
         lowest = err.eigenvalues[0] if len(err.eigenvalues) else math.nan
     return float(lowest), products
