@@ -187,6 +187,7 @@ def many_path_table(cells, teachers, timeout, memo, methods=("auto",), against: 
     it certified, and (from the second method on) |dS|/S against the first method's action. `against`: a git
     revision whose solver runs each row too (its seconds, the ratio, |dS|/S against it), in the same run."""
     base = checkout(against) if against else None
+    print(_machine("before"))
     extra = f" {against} it | {against} solve s | speed-up | abs(dS)/S vs {against} |" if against else ""
     print("| case | teacher | method | Newton it | HVPs | converged | certified | solve s | total s | action | "
           "route/method | abs(dS)/S |" + extra + "\n|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -213,6 +214,17 @@ def many_path_table(cells, teachers, timeout, memo, methods=("auto",), against: 
                     line += (f" {old['iterations']} | {old['solve_s']:.1f} | {old['solve_s'] / r['solve_s']:.2f}x | "
                              f"{abs(old['action'] - r['action']) / abs(r['action']):.1e} |")
                 print(line, flush=True)
+    print(_machine("after"))
+
+
+def _machine(when: str) -> str:
+    """The machine's speed at that moment (it drifts by up to 1.5x within minutes on the shared 2-core CPU)."""
+    import attnpaths  # noqa: F401  (float64 in jax, as in the cells)
+    from profile_step import matmul_rates
+
+    np_rate, jax_rate, _ = matmul_rates()
+    return (f"machine {when} the table: float64 2000 x 2000 matmul {np_rate:.1f} GFLOP/s (numpy), {jax_rate:.1f} "
+            f"(jax); load average {os.getloadavg()[0]:.1f}")
 
 
 def checkout(rev: str) -> str:
