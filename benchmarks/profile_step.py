@@ -41,6 +41,8 @@ def matmul_rates(n: int = 2000, repeats: int = 5) -> tuple[float, float, float]:
     import jax
     import jax.numpy as jnp
 
+    import attnpaths  # noqa: F401  (its import turns on float64 in jax: without it, jnp.asarray below is float32)
+
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(n, n)), rng.normal(size=(n, n))
     best_np = min(_seconds(lambda: a @ b) for _ in range(repeats))

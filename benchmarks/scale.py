@@ -219,7 +219,6 @@ def many_path_table(cells, teachers, timeout, memo, methods=("auto",), against: 
 
 def _machine(when: str) -> str:
     """The machine's speed at that moment (it drifts by up to 1.5x within minutes on the shared 2-core CPU)."""
-    import attnpaths  # noqa: F401  (float64 in jax, as in the cells)
     from profile_step import matmul_rates
 
     np_rate, jax_rate, _ = matmul_rates()

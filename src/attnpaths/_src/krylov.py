@@ -17,9 +17,9 @@
   product A (x) B (`nearest_kronecker`): O(P H^2 N0) per point instead of O(P H^2 N0^2 / 2) from W, and it
   follows the energy's coupling between paths, which the diagonal ignores (near the minimum at 64 and 256 paths,
   about half the products). The solver uses it after its first interior Steihaug step.
-* `smallest_eigenvalue`: the certificate, by Lanczos (ARPACK) on C^-1/2 (d2S/dx2) C^-1/2 with C that diagonal:
-  congruent to the Hessian, so it has the same number of negative eigenvalues (Sylvester's law of inertia),
-  and its spectrum is compressed, so Lanczos needs few products.
+* `smallest_eigenvalue`: the certificate, by Lanczos (ARPACK) on F^-1 (d2S/dx2) F^-T with C = F F^T the
+  preconditioner (either form): congruent to the Hessian, so it has the same number of negative eigenvalues
+  (Sylvester's law of inertia), and its spectrum is compressed, so Lanczos needs few products.
 """
 
 from __future__ import annotations
