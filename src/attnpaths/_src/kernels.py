@@ -62,7 +62,9 @@ def _renormalized_kernel(U1, xi_a, xi_b, s0):
 
 @jax.jit
 def _kernel_diagonal(U1, xi, s0):
-    return s0 * jnp.einsum("mip,pq,miq->m", xi, U1, xi)  # "pq" or "qp": one value (x.U x = x.U^T x)
+    # x.U x = x.U^T x, so U's orientation does not matter; a matmul and a sum, not the einsum over (i, p, q),
+    # which XLA ran 3x slower
+    return s0 * jnp.sum((xi @ U1) * xi, axis=(1, 2))
 
 
 def path_kernels(xi_a, xi_b, s0=1.0) -> jnp.ndarray:
