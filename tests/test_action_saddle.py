@@ -299,6 +299,108 @@ def test_certificate_equals_a_fresh_packed_hessian(problem):
     assert np.linalg.eigvalsh(np.asarray(fresh))[0] == pytest.approx(saddle.min_hessian_eigenvalue, rel=1e-8)
 
 
+@pytest.mark.parametrize("before, after, expected", [
+    (1e-4, 1e-7, True),  # predicted 2e-10
+    (4e-4, 0.99e-6, True),  # just inside CHORD_MARGIN * tol = 5e-9
+    (4e-4, 1.01e-6, False),  # just outside
+    (1e-3, 1e-5, False),  # a Newton step that is not yet in its quadratic phase
+    (1e-7, 1e-7, False),  # no contraction
+    (1e-9, 2e-9, False),  # growth
+])
+def test_chord_step_rule(before, after, expected):
+    from attnpaths._src.saddle import CHORD_MARGIN, _chord_step
+
+    assert CHORD_MARGIN == 0.5
+    assert _chord_step(before, after, 1e-8) is expected
+
+
+def _counting(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_chord_steps_reuse_the_hessian_and_reach_the_same_certified_minimum(monkeypatch, problem):
+    """Near the minimum a dense step may reuse the previous point's Hessian (`_chord_step`); never twice in a
+    row, and the certificate is the Hessian at the returned point either way."""
+    import attnpaths._src.saddle as saddle_module
+
+    spec, *_, y, xt, yt, xi, xit = problem
+    spec = spec.with_width(3.0).replace(temperature=1.0)  # gradients 1.0e-3, 8.8e-7: the third step is a chord
+    hessians = _counting(monkeypatch, saddle_module, "_whitened_hessian")
+    chord = ap.solve_saddle(spec, xi, y)
+    used = len(hessians)
+    assert chord.converged and used < chord.iterations  # at least one chord step on this problem
+
+    hessians.clear()
+    monkeypatch.setattr(saddle_module, "_chord_step", lambda *args: False)
+    exact = ap.solve_saddle(spec, xi, y)
+    assert exact.converged and len(hessians) == exact.iterations
+    assert chord.action == pytest.approx(exact.action, rel=1e-12)
+    np.testing.assert_allclose(chord.U[0], exact.U[0], rtol=1e-6, atol=1e-8)
+    assert chord.min_hessian_eigenvalue == pytest.approx(exact.min_hessian_eigenvalue, rel=1e-6)
+
+    hessians.clear()
+    monkeypatch.setattr(saddle_module, "_chord_step", lambda *args: True)
+    always = ap.solve_saddle(spec, xi, y)  # a chord step after every Newton step: one Hessian per two steps
+    assert always.converged and always.action == pytest.approx(exact.action, rel=1e-12)
+    assert len(hessians) >= always.iterations // 2
+
+
+def test_a_rejected_chord_step_is_retried_with_a_fresh_hessian(monkeypatch, problem):
+    import attnpaths._src.saddle as saddle_module
+
+    spec, *_, y, xt, yt, xi, xit = problem
+    events = []
+    real_hessian, real_trial = saddle_module._whitened_hessian, saddle_module._trial
+
+    def hessian(*args):
+        events.append("H")
+        return real_hessian(*args)
+
+    def trial(*args):
+        events.append("T")
+        S, Us, f = real_trial(*args)
+        return (jnp.nan if events.count("T") == 2 else S), Us, f  # the chord step after the first step fails
+
+    monkeypatch.setattr(saddle_module, "_whitened_hessian", hessian)
+    monkeypatch.setattr(saddle_module, "_trial", trial)
+    monkeypatch.setattr(saddle_module, "_chord_step", lambda *args: True)
+    saddle = ap.solve_saddle(spec.with_width(3.0).replace(temperature=1.0), xi, y)
+    assert saddle.converged
+    assert events[:4] == ["H", "T", "T", "H"]
+
+
+def test_an_accepted_step_takes_over_the_trials_factors(monkeypatch, problem):
+    """The solver factorises the kernel once per step: the model at an accepted point is built from the trial's
+    energy factors (`_model_from`), and equals the model computed afresh there."""
+    import attnpaths._src.saddle as saddle_module
+    from attnpaths._src.routes import training_data
+
+    spec, *_, y, xt, yt, xi, xit = problem
+    spec = spec.with_width(3.0)
+    fresh = _counting(monkeypatch, saddle_module, "_model")
+    saddle = ap.solve_saddle(spec, xi, y)
+    assert saddle.iterations >= 2 and len(fresh) == 1  # the initial point's model only
+
+    data, hyper = training_data(spec, xi, y), spec.hyper()
+    start = saddle_module._model([jnp.asarray(U) for U in ap.gp_order(spec)], data, hyper, spec.heads, False, False)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=start.grad.shape) * 0.1)
+    S, Us, f = saddle_module._trial(start.Ls, x, data, hyper, spec.heads, False)
+    taken = saddle_module._model_from(list(Us), f, hyper, spec.heads)
+    again = saddle_module._model(list(Us), data, hyper, spec.heads, False, False)
+    assert float(taken.S) == float(S)
+    assert float(taken.S) == pytest.approx(float(again.S), rel=1e-13)
+    np.testing.assert_allclose(taken.grad, again.grad, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(taken.grad_max, again.grad_max, rtol=1e-10)
+
+
 def test_stopping_rule_is_scale_free(problem):
     """Features of scale 1e6 make U tiny and |dS/dU| huge: the absolute rule cannot be met in float64, the
     relative one (gradient with respect to relative changes of U) is, at a point solving the saddle-point
@@ -584,11 +686,11 @@ def test_solver_rejects_a_non_finite_trial_and_recovers(monkeypatch, problem):
     real_trial, calls = saddle_module._trial, []
 
     def faulty_trial(*args):
-        S, Us = real_trial(*args)
+        S, Us, f = real_trial(*args)
         calls.append(1)
         if len(calls) == 1:
-            return jnp.nan, tuple(jnp.full_like(U, jnp.nan) for U in Us)
-        return S, Us
+            return jnp.nan, tuple(jnp.full_like(U, jnp.nan) for U in Us), f
+        return S, Us, f
 
     monkeypatch.setattr(saddle_module, "_trial", faulty_trial)
     start = ap.solve_saddle(spec, xi, y, max_iter=0, raise_on_failure=False).action
@@ -801,8 +903,8 @@ def test_a_solve_whose_every_trial_fails_stops_and_says_so(monkeypatch, problem)
     real_trial = saddle_module._trial
 
     def failing(*args):
-        _, Us = real_trial(*args)
-        return jnp.nan, Us
+        _, Us, f = real_trial(*args)
+        return jnp.nan, Us, f
 
     monkeypatch.setattr(saddle_module, "_trial", failing)
     with pytest.raises(RuntimeError, match=r"after \d+ iterations \(the trust region collapsed: no step decreases S\)"):

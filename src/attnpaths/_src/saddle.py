@@ -20,6 +20,11 @@ entries times sqrt 2, so ||x|| = ||X||_F):
   preconditioner (`krylov.preconditioner`) is level 1's exact Hessian diagonal with the exact block of the
   levels above and its coupling to level 1 (which carry the Hessian's smallest and largest eigenvalues).
 
+Near the minimum a dense step may reuse the previous point's Hessian (a chord step, `_chord_step`) when the
+last Newton step's contraction predicts that this step is the last. Each trial point is evaluated with the
+energy's factors, which the next model takes over if the step is accepted, so the P x P kernel is factorised
+once per step.
+
 The radius grows after good steps and shrinks after poor ones (Nocedal and Wright, Alg. 4.1). The solver stops
 when max |dS/dU| (the gradient with respect to the symmetric matrices of the N_max-normalised action) is <= tol,
 or when its scale-free form max |L^T dS/dU L| is,
@@ -44,7 +49,7 @@ import numpy as np
 
 from jax.scipy.linalg import cho_solve
 
-from attnpaths._src.action import (ProductOperands, action_of, energy_gradient, energy_hessian,
+from attnpaths._src.action import (ProductOperands, energy_gradient, energy_hessian,
                                    energy_hessian_pairs, entropy, scalar_order_parameter, whiten_factors)
 from attnpaths._src.checks import as_count
 from attnpaths._src.krylov import hvp as _hvp
@@ -122,14 +127,19 @@ class Model(NamedTuple):
 @partial(jax.jit, static_argnames=("heads", "keep_M", "dense"))
 def _model(Us, data: TrainingData, hyper: Hyper, heads, keep_M: bool, dense: bool) -> Model:
     """The `Model` of the action at U = Us; the Hessian only if `dense`."""
+    return _model_from(Us, data.factors(Us[0], hyper.variances[0], hyper.temperature, keep_M), hyper, heads,
+                       keep_M, dense)
+
+
+@partial(jax.jit, static_argnames=("heads", "keep_M", "dense"))
+def _model_from(Us, f: EnergyFactors, hyper: Hyper, heads, keep_M: bool = False, dense: bool = False) -> Model:
+    """The `Model` at U = Us from the energy factors f at U_1 (a trial's, so that an accepted step factorises the
+    P x P kernel once, not twice)."""
     sizes = _sizes(heads)
     Ls = [jnp.linalg.cholesky(U) for U in Us]
     x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
     to_order = partial(_retract, Ls)
-    Us = to_order(x0)
-    s0 = hyper.variances[0]
-    f = data.factors(Us[0], s0, hyper.temperature, keep_M)
-    gE = energy_gradient(f, s0)
+    gE = energy_gradient(f, hyper.variances[0])
     surrogate = _surrogate(to_order, gE, hyper, heads)
     n_max = jnp.max(hyper.widths)
     S = (f.E + entropy(Us, hyper, heads)) / n_max
@@ -204,10 +214,13 @@ def _level1_curvature(Us, Ls, gE, hyper: Hyper, heads, whitened: bool) -> jnp.nd
     return _product_block(eye, symmetrize(Ls[0].T @ G @ Ls[0]), 1.0 / math.sqrt(2.0))
 
 
-@partial(jax.jit, static_argnames=("heads",))
-def _trial(Ls, x, data, hyper: Hyper, heads):
+@partial(jax.jit, static_argnames=("heads", "keep_M"))
+def _trial(Ls, x, data, hyper: Hyper, heads, keep_M: bool):
+    """(S, Us, f) at the step x from the point of Cholesky factors Ls: the action, the order parameters and the
+    energy factors there, which the next `_model_from` takes over if the step is accepted."""
     Us = _retract(Ls, x)
-    return action_of(Us, data, hyper, heads), Us
+    f = data.factors(Us[0], hyper.variances[0], hyper.temperature, keep_M)
+    return (f.E + entropy(Us, hyper, heads)) / jnp.max(hyper.widths), Us, f
 
 
 @partial(jax.jit, static_argnames=("heads", "form_M"))
@@ -248,6 +261,24 @@ def _choose_method(method: str, n_paths: int) -> str:
     if method != "auto":
         return method
     return "dense" if n_paths <= DENSE_MAX_PATHS else "krylov"
+
+
+CHORD_MARGIN = 0.5
+"""A chord step's predicted gradient must be below CHORD_MARGIN * tol (`_chord_step`)."""
+
+
+def _chord_step(before: float, after: float, tol: float) -> bool:
+    """Whether the next dense step may reuse the Hessian of the Newton step that took the gradient from `before`
+    to `after` (a chord step, which saves one Hessian near the minimum).
+
+    With third derivative T and ||s|| ~ before / lambda for the Newton step s (lambda the Hessian's scale), the
+    step left after ~ ||T|| ||s||^2 / 2 and changed the Hessian by dH ~ ||T|| ||s||; so ||dH|| / lambda ~
+    2 after / before, and a step with the old Hessian leaves a gradient of about ||dH|| / lambda * after =
+    2 after^2 / before. The chord step is taken when that is below CHORD_MARGIN * tol, i.e. when it is expected to
+    be the last (on the one-shot grid the estimate was within a factor of 2 of the gradient the step left);
+    otherwise the Hessian is formed anew. The minimum is certified by the Hessian at the returned point either
+    way."""
+    return after < before and 2.0 * after ** 2 / before <= CHORD_MARGIN * tol
 
 
 def _smallest_eigenvalue(Us, Ls, f, hyper, heads, scale: Preconditioner | None, form_M: bool = False,
@@ -325,10 +356,11 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
     kronecker = False
     scale, curvature, operands = (None,) * 3 if dense else krylov_parts(model.Ls, model.factors, hyper, heads)
     hess = None  # the dense Hessian at the current point, formed once it is needed (not at the minimum)
+    stale = False  # whether hess is the previous point's (`_chord_step`)
     while min(grad_max, relative_max) > tol and iterations < max_iter and not stalled:
         if dense:
             if hess is None:
-                hess = np.asarray(_whitened_hessian(model.Ls, model.factors, hyper, heads, keep_M))
+                hess, stale = np.asarray(_whitened_hessian(model.Ls, model.factors, hyper, heads, keep_M)), False
             step, predicted, boundary = dense_step(grad, hess, radius)
         else:
             hvp = lambda w: np.asarray(_hvp(model.Ls, model.factors, hyper, heads, jnp.asarray(w),  # noqa: E731
@@ -338,16 +370,20 @@ def solve_saddle(spec: NetworkSpec, xi, y=None, init: Sequence | None = None, to
             products += used
             kronecker = kronecker or not boundary
         iterations += 1
-        trial, trial_Us = _trial(model.Ls, jnp.asarray(step), data, hyper, heads)
+        trial, trial_Us, trial_f = _trial(model.Ls, jnp.asarray(step), data, hyper, heads, model_keeps_M)
         rho = step_quality(S, float(trial), predicted)
         radius = next_radius(radius, rho, boundary)
         if step_accepted(rho):
             Us = list(trial_Us)
-            model = _model(Us, data, hyper, heads, model_keeps_M, False)
-            hess = None
+            model = _model_from(Us, trial_f, hyper, heads)
+            before = min(grad_max, relative_max)
             S, grad, (grad_max, relative_max) = float(model.S), np.asarray(model.grad), np.asarray(model.grad_max)
+            chord = dense and not (boundary or stale) and _chord_step(before, min(grad_max, relative_max), tol)
+            hess, stale = (hess, True) if chord else (None, False)
             scale, curvature, operands = ((None,) * 3 if dense else
                                           krylov_parts(model.Ls, model.factors, hyper, heads, kronecker))
+        elif stale:
+            hess = None
         stalled = radius < 1e-12
         if callback is not None:
             callback(iterations, S, grad_max)
