@@ -26,11 +26,15 @@ def _symmetric(rng, n):
     return 0.3 * (a + a.T)
 
 
-def _additive(rng, widths, temperatures, log_linear_in_N=False):
-    """U(N, T) = exp(f(N) + g(T)) level by level (f = X + ln N Y when log_linear_in_N)."""
+def _additive(rng, widths, temperatures, log_linear_in_N=False, log_quadratic_in_N=False):
+    """U(N, T) = exp(f(N) + g(T)) level by level (f = X + ln N Y when log_linear_in_N, + (ln N)^2 Z / 20 when
+    log_quadratic_in_N)."""
     sym = lambda: [_symmetric(rng, 4), _symmetric(rng, 2)]
-    X, Y = sym(), sym()
-    f = {N: [x + np.log(N) * y for x, y in zip(X, Y)] if log_linear_in_N else sym() for N in widths}
+    X, Y, Z = sym(), sym(), sym()
+    if log_quadratic_in_N:
+        f = {N: [x + np.log(N) * y + 0.05 * np.log(N) ** 2 * z for x, y, z in zip(X, Y, Z)] for N in widths}
+    else:
+        f = {N: [x + np.log(N) * y for x, y in zip(X, Y)] if log_linear_in_N else sym() for N in widths}
     g = {T: sym() for T in temperatures}
     return {(N, T): tuple(scipy.linalg.expm(a + b) for a, b in zip(f[N], g[T])) for N in widths for T in g}
 
@@ -56,6 +60,16 @@ def test_corrected_extrapolation_along_width_is_exact_for_a_sum_of_width_and_tem
 def test_extrapolation_along_width_is_exact_when_log_u_is_linear_in_log_width():
     U = _additive(np.random.default_rng(4), (10.0, 100.0, 300.0), (0.3,), log_linear_in_N=True)
     _assert_orders_close(warm_starts(10.0, {N: U[N, 0.3] for N in (100.0, 300.0)}, {})[0], U[10.0, 0.3])
+
+
+def test_extrapolation_along_width_from_three_widths_is_exact_when_log_u_is_quadratic_in_log_width():
+    U = _additive(np.random.default_rng(5), (10.0, 30.0, 100.0, 300.0), (0.3,), log_quadratic_in_N=True)
+    column = {N: U[N, 0.3] for N in (30.0, 100.0, 300.0)}
+    _assert_orders_close(warm_starts(10.0, column, {})[0], U[10.0, 0.3])
+    # and corrected along T by the same extrapolation's error at the neighbouring temperature
+    U = _additive(np.random.default_rng(6), (10.0, 30.0, 100.0, 300.0), (0.1, 0.3))
+    beside = {N: U[N, 0.1] for N in (10.0, 30.0, 100.0, 300.0)}
+    _assert_orders_close(warm_starts(10.0, {N: U[N, 0.3] for N in (30.0, 100.0, 300.0)}, beside)[0], U[10.0, 0.3])
 
 
 def test_log_euclidean_with_one_unit_weight_returns_the_matrices():
