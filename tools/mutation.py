@@ -105,6 +105,11 @@ MODULES = {
         "tests/test_bad_input.py",
     ]),
     "saddle": ("attnpaths/_src/saddle.py", None, [
+        # chord steps and the trial's factors (session 14)
+        "tests/test_action_saddle.py::test_chord_step_rule",
+        "tests/test_action_saddle.py::test_a_rejected_chord_step_is_retried_with_a_fresh_hessian",
+        "tests/test_action_saddle.py::test_an_accepted_step_takes_over_the_trials_factors",
+        "tests/test_action_saddle.py::test_chord_steps_reuse_the_hessian_and_reach_the_same_certified_minimum",
         # the switch to the Kronecker form of the preconditioner (session 13)
         "tests/test_action_saddle.py::test_krylov_solver_switches_to_the_kronecker_form_after_its_first_interior_step",
         "tests/test_action_saddle.py::test_trust_radius_follows_the_textbook_rule",

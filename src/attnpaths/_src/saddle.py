@@ -127,14 +127,15 @@ class Model(NamedTuple):
 @partial(jax.jit, static_argnames=("heads", "keep_M", "dense"))
 def _model(Us, data: TrainingData, hyper: Hyper, heads, keep_M: bool, dense: bool) -> Model:
     """The `Model` of the action at U = Us; the Hessian only if `dense`."""
-    return _model_from(Us, data.factors(Us[0], hyper.variances[0], hyper.temperature, keep_M), hyper, heads,
-                       keep_M, dense)
+    f = data.factors(Us[0], hyper.variances[0], hyper.temperature, keep_M)
+    model = _model_from(Us, f, hyper, heads)
+    return model._replace(hess=_whitened_hessian(model.Ls, f, hyper, heads, keep_M)) if dense else model
 
 
-@partial(jax.jit, static_argnames=("heads", "keep_M", "dense"))
-def _model_from(Us, f: EnergyFactors, hyper: Hyper, heads, keep_M: bool = False, dense: bool = False) -> Model:
-    """The `Model` at U = Us from the energy factors f at U_1 (a trial's, so that an accepted step factorises the
-    P x P kernel once, not twice)."""
+@partial(jax.jit, static_argnames=("heads",))
+def _model_from(Us, f: EnergyFactors, hyper: Hyper, heads) -> Model:
+    """The `Model` at U = Us, without the Hessian, from the energy factors f at U_1 (a trial's, so that an
+    accepted step factorises the P x P kernel once, not twice)."""
     sizes = _sizes(heads)
     Ls = [jnp.linalg.cholesky(U) for U in Us]
     x0 = jnp.zeros(sum(_n_tri(n) for n in sizes))
@@ -146,8 +147,7 @@ def _model_from(Us, f: EnergyFactors, hyper: Hyper, heads, keep_M: bool = False,
     grad = jax.grad(surrogate)(x0) / n_max
     grad_max = _grad_max(Us, Ls, gE, hyper, heads) / n_max
     U_a = scalar_order_parameter(Us[-1], hyper, heads[-1])
-    hess = _whitened_hessian(Ls, f, hyper, heads, keep_M) if dense else None
-    return Model(S, grad, grad_max, hess, f, Ls, U_a)
+    return Model(S, grad, grad_max, None, f, Ls, U_a)
 
 
 def _whitened_hessian(Ls, f: EnergyFactors, hyper: Hyper, heads, form_M: bool) -> jnp.ndarray:
