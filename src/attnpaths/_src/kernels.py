@@ -63,7 +63,7 @@ def _renormalized_kernel(U1, xi_a, xi_b, s0):
 @jax.jit
 def _kernel_diagonal(U1, xi, s0):
     # x.U x = x.U^T x, so U's orientation does not matter; a matmul and a sum, not the einsum over (i, p, q),
-    # which XLA ran 3x slower
+    # which XLA ran 2.6x slower (6.8 against 2.6 ms for 1000 x 192 x 16 features)
     return s0 * jnp.sum((xi @ U1) * xi, axis=(1, 2))
 
 
