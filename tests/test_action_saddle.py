@@ -556,6 +556,8 @@ def test_last_secular_step_reuses_the_factor(monkeypatch, kind):
 
     shipped, counts, real = trust_region._POLISH_TOL, {}, trust_region._cholesky
     assert shipped > 0
+    # from the Krylov start the first factorisation is often already within 1e-12: start from the bound instead
+    monkeypatch.setattr(trust_region, "subspace_shift", lambda *args: 0.0)
 
     def counting(*args, **kwargs):
         counts[polish] = counts.get(polish, 0) + 1
@@ -1267,6 +1269,7 @@ def test_indefinite_step_starts_the_secular_iteration_past_the_pole(monkeypatch)
 
     g, B, radius = _large_subproblem("indefinite")
     real, counts = trust_region._cholesky_shift, []
+    monkeypatch.setattr(trust_region, "subspace_shift", lambda *args: 0.0)  # the bound is the Krylov start's fallback
 
     def counting(*args):
         out = real(*args)
@@ -1280,6 +1283,77 @@ def test_indefinite_step_starts_the_secular_iteration_past_the_pole(monkeypatch)
     from_pole = real(B, g, radius, pole, trust_region._cholesky(trust_region._shifted(B, pole)))
     np.testing.assert_allclose(p, from_pole[0] * radius / np.linalg.norm(from_pole[0]), rtol=1e-8)
     assert counts and counts[0] < from_pole[2], (counts, from_pole[2])
+
+
+def _exact_shift(g, B, radius):
+    lam, Q = np.linalg.eigh(B)
+    scale = max(1.0, float(np.max(np.abs(lam))))
+    lo = max(0.0, -lam[0]) * (1 + 1e-12) + 1e-14 * scale
+    from attnpaths._src.trust_region import _boundary_shift
+
+    return _boundary_shift(lam, Q.T @ g, radius, lo, lo + np.linalg.norm(g) / radius + scale)[0]
+
+
+@pytest.mark.parametrize("kind", ["boundary", "indefinite"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_subspace_shift_rises_to_the_exact_shift(kind, seed):
+    """The Krylov subspace's shift (Gould, Lucidi, Roma and Toint 1999) approaches the secular equation's root
+    from below as the space grows, is within 1e-9 of it when the iteration stops, and equals it (to rounding)
+    on the whole space."""
+    from attnpaths._src.trust_region import subspace_shift
+
+    g, B, radius = _large_subproblem(kind, seed=seed)
+    exact = _exact_shift(g, B, radius)
+    few = subspace_shift(B, g, radius, max_steps=5)
+    assert few < exact * (1 - 1e-11)
+    stopped = subspace_shift(B, g, radius)
+    assert few <= stopped <= exact * (1 + 1e-11)
+    assert stopped == pytest.approx(exact, rel=1e-9)
+    assert subspace_shift(B, g, radius, max_steps=len(g)) == pytest.approx(exact, rel=1e-10)
+    if kind == "boundary":  # B positive definite: the subspace's Newton step is interior for a large radius
+        assert subspace_shift(B, g, 1e6) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["boundary", "indefinite"])
+def test_boundary_step_starts_from_the_subspace_shift(monkeypatch, kind):
+    """From the Krylov start a boundary step takes one factorisation of B + mu I after B's own, and no Lanczos
+    eigenvalue; the start is not trusted: placed past the root, or left of the
+    pole, the step falls back to its bounds and is the same."""
+    import attnpaths._src.trust_region as trust_region
+
+    g, B, radius = _large_subproblem(kind)
+    reference = trust_region.eigen_step(g, B, radius)
+    real_cholesky, real_pair = trust_region._cholesky, trust_region.lowest_eigenpair
+    counts = {"factorisations": 0, "lanczos": 0}
+
+    def counting(*args, **kwargs):
+        counts["factorisations"] += 1
+        return real_cholesky(*args, **kwargs)
+
+    def pair(*args, **kwargs):
+        counts["lanczos"] += 1
+        return real_pair(*args, **kwargs)
+
+    monkeypatch.setattr(trust_region, "_cholesky", counting)
+    monkeypatch.setattr(trust_region, "lowest_eigenpair", pair)
+    exact = _exact_shift(g, B, radius)
+    pole = -np.linalg.eigvalsh(B)[0]
+    starts = {"krylov": None, "past the root": 1.5 * exact, "left of the pole": pole - 0.5 if pole > 0 else None}
+    for name, start in starts.items():
+        if name != "krylov":
+            if start is None:
+                continue
+            monkeypatch.setattr(trust_region, "subspace_shift", lambda *args, mu=start: mu)
+        counts.update(factorisations=0, lanczos=0)
+        p, predicted, boundary = trust_region.dense_step(g, B, radius)
+        assert boundary
+        np.testing.assert_allclose(p, reference[0], rtol=1e-8, atol=1e-10 * np.linalg.norm(p))
+        assert predicted == pytest.approx(reference[1], rel=1e-10)
+        if name == "krylov":
+            assert counts == {"factorisations": 2, "lanczos": 0}, counts
+        else:  # the fallback ran: from Lanczos's bound when B is indefinite, from mu = 0 when it is not
+            assert counts["lanczos"] == (kind == "indefinite"), (name, counts)
+            assert counts["factorisations"] >= 3, (name, counts)
 
 
 @pytest.mark.parametrize("P, H, n0", [(7, 9, 3), (11, 6, 2), (5, 2, 4), (6, 1, 3), (4, 3, 1)])

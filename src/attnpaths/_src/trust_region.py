@@ -17,16 +17,21 @@ import scipy.linalg
 import scipy.sparse.linalg
 
 _MAX_RADIUS = 10.0
+_SUBSPACE_MAX_STEPS = 80  # Lanczos steps for the secular iteration's start: a few factorisations' cost
 
 
 # ---- trust-region subproblems ----------------------------------------------------------------------------
 def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray, float, bool]:
     """argmin g.p + p.B p/2 over ||p|| <= radius (More and Sorensen 1983).
 
-    Cholesky factorisations where they suffice: when B is positive definite the Newton step -B^-1 g, and if it
-    leaves the region Newton's method on the secular equation from mu = 0 (`_cholesky_shift`); when B is
-    indefinite, from just above the lowest eigenvalue found by Lanczos. An eigen-decomposition (`eigen_step`,
-    ~9 n^3 flops against n^3/3 per factorisation) is the fallback: in the hard case, near it, and for small n.
+    Cholesky factorisations where they suffice: when B is positive definite the Newton step -B^-1 g; if it
+    leaves the region (or B is indefinite), Newton's method on the secular equation (`_cholesky_shift`) from
+    the shift of the same subproblem restricted to a Krylov space of B and g (`subspace_shift`, a few dozen
+    matrix-vector products), which lies just below the root, so that one factorisation and a last first-order
+    update usually finish it. Where that start fails (it factorises no positive definite matrix, or passes the
+    root), the secular iteration starts from mu = 0 when B is positive definite and from just above the lowest
+    eigenvalue found by Lanczos when it is not. An eigen-decomposition (`eigen_step`, ~9 n^3 flops against
+    n^3/3 per factorisation) is the fallback: in the hard case, near it, and for small n.
     Returns (p, predicted reduction, on the boundary)."""
     B = 0.5 * (B + B.T)
     n = g.shape[0]
@@ -36,7 +41,10 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
         p = -scipy.linalg.cho_solve(factor, g)
         if np.linalg.norm(p) <= radius:
             return p, float(-0.5 * (g @ p)), False
-    elif n >= _LANCZOS_MIN_SIZE:
+    elif n < _LANCZOS_MIN_SIZE:
+        return eigen_step(g, B, radius)
+    shifted = _from_subspace_shift(B, g, radius) if n >= _LANCZOS_MIN_SIZE else None
+    if shifted is None and factor is None:
         pair = lowest_eigenpair(B, tol=_LANCZOS_TOL)
         if pair is None:
             return eigen_step(g, B, radius)
@@ -49,13 +57,59 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
         factor = _cholesky(_shifted(B, lo), overwrite=True)
         if factor is None:
             return eigen_step(g, B, radius)
-    else:
-        return eigen_step(g, B, radius)
-    shifted = _cholesky_shift(B, g, radius, lo, factor)
+    if shifted is None:
+        shifted = _cholesky_shift(B, g, radius, lo, factor)
     if shifted is None:  # at or near the hard case (||p(lo)|| < radius), or no convergence
         return eigen_step(g, B, radius)
     p = shifted[0] * (radius / np.linalg.norm(shifted[0]))  # from ||p|| = radius (1 + 1e-12) onto the boundary
     return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
+
+
+def _from_subspace_shift(B: np.ndarray, g: np.ndarray, radius: float):
+    """`_cholesky_shift` from `subspace_shift`'s estimate, or None where that start is not left of the root in
+    the region where B + mu I is positive definite (the callers then start from a bound)."""
+    mu = subspace_shift(B, g, radius)
+    if mu <= 0.0:
+        return None
+    factor = _cholesky(_shifted(B, mu), overwrite=True)
+    return None if factor is None else _cholesky_shift(B, g, radius, mu, factor)
+
+
+def subspace_shift(B: np.ndarray, g: np.ndarray, radius: float, max_steps: int = _SUBSPACE_MAX_STEPS) -> float:
+    """The shift mu >= 0 of the trust-region subproblem restricted to the Krylov space K_k(B, g) (Gould, Lucidi,
+    Roma and Toint 1999): Lanczos from g, with full reorthogonalisation, tridiagonalises B on the space, and the
+    subproblem there is solved in the tridiagonal's eigenbasis (`_boundary_shift`). As k grows the estimate
+    rises to the full problem's shift; the iteration stops when five more steps move it by less than 1e-6 of
+    the shifted tridiagonal's lowest eigenvalue (the distance to the pole, which sets how far the secular
+    iteration's start may be off), on an invariant subspace (then it is exact), or after `max_steps`. 0 when
+    the subspace's Newton step is interior. B (n, n) symmetric, g (n,). One product with B per step."""
+    n = g.shape[0]
+    steps = min(max_steps, n)
+    Q, alpha, beta = np.empty((steps, n)), np.empty(steps), np.empty(steps)
+    gnorm = float(np.linalg.norm(g))
+    q, previous, mu = g / gnorm, None, 0.0
+    for j in range(steps):
+        Q[j] = q
+        w = B @ q
+        alpha[j] = q @ w
+        for _ in range(2):  # twice is enough (Giraud et al. 2005): the basis stays orthogonal to rounding
+            w -= (Q[: j + 1] @ w) @ Q[: j + 1]
+        beta[j] = np.linalg.norm(w)
+        invariant = beta[j] <= 1e-12 * float(np.max(np.abs(alpha[: j + 1])))
+        if invariant or (j + 1) % 5 == 0 or j + 1 == steps:
+            lam, V = scipy.linalg.eigh_tridiagonal(alpha[: j + 1], beta[:j], check_finite=False)
+            gq = gnorm * V[0]
+            if lam[0] > 0 and np.linalg.norm(gq / lam) <= radius:
+                mu = 0.0
+            else:
+                scale = max(1.0, float(np.max(np.abs(lam))))
+                lo = max(0.0, -float(lam[0])) * (1 + 1e-12) + 1e-14 * scale
+                mu, _ = _boundary_shift(lam, gq, radius, lo, lo + gnorm / radius + scale)
+            if invariant or (previous is not None and abs(mu - previous) <= 1e-6 * (mu + lam[0])):
+                return mu
+            previous = mu
+        q = w / beta[j]
+    return mu
 
 
 _LANCZOS_MIN_SIZE = 64  # below this an eigen-decomposition costs less than Lanczos and a few factorisations
