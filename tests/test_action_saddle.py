@@ -1306,22 +1306,67 @@ def test_subspace_shift_rises_to_the_exact_shift(kind, seed):
     exact = _exact_shift(g, B, radius)
     few = subspace_shift(B, g, radius, max_steps=5)
     assert few < exact * (1 - 1e-11)
-    stopped = subspace_shift(B, g, radius)
+    counted = _CountingMatrix(B)
+    stopped = subspace_shift(counted, g, radius)
+    assert counted.products <= 20  # it stops once the estimate settles (10-15 products here), not at 80
     assert few <= stopped <= exact * (1 + 1e-11)
     assert stopped == pytest.approx(exact, rel=1e-9)
     assert subspace_shift(B, g, radius, max_steps=len(g)) == pytest.approx(exact, rel=1e-10)
-    if kind == "boundary":  # B positive definite: the subspace's Newton step is interior for a large radius
-        assert subspace_shift(B, g, 1e6) == 0.0
+    if kind == "boundary":
+        # B positive definite and the Newton step just inside: every subspace's Newton step (a CG iterate, whose
+        # norm grows with the space) is inside too
+        assert subspace_shift(B, g, 1.01 * np.linalg.norm(np.linalg.solve(B, g))) == 0.0
+        small = 0.04 * B  # every eigenvalue below 1: the interior test does not lean on the spectrum's scale
+        assert subspace_shift(small, g, 1.01 * np.linalg.norm(np.linalg.solve(small, g))) == 0.0
+    else:  # B indefinite: a positive shift for any radius, also one past the norm of -B^-1 g (not a minimum); with
+        # many negative eigenvalues and with one
+        lam, Q = np.linalg.eigh(B)
+        one = B + Q[:, 1:] @ np.diag(np.maximum(lam[1:], 0.5) - lam[1:]) @ Q[:, 1:].T
+        for indefinite in (B, one):
+            assert np.linalg.norm(np.linalg.solve(indefinite, g)) < 100.0
+            assert subspace_shift(indefinite, g, 100.0) == pytest.approx(_exact_shift(g, indefinite, 100.0), rel=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["boundary", "indefinite"])
+class _CountingMatrix:
+    """B for `B @ v` only, counting the products."""
+
+    def __init__(self, B):
+        self.B, self.products = B, 0
+
+    def __matmul__(self, v):
+        self.products += 1
+        return self.B @ v
+
+
+def test_subspace_shift_stops_on_an_invariant_subspace():
+    """When g lies in an invariant subspace of B (here three eigenvectors), Lanczos ends there: the shift is exact
+    after three products, not an estimate from noise directions."""
+    from attnpaths._src.trust_region import subspace_shift
+
+    rng = np.random.default_rng(3)
+    n = 96
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    lam = np.linspace(0.5, 20.0, n)
+    B = Q @ np.diag(lam) @ Q.T
+    g = Q[:, [2, 40, 90]] @ np.array([1.0, -2.0, 0.5])
+
+    radius = 0.05
+    counted = _CountingMatrix(B)
+    mu = subspace_shift(counted, g, radius)
+    assert counted.products == 3
+    assert mu == pytest.approx(_exact_shift(g, B, radius), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["boundary", "indefinite", "small shift"])
 def test_boundary_step_starts_from_the_subspace_shift(monkeypatch, kind):
     """From the Krylov start a boundary step takes one factorisation of B + mu I after B's own, and no Lanczos
     eigenvalue; the start is not trusted: placed past the root, or left of the
     pole, the step falls back to its bounds and is the same."""
     import attnpaths._src.trust_region as trust_region
 
-    g, B, radius = _large_subproblem(kind)
+    g, B, radius = _large_subproblem("boundary" if kind == "small shift" else kind)
+    if kind == "small shift":  # just inside the Newton step: mu = 0.13
+        radius = 0.9 * np.linalg.norm(np.linalg.solve(B, g))
     reference = trust_region.eigen_step(g, B, radius)
     real_cholesky, real_pair = trust_region._cholesky, trust_region.lowest_eigenpair
     counts = {"factorisations": 0, "lanczos": 0}

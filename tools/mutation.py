@@ -161,7 +161,11 @@ MODULES = {
     ]),
 }
 # the trust-region subproblems and radius rule were split out of saddle.py: the solver's tests exercise them
-MODULES["trust_region"] = ("attnpaths/_src/trust_region.py", None, MODULES["saddle"][2])
+MODULES["trust_region"] = ("attnpaths/_src/trust_region.py", None, [
+    # the secular iteration's start from a Krylov space (session 15)
+    "tests/test_action_saddle.py::test_boundary_step_starts_from_the_subspace_shift",
+    "tests/test_action_saddle.py::test_subspace_shift_rises_to_the_exact_shift",
+    *MODULES["saddle"][2]])
 # split off saddle.py (session 5): the solver's tests, plus the preconditioner's own
 MODULES["whitened"] = ("attnpaths/_src/whitened.py", None, [
     "tests/test_action_saddle.py::test_rotate_packed_is_the_congruence_and_orthogonal",

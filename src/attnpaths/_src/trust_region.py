@@ -1,8 +1,9 @@
 """The trust-region machinery of the saddle-point solver (`saddle.py`), independent of the action.
 
-Each iteration minimises a quadratic model g.p + p.B p / 2 within ||p|| <= radius: exactly from the
-eigen-decomposition of a dense B (`dense_step`, More and Sorensen 1983), or by truncated conjugate gradients on
-Hessian-vector products (`steihaug_step`, Nocedal and Wright Alg. 7.2). The step's quality rho, actual over
+Each iteration minimises a quadratic model g.p + p.B p / 2 within ||p|| <= radius: exactly for a dense B, by
+Cholesky factorisations of B + mu I from a shift estimated in a Krylov space (`dense_step`, More and Sorensen
+1983; Gould, Lucidi, Roma and Toint 1999), or by truncated conjugate gradients on Hessian-vector products
+(`steihaug_step`, Nocedal and Wright Alg. 7.2). The step's quality rho, actual over
 predicted decrease, then decides whether the step is taken and how the radius changes (Nocedal and Wright,
 Alg. 4.1).
 """
@@ -78,7 +79,7 @@ def _from_subspace_shift(B: np.ndarray, g: np.ndarray, radius: float):
 def subspace_shift(B: np.ndarray, g: np.ndarray, radius: float, max_steps: int = _SUBSPACE_MAX_STEPS) -> float:
     """The shift mu >= 0 of the trust-region subproblem restricted to the Krylov space K_k(B, g) (Gould, Lucidi,
     Roma and Toint 1999): Lanczos from g, with full reorthogonalisation, tridiagonalises B on the space, and the
-    subproblem there is solved in the tridiagonal's eigenbasis (`_boundary_shift`). As k grows the estimate
+    subproblem there is solved in the tridiagonal's eigenbasis (`_eigenbasis_shift`). As k grows the estimate
     rises to the full problem's shift; the iteration stops when five more steps move it by less than 1e-6 of
     the shifted tridiagonal's lowest eigenvalue (the distance to the pole, which sets how far the secular
     iteration's start may be off), on an invariant subspace (then it is exact), or after `max_steps`. 0 when
@@ -87,7 +88,7 @@ def subspace_shift(B: np.ndarray, g: np.ndarray, radius: float, max_steps: int =
     steps = min(max_steps, n)
     Q, alpha, beta = np.empty((steps, n)), np.empty(steps), np.empty(steps)
     gnorm = float(np.linalg.norm(g))
-    q, previous, mu = g / gnorm, None, 0.0
+    q, previous = g / gnorm, None
     for j in range(steps):
         Q[j] = q
         w = B @ q
@@ -98,13 +99,7 @@ def subspace_shift(B: np.ndarray, g: np.ndarray, radius: float, max_steps: int =
         invariant = beta[j] <= 1e-12 * float(np.max(np.abs(alpha[: j + 1])))
         if invariant or (j + 1) % 5 == 0 or j + 1 == steps:
             lam, V = scipy.linalg.eigh_tridiagonal(alpha[: j + 1], beta[:j], check_finite=False)
-            gq = gnorm * V[0]
-            if lam[0] > 0 and np.linalg.norm(gq / lam) <= radius:
-                mu = 0.0
-            else:
-                scale = max(1.0, float(np.max(np.abs(lam))))
-                lo = max(0.0, -float(lam[0])) * (1 + 1e-12) + 1e-14 * scale
-                mu, _ = _boundary_shift(lam, gq, radius, lo, lo + gnorm / radius + scale)
+            mu = _eigenbasis_shift(lam, gnorm * V[0], radius)[0]
             if invariant or (previous is not None and abs(mu - previous) <= 1e-6 * (mu + lam[0])):
                 return mu
             previous = mu
@@ -207,29 +202,35 @@ def eigen_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
     Returns (p, predicted reduction, on the boundary)."""
     lam, Q = np.linalg.eigh(0.5 * (B + B.T))
     gq = Q.T @ g
-    scale = max(1.0, float(np.max(np.abs(lam))))
-    if lam[0] > 1e-14 * scale:
+    mu, hard = _eigenbasis_shift(lam, gq, radius)
+    if mu == 0.0:
         p = -gq / lam
-        if np.linalg.norm(p) <= radius:
-            return Q @ p, float(0.5 * np.sum(gq ** 2 / lam)), False
-    lo = max(0.0, -float(lam[0])) * (1 + 1e-12) + 1e-14 * scale
-
-    def norm(mu):
-        return float(np.linalg.norm(gq / (lam + mu)))
-
-    if norm(lo) <= radius:  # the hard case: g has (almost) no component along the lowest eigenvector
-        p = -gq / (lam + lo)
+        return Q @ p, float(0.5 * np.sum(gq ** 2 / lam)), False
+    p = -gq / (lam + mu)
+    if hard:  # g has (almost) no component along the lowest eigenvector
         p[0] = 0.0
         p[0] = math.sqrt(max(radius ** 2 - float(p @ p), 0.0))
-        p = Q @ p
-        return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
-    mu, _ = _boundary_shift(lam, gq, radius, lo, lo + float(np.linalg.norm(g)) / radius + scale)
-    p = -gq / (lam + mu)
-    # ||p|| <= radius; where rounding kept it short (near the hard case) the lowest eigenvector, along which the
-    # model is flat at this shift, takes it to the boundary (More and Sorensen 1983)
-    p[0] = math.copysign(math.sqrt(max(radius ** 2 - float(p[1:] @ p[1:]), 0.0)), p[0])
+    else:
+        # ||p|| <= radius; where rounding kept it short (near the hard case) the lowest eigenvector, along which the
+        # model is flat at this shift, takes it to the boundary (More and Sorensen 1983)
+        p[0] = math.copysign(math.sqrt(max(radius ** 2 - float(p[1:] @ p[1:]), 0.0)), p[0])
     p = Q @ p
     return p, float(-(g @ p + 0.5 * p @ (B @ p))), True
+
+
+def _eigenbasis_shift(lam: np.ndarray, gq: np.ndarray, radius: float) -> tuple[float, bool]:
+    """The subproblem's shift mu in B's eigenbasis (lam ascending, gq = Q^T g), p(mu) = -gq / (lam + mu).
+
+    0 when B is positive definite and the Newton step fits; else the root of ||p(mu)|| = radius right of the pole
+    -lam[0] (`_boundary_shift`); in the hard case, where ||p|| <= radius already just right of the pole, that
+    point. Returns (mu, hard case)."""
+    scale = max(1.0, float(np.max(np.abs(lam))))
+    if lam[0] > 1e-14 * scale and np.linalg.norm(gq / lam) <= radius:
+        return 0.0, False
+    lo = max(0.0, -float(lam[0])) * (1 + 1e-12) + 1e-14 * scale
+    if np.linalg.norm(gq / (lam + lo)) <= radius:
+        return lo, True
+    return _boundary_shift(lam, gq, radius, lo, lo + float(np.linalg.norm(gq)) / radius + scale)[0], False
 
 
 def _boundary_shift(lam: np.ndarray, gq: np.ndarray, radius: float, lo: float, hi: float) -> tuple[float, int]:
