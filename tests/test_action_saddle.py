@@ -1338,6 +1338,19 @@ class _CountingMatrix:
         return self.B @ v
 
 
+def test_dense_step_at_a_zero_gradient_of_an_indefinite_b_goes_along_the_lowest_eigenvector():
+    """g = 0 with B indefinite (a saddle point of the model): the hard case, the step of length radius along the
+    lowest eigenvector, by the eigen-decomposition (no Krylov space or secular equation exists for g = 0)."""
+    from attnpaths._src.trust_region import dense_step
+
+    _, B, radius = _large_subproblem("indefinite")
+    lam, Q = np.linalg.eigh(B)
+    p, predicted, boundary = dense_step(np.zeros(len(B)), B, radius)
+    assert boundary and np.all(np.isfinite(p))
+    assert abs(Q[:, 0] @ p) == pytest.approx(radius, rel=1e-10)
+    assert predicted == pytest.approx(-0.5 * lam[0] * radius ** 2, rel=1e-10)
+
+
 def test_subspace_shift_stops_on_an_invariant_subspace():
     """When g lies in an invariant subspace of B (here three eigenvectors), Lanczos ends there: the shift is exact
     after three products, not an estimate from noise directions."""

@@ -42,7 +42,7 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
         p = -scipy.linalg.cho_solve(factor, g)
         if np.linalg.norm(p) <= radius:
             return p, float(-0.5 * (g @ p)), False
-    elif n < _LANCZOS_MIN_SIZE:
+    elif n < _LANCZOS_MIN_SIZE or not np.any(g):  # g = 0: the hard case, with no Krylov space to start from
         return eigen_step(g, B, radius)
     shifted = _from_subspace_shift(B, g, radius) if n >= _LANCZOS_MIN_SIZE else None
     if shifted is None and factor is None:
