@@ -37,7 +37,6 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
     B = 0.5 * (B + B.T)
     n = g.shape[0]
     factor = _cholesky(B)
-    lo = 0.0
     if factor is not None:
         p = -scipy.linalg.cho_solve(factor, g)
         if np.linalg.norm(p) <= radius:
@@ -45,21 +44,8 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
     elif n < _LANCZOS_MIN_SIZE or not np.any(g):  # g = 0: the hard case, with no Krylov space to start from
         return eigen_step(g, B, radius)
     shifted = _from_subspace_shift(B, g, radius) if n >= _LANCZOS_MIN_SIZE else None
-    if shifted is None and factor is None:
-        pair = lowest_eigenpair(B, tol=_LANCZOS_TOL)
-        if pair is None:
-            return eigen_step(g, B, radius)
-        lowest, u = pair
-        scale = max(1.0, float(np.max(np.abs(B))))
-        # the Ritz value is at most ~tol |lowest| above the eigenvalue, so this shift makes B + lo I positive
-        # definite; and ||p(mu)|| >= |g.u| / (lowest + mu) puts the root right of the second bound, a start
-        # closer to it than the pole, from which the secular Newton steps would first have to climb
-        lo = max(-lowest + 4 * _LANCZOS_TOL * abs(lowest) + 1e-9 * scale, abs(float(g @ u)) / radius - lowest)
-        factor = _cholesky(_shifted(B, lo), overwrite=True)
-        if factor is None:
-            return eigen_step(g, B, radius)
     if shifted is None:
-        shifted = _cholesky_shift(B, g, radius, lo, factor)
+        shifted = _from_bound(B, g, radius, factor)
     if shifted is None:  # at or near the hard case (||p(lo)|| < radius), or no convergence
         return eigen_step(g, B, radius)
     p = shifted[0] * (radius / np.linalg.norm(shifted[0]))  # from ||p|| = radius (1 + 1e-12) onto the boundary
@@ -68,12 +54,31 @@ def dense_step(g: np.ndarray, B: np.ndarray, radius: float) -> tuple[np.ndarray,
 
 def _from_subspace_shift(B: np.ndarray, g: np.ndarray, radius: float):
     """`_cholesky_shift` from `subspace_shift`'s estimate, or None where that start is not left of the root in
-    the region where B + mu I is positive definite (the callers then start from a bound)."""
+    the region where B + mu I is positive definite (the caller then starts from a bound, `_from_bound`)."""
     mu = subspace_shift(B, g, radius)
     if mu <= 0.0:
         return None
     factor = _cholesky(_shifted(B, mu), overwrite=True)
     return None if factor is None else _cholesky_shift(B, g, radius, mu, factor)
+
+
+def _from_bound(B: np.ndarray, g: np.ndarray, radius: float, factor):
+    """`_cholesky_shift` from a lower bound of the shift: mu = 0 when B is positive definite (`factor` its
+    Cholesky factor), else (`factor` None) just above the lowest eigenvalue found by Lanczos; None where that
+    fails too (the caller then takes the eigen step)."""
+    if factor is not None:
+        return _cholesky_shift(B, g, radius, 0.0, factor)
+    pair = lowest_eigenpair(B, tol=_LANCZOS_TOL)
+    if pair is None:
+        return None
+    lowest, u = pair
+    scale = max(1.0, float(np.max(np.abs(B))))
+    # the Ritz value is at most ~tol |lowest| above the eigenvalue, so this shift makes B + lo I positive
+    # definite; and ||p(mu)|| >= |g.u| / (lowest + mu) puts the root right of the second bound, a start
+    # closer to it than the pole, from which the secular Newton steps would first have to climb
+    lo = max(-lowest + 4 * _LANCZOS_TOL * abs(lowest) + 1e-9 * scale, abs(float(g @ u)) / radius - lowest)
+    factor = _cholesky(_shifted(B, lo), overwrite=True)
+    return None if factor is None else _cholesky_shift(B, g, radius, lo, factor)
 
 
 def subspace_shift(B: np.ndarray, g: np.ndarray, radius: float, max_steps: int = _SUBSPACE_MAX_STEPS) -> float:
